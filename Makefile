@@ -1,0 +1,68 @@
+# cv-asr: Common Voice -> log-Mel shards -> CTC / attention ASR.
+# `make demo` and `make test` work on a fresh machine: every target that needs the
+# virtual environment creates it first.
+
+SHELL  := /bin/bash
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# LANG is also the locale variable of every shell: only a LANG given on make's command
+# line (`make shards LANG=de`) picks the Common Voice language; otherwise French.
+ifeq ($(origin LANG),command line)
+CV_LANG := $(LANG)
+else
+CV_LANG ?= fr
+endif
+CV_ROOT ?= data/cv
+SHARDS  ?= shards/$(CV_LANG)
+MODEL   ?= ctc
+RUN     ?= runs/$(CV_LANG)-$(MODEL)
+JOBS    ?= 0
+# Recipes run with a sane locale whatever LANG was set to on the command line.
+CLI := env LANG=C.UTF-8 LC_ALL=C.UTF-8 PYTHONUTF8=1 $(BIN)/asr-cli
+
+.PHONY: setup espeak shards train eval demo test test-all bench clean-demo
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory espeak
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+# espeak-ng voices the synthetic demo corpus (Debian/Ubuntu package; root or sudo).
+espeak:
+	@command -v espeak-ng >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	else echo "espeak-ng is missing and cannot be installed without root: install the espeak-ng package" >&2; exit 1; fi; \
+	if command -v apt-get >/dev/null; then $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq espeak-ng >/dev/null; \
+	elif command -v brew >/dev/null; then brew install espeak-ng; \
+	else echo "install espeak-ng with your package manager" >&2; exit 1; fi
+
+# A Common Voice release extracted under $(CV_ROOT)/$(CV_LANG)/ (clips/ and the TSVs).
+shards: $(STAMP)
+	$(CLI) shards --cv-root $(CV_ROOT) --lang $(CV_LANG) --out $(SHARDS) --jobs $(JOBS)
+
+train: $(STAMP)
+	$(CLI) train --shards $(SHARDS) --model $(MODEL) --out $(RUN)
+
+eval: $(STAMP)
+	$(CLI) eval --checkpoint $(RUN)/best.pt --shards $(SHARDS) --split test
+
+demo: $(STAMP)
+	$(CLI) demo --model $(MODEL)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m ''
+
+bench: $(STAMP)
+	env LANG=C.UTF-8 LC_ALL=C.UTF-8 $(BIN)/python bench/bench_pipeline.py
+
+clean-demo:
+	rm -rf data/demo shards/demo-fr runs/demo-*

@@ -1,0 +1,64 @@
+"""Text <-> token ids, shared by every model, the loader and the decoders.
+
+Id layout (fixed, so CTC and attention models share one output layer size):
+
+    0            <blank>  CTC blank; also the padding value of target tensors
+    1            <eos>    end of sentence, also used as <sos> by the attention speller
+    2 .. V-1     units    characters of the dataset's vocabulary (or SentencePiece pieces)
+
+The word separator is the space character " " (a unit like any other for characters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+BLANK = 0
+EOS = 1
+SPECIALS = ("<blank>", "<eos>")
+
+
+@dataclass
+class CharTokenizer:
+    """Characters of `vocab` (the list in dataset.json) as units.
+
+    Characters outside the vocabulary (a dev/test sentence may hold one unseen in train)
+    are dropped by `encode` and counted in `self.unknown`; metrics work on strings, so
+    such characters still count as errors there.
+    """
+
+    vocab: list[str]
+    kind: str = field(default="char", init=False)
+
+    def __post_init__(self) -> None:
+        if len(set(self.vocab)) != len(self.vocab):
+            raise ValueError("vocabulary has duplicate characters")
+        self.units = list(SPECIALS) + list(self.vocab)
+        self._ids = {c: i + len(SPECIALS) for i, c in enumerate(self.vocab)}
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def encode(self, text: str) -> list[int]:
+        return [self._ids[c] for c in text if c in self._ids]
+
+    def unknown_chars(self, text: str) -> set[str]:
+        return {c for c in text if c not in self._ids}
+
+    def decode(self, ids) -> str:
+        n = len(SPECIALS)
+        return "".join(self.vocab[i - n] for i in ids if i >= n)
+
+    def state_dict(self) -> dict:
+        return {"kind": "char", "vocab": list(self.vocab)}
+
+
+def tokenizer_from_state(state: dict):
+    """Rebuild a tokenizer saved by `state_dict()` (checkpoints hold this)."""
+    if state["kind"] == "char":
+        return CharTokenizer(state["vocab"])
+    if state["kind"] == "unigram":
+        from asr.subword import UnigramTokenizer  # attention model's SentencePiece units
+
+        return UnigramTokenizer.from_state(state)
+    raise ValueError(f"unknown tokenizer kind {state['kind']!r}")
