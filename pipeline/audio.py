@@ -1,0 +1,162 @@
+"""Audio file -> 16 kHz mono waveform -> log-Mel features.
+
+This is the project's one feature function: the shard pipeline calls `compute_features`
+for every clip and `asr-cli transcribe` calls the very same function on any MP3/WAV/FLAC,
+so training and inference cannot drift apart. The `FeatureConfig` is written into
+`dataset.json` and into every checkpoint.
+
+    file (any rate, mono or stereo) --soundfile--> float32 [n, C] at its own rate
+        --mean over channels--> [n] --soxr HQ--> [n'] at 16 kHz
+        --torchaudio MelSpectrogram (25 ms / 10 ms, 80 bins, power)--> log(mel + 1e-6)
+        --> float16 [T, 80], T = 1 + n' // 160
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+import torchaudio
+
+# A decoded file this much shorter than its header announces is truncated or corrupt.
+TRUNCATION_TOLERANCE_S = 0.1
+TRUNCATION_TOLERANCE_FRAC = 0.02
+SILENCE_PEAK = 1e-4  # peak amplitude below which a clip holds no audible signal
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """What the features are; saved with the shards and the checkpoints."""
+
+    sample_rate: int = 16000
+    n_mels: int = 80
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_fft: int = 512
+    f_min: float = 0.0
+    f_max: float = 8000.0
+    log_offset: float = 1e-6
+    resample_quality: str = "HQ"  # soxr quality recipe
+    dtype: str = "float16"  # storage type in the shards
+
+    @property
+    def win_length(self) -> int:
+        return round(self.sample_rate * self.win_ms / 1000)
+
+    @property
+    def hop_length(self) -> int:
+        return round(self.sample_rate * self.hop_ms / 1000)
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames the features of `num_samples` samples (at `sample_rate`) have."""
+        return 1 + num_samples // self.hop_length
+
+    def frames_per_second(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureConfig":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+class AudioError(Exception):
+    """A clip that cannot become features; `reason` is the short reject code."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Read an audio file at its own rate: float32 [n, channels] and the sample rate.
+
+    Raises AudioError with reason missing_file / empty_file / decode_error / truncated /
+    empty_audio.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError("missing_file", str(path))
+    if path.stat().st_size == 0:
+        raise AudioError("empty_file", str(path))
+    try:
+        with sf.SoundFile(str(path)) as f:
+            announced = f.frames
+            rate = f.samplerate
+            data = f.read(dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
+        raise AudioError("decode_error", f"not a readable audio file ({type(e).__name__})") from None
+    if data.shape[0] == 0:
+        raise AudioError("empty_audio", "no samples")
+    missing = announced - data.shape[0]
+    if announced > 0 and missing > max(TRUNCATION_TOLERANCE_S * rate, TRUNCATION_TOLERANCE_FRAC * announced):
+        raise AudioError(
+            "truncated", f"decoded {data.shape[0] / rate:.2f}s of {announced / rate:.2f}s announced"
+        )
+    if not np.isfinite(data).all():
+        raise AudioError("decode_error", "non-finite samples")
+    return data, rate
+
+
+def load_audio(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig()) -> tuple[np.ndarray, int, int]:
+    """Decode, downmix and resample a file: (float32 [n] at cfg.sample_rate, source rate, channels)."""
+    data, rate = decode(path)
+    channels = data.shape[1]
+    wave = data.mean(axis=1) if channels > 1 else data[:, 0]
+    wave = resample(wave, rate, cfg)
+    return wave, rate, channels
+
+
+def resample(wave: np.ndarray, rate: int, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """float32 [n] at `rate` -> float32 [n'] at cfg.sample_rate (soxr, cfg.resample_quality)."""
+    if rate == cfg.sample_rate:
+        return np.ascontiguousarray(wave, dtype=np.float32)
+    return soxr.resample(wave, rate, cfg.sample_rate, quality=cfg.resample_quality).astype(np.float32, copy=False)
+
+
+@functools.lru_cache(maxsize=4)
+def _mel_transform(cfg: FeatureConfig) -> torchaudio.transforms.MelSpectrogram:
+    return torchaudio.transforms.MelSpectrogram(
+        sample_rate=cfg.sample_rate,
+        n_fft=cfg.n_fft,
+        win_length=cfg.win_length,
+        hop_length=cfg.hop_length,
+        f_min=cfg.f_min,
+        f_max=cfg.f_max,
+        n_mels=cfg.n_mels,
+        power=2.0,
+        center=True,
+        mel_scale="htk",
+    )
+
+
+def log_mel(wave: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """float32 [n] at cfg.sample_rate -> float16 [T, n_mels] log-Mel, T = cfg.num_frames(n)."""
+    with torch.inference_mode():
+        mel = _mel_transform(cfg)(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)))
+        feats = torch.log(mel + cfg.log_offset).T  # [T, n_mels]
+    return feats.numpy().astype(cfg.dtype)
+
+
+def compute_features(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig()) -> tuple[np.ndarray, dict]:
+    """Any audio file -> (float16 [T, n_mels] log-Mel, info).
+
+    info: duration (s, after resampling), source sample_rate, channels, peak amplitude.
+    Raises AudioError (see `decode`), or with reason "silent_audio" for a clip without signal.
+    """
+    wave, rate, channels = load_audio(path, cfg)
+    peak = float(np.abs(wave).max()) if wave.size else 0.0
+    if peak < SILENCE_PEAK:
+        raise AudioError("silent_audio", f"peak amplitude {peak:.2g}")
+    feats = log_mel(wave, cfg)
+    info = {"duration": len(wave) / cfg.sample_rate, "sample_rate": rate, "channels": channels, "peak": peak}
+    return feats, info

@@ -1,0 +1,502 @@
+"""Common Voice release -> webdataset shards of log-Mel features, with index and stats.
+
+    out/
+      dataset.json       feature config, normaliser, vocabulary, CMVN, per-split counts, shards
+      index.parquet      one row per kept utterance
+      rejects.parquet    one row per clip left out, with its reason
+      train/train-000000.tar ...   <id>.feats.npy (float16 [T, n_mels]) + <id>.json
+      dev/ test/
+      .parts/            per-shard metadata (what makes a killed build resumable)
+
+How a build runs:
+1. The split TSVs are read (`pipeline.cv`), train clips shuffled with the seed, and every
+   split cut into shards of `shard_size` clips *before* any audio is decoded, so which
+   clip goes to which shard never depends on what is rejected, on the job count, or on
+   where an earlier run was killed.
+2. Transcripts are normalised in the main process; the clips whose text survives go to
+   a pool of `jobs` worker processes that decode, resample and compute features.
+3. Results come back in order; each complete shard is written to `<name>.tmp` with fixed
+   tar metadata (mtime 0, uid 0, sorted by plan order), hashed while written, then its
+   metadata (`.parts/<name>.json`: index rows, rejects, CMVN sums, sha256) is written,
+   and finally the tar is renamed into place. A shard whose tar and metadata exist with
+   the same fingerprint is never rebuilt, so a rerun after a kill resumes and ends with
+   byte-identical shards.
+4. index.parquet, rejects.parquet and dataset.json are assembled from the metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import tarfile
+import time
+import traceback
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.audio import AudioError, FeatureConfig, compute_features
+from pipeline.cv import SPLITS, Clip, Release, open_release, shuffled
+from pipeline.text import get_normalizer
+
+FORMAT_VERSION = 1
+PARTS = ".parts"
+INDEX_COLUMNS = ("id", "split", "shard", "frames", "duration", "text", "sentence", "client_id",
+                 "gender", "age", "accent", "sample_rate", "channels")
+
+
+@dataclass
+class BuildConfig:
+    cv_root: Path
+    lang: str
+    out: Path
+    jobs: int = 0  # 0: every core
+    shard_size: int = 1000  # clips planned per shard (~70 MB of features at 5 s a clip)
+    seed: int = 0
+    min_duration: float = 0.5  # seconds
+    max_duration: float = 20.0
+    max_chars_per_second: float = 30.0  # faster "speech" means text and audio do not match
+    train_set: str = "train"  # or "validated": validated minus dev and test
+    force: bool = False
+    progress: bool = True
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+
+    def num_jobs(self) -> int:
+        return self.jobs if self.jobs > 0 else len(os.sched_getaffinity(0))
+
+
+@dataclass
+class ShardPlan:
+    split: str
+    number: int
+    clips: list[Clip]
+    fingerprint: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.split}-{self.number:06d}"
+
+    @property
+    def tar_path(self) -> str:  # relative to the output folder
+        return f"{self.split}/{self.name}.tar"
+
+
+# --------------------------------------------------------------------------------------
+# planning
+# --------------------------------------------------------------------------------------
+def plan_shards(release: Release, cfg: BuildConfig, normalizer_version: str) -> list[ShardPlan]:
+    base = {
+        "format": FORMAT_VERSION,
+        "features": cfg.features.to_dict(),
+        "normalizer": normalizer_version,
+        "bounds": [cfg.min_duration, cfg.max_duration, cfg.max_chars_per_second],
+    }
+    plans = []
+    for split in SPLITS:
+        clips = release.clips[split]
+        if split == "train":
+            clips = shuffled(clips, cfg.seed)
+        for number, start in enumerate(range(0, len(clips), cfg.shard_size)):
+            chunk = clips[start : start + cfg.shard_size]
+            key = dict(base, split=split, clips=[(c.id, c.path.name, c.sentence) for c in chunk])
+            fp = hashlib.sha256(json.dumps(key, ensure_ascii=False).encode()).hexdigest()
+            plans.append(ShardPlan(split, number, chunk, fp))
+    return plans
+
+
+def _is_done(out: Path, plan: ShardPlan) -> bool:
+    meta = _read_meta(out, plan)
+    if meta is None or meta.get("fingerprint") != plan.fingerprint:
+        return False
+    return meta["utterances"] == 0 or (out / plan.tar_path).is_file()
+
+
+def _read_meta(out: Path, plan: ShardPlan) -> dict | None:
+    path = out / PARTS / f"{plan.name}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------------------
+# worker side
+# --------------------------------------------------------------------------------------
+_WORKER: dict = {}
+
+
+def _init_worker(features: FeatureConfig, log_path: str | None) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    _WORKER["features"] = features
+    if log_path:  # libmpg123 prints resync notes about broken MP3s straight to fd 2
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 2)
+        os.close(fd)
+
+
+def _extract(task: tuple) -> tuple:
+    """(path, want_stats) -> ("ok", feats, info, sum, sumsq) | ("reject", reason, detail)."""
+    path, want_stats = task
+    cfg: FeatureConfig = _WORKER["features"]
+    try:
+        feats, info = compute_features(path, cfg)
+    except AudioError as e:
+        return ("reject", e.reason, e.detail)
+    except Exception as e:  # a bug or an exotic file must not stop a long build
+        return ("reject", "internal_error", f"{type(e).__name__}: {e} | {traceback.format_exc(limit=3)}")
+    if want_stats:
+        f64 = feats.astype(np.float64)
+        return ("ok", feats, info, f64.sum(axis=0), np.square(f64).sum(axis=0))
+    return ("ok", feats, info, None, None)
+
+
+# --------------------------------------------------------------------------------------
+# shard writing
+# --------------------------------------------------------------------------------------
+class _HashingWriter(io.RawIOBase):
+    def __init__(self, fh):
+        self.fh, self.sha, self.size = fh, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self.sha.update(b)
+        self.size += len(b)
+        return self.fh.write(b)
+
+    def tell(self) -> int:
+        return self.size
+
+
+def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(data))
+
+
+def npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def write_tar(path: Path, samples: list[tuple[str, np.ndarray, dict]]) -> tuple[int, str]:
+    """Write samples (key, feats, json meta) as a webdataset tar with fixed metadata.
+
+    The same samples always give the same bytes. Returns (bytes, sha256).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        writer = _HashingWriter(fh)
+        with tarfile.open(fileobj=writer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for key, feats, meta in samples:
+                _add_member(tar, f"{key}.feats.npy", npy_bytes(feats))
+                _add_member(tar, f"{key}.json", json.dumps(meta, ensure_ascii=False, sort_keys=True).encode())
+    return writer.size, writer.sha.hexdigest()
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+class _ShardAccumulator:
+    """Collects one planned shard's results until it can be written."""
+
+    def __init__(self, plan: ShardPlan, pending: int):
+        self.plan = plan
+        self.pending = pending
+        self.samples: list[tuple[str, np.ndarray, dict]] = []
+        self.rows: list[dict] = []
+        self.rejects: list[dict] = []
+        self.sum = np.zeros(0)
+        self.sumsq = np.zeros(0)
+        self.frames = 0
+
+    def reject(self, clip: Clip, reason: str, detail: str) -> None:
+        self.rejects.append({"id": clip.id, "split": clip.split, "reason": reason, "detail": detail})
+
+    def add(self, clip: Clip, text: str, feats: np.ndarray, info: dict, s, ss) -> None:
+        row = {
+            "id": clip.id, "split": clip.split, "shard": self.plan.tar_path,
+            "frames": int(feats.shape[0]), "duration": round(info["duration"], 4),
+            "text": text, "sentence": clip.sentence,
+            "client_id": clip.meta.get("client_id", ""), "gender": clip.meta.get("gender", ""),
+            "age": clip.meta.get("age", ""), "accent": clip.meta.get("accent", ""),
+            "sample_rate": int(info["sample_rate"]), "channels": int(info["channels"]),
+        }
+        self.rows.append(row)
+        self.samples.append((clip.id, feats, {k: v for k, v in row.items() if k != "shard"}))
+        self.frames += row["frames"]
+        if s is not None:
+            self.sum = s if self.sum.size == 0 else self.sum + s
+            self.sumsq = ss if self.sumsq.size == 0 else self.sumsq + ss
+
+    def finish(self, out: Path) -> dict:
+        meta = {
+            "fingerprint": self.plan.fingerprint, "split": self.plan.split, "name": self.plan.name,
+            "shard": self.plan.tar_path if self.samples else None,
+            "utterances": len(self.samples), "frames": self.frames,
+            "rows": self.rows, "rejects": self.rejects,
+            "cmvn": {"frames": self.frames if self.sum.size else 0,
+                     "sum": self.sum.tolist(), "sumsq": self.sumsq.tolist()},
+            "bytes": 0, "sha256": None,
+        }
+        tar_path = out / self.plan.tar_path
+        if self.samples:  # tar written aside, metadata saved, then the tar renamed into place
+            tmp = tar_path.with_name(tar_path.name + ".tmp")
+            meta["bytes"], meta["sha256"] = write_tar(tmp, self.samples)
+            _write_json(out / PARTS / f"{self.plan.name}.json", meta)
+            os.replace(tmp, tar_path)
+        else:
+            tar_path.unlink(missing_ok=True)
+            _write_json(out / PARTS / f"{self.plan.name}.json", meta)
+        return meta
+
+
+# --------------------------------------------------------------------------------------
+# the build
+# --------------------------------------------------------------------------------------
+def build(cfg: BuildConfig) -> dict:
+    """Build (or resume) the shards of one Common Voice language. Returns the summary."""
+    t0 = time.time()
+    release = open_release(cfg.cv_root, cfg.lang, cfg.train_set)
+    normalizer = get_normalizer(cfg.lang)
+    out = Path(cfg.out)
+    if cfg.force and out.exists():
+        for name in (*SPLITS, PARTS, "index.parquet", "rejects.parquet", "dataset.json"):
+            p = out / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    (out / PARTS).mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*/*.tmp"):  # left by a killed run
+        stale.unlink()
+
+    plans = plan_shards(release, cfg, normalizer.version)
+    todo = [p for p in plans if not _is_done(out, p)]
+    done_clips = sum(len(p.clips) for p in plans) - sum(len(p.clips) for p in todo)
+    stats = _run(todo, out, cfg, normalizer, total=sum(len(p.clips) for p in plans), initial=done_clips)
+    summary = assemble(out, plans, release, cfg, normalizer)
+    summary["run"] = {
+        "shards_built": len(todo), "shards_reused": len(plans) - len(todo),
+        "seconds": round(time.time() - t0, 2), "jobs": cfg.num_jobs(), **stats,
+    }
+    return summary
+
+
+def _run(todo: list[ShardPlan], out: Path, cfg: BuildConfig, normalizer, total: int, initial: int) -> dict:
+    """Extract features for every planned clip of `todo` and write their shards."""
+    from tqdm import tqdm
+
+    queue: list[tuple[_ShardAccumulator, Clip, str]] = []  # in submission order
+    accumulators = []
+    for plan in todo:
+        acc = _ShardAccumulator(plan, 0)
+        for clip in plan.clips:
+            text, reason = normalizer.analyse(clip.sentence)
+            if reason:
+                acc.reject(clip, reason.split(":")[0], _text_detail(reason, clip.sentence))
+            else:
+                queue.append((acc, clip, text))
+                acc.pending += 1
+        accumulators.append(acc)
+    tasks = [(str(clip.path), clip.split == "train") for _, clip, _ in queue]
+
+    jobs = cfg.num_jobs()
+    bar = tqdm(total=total, initial=initial, unit="clip", disable=not cfg.progress, dynamic_ncols=True,
+               desc="features", smoothing=0.05)
+    audio_s, started = 0.0, time.time()
+    written = iter(accumulators)
+    next_acc = next(written, None)
+
+    bar.update(sum(len(p.clips) for p in todo) - len(queue))  # transcripts rejected before decoding
+
+    def flush_ready():
+        nonlocal next_acc
+        while next_acc is not None and next_acc.pending == 0:
+            next_acc.finish(out)
+            next_acc = next(written, None)
+
+    log_path = str(out / PARTS / "decoder.log")
+    if jobs == 1 or len(tasks) < 2:
+        _init_worker(cfg.features, None)
+        results = map(_extract, tasks)
+        pool = None
+    else:
+        ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(cfg.features, log_path))
+        results = pool.imap(_extract, tasks, chunksize=4)
+    try:
+        flush_ready()
+        for (acc, clip, text), res in zip(queue, results):
+            if res[0] == "ok":
+                _, feats, info, s, ss = res
+                problem = _duration_problem(info["duration"], text, cfg)
+                if problem:
+                    acc.reject(clip, *problem)
+                else:
+                    acc.add(clip, text, feats, info, s, ss)
+                audio_s += info["duration"]
+            else:
+                acc.reject(clip, res[1], res[2])
+            acc.pending -= 1
+            bar.update(1)
+            elapsed = max(time.time() - started, 1e-9)
+            bar.set_postfix_str(f"{audio_s / 3600 / elapsed:.3f} audio-h/s, {audio_s / elapsed:.0f}x real time",
+                                refresh=False)
+            flush_ready()
+        flush_ready()
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    elapsed = max(time.time() - started, 1e-9)
+    return {"audio_hours_processed": round(audio_s / 3600, 4), "extract_seconds": round(elapsed, 2),
+            "realtime_factor": round(audio_s / elapsed, 1),
+            "realtime_per_core": round(audio_s / elapsed / max(jobs, 1), 1)}
+
+
+def _text_detail(reason: str, sentence: str) -> str:
+    if reason.startswith("unmappable_char:"):
+        code = reason.split(":", 1)[1]
+        return f"{code} ({chr(int(code[2:], 16))!r}) in {sentence!r}"
+    return repr(sentence)
+
+
+def _duration_problem(duration: float, text: str, cfg: BuildConfig) -> tuple[str, str] | None:
+    if duration < cfg.min_duration:
+        return "too_short", f"{duration:.2f}s < {cfg.min_duration}s"
+    if duration > cfg.max_duration:
+        return "too_long", f"{duration:.2f}s > {cfg.max_duration}s"
+    if len(text) / duration > cfg.max_chars_per_second:
+        return "text_too_long_for_audio", f"{len(text)} characters in {duration:.2f}s"
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# assembly: index.parquet, rejects.parquet, dataset.json
+# --------------------------------------------------------------------------------------
+def assemble(out: Path, plans: list[ShardPlan], release: Release, cfg: BuildConfig, normalizer) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    metas = [_read_meta(out, p) for p in plans]
+    if any(m is None for m in metas):
+        raise RuntimeError("a shard's metadata is missing after the build; rerun to resume")
+    rows = [r for m in metas for r in m["rows"]]
+    rejects = [{"id": p.id, "split": p.split, "reason": p.reason, "detail": p.detail} for p in release.problems]
+    rejects += [{k: r[k] for k in ("id", "split", "reason", "detail")} for m in metas for r in m["rejects"]]
+
+    index = pa.table({c: [r[c] for r in rows] for c in INDEX_COLUMNS},
+                     schema=pa.schema([(c, pa.int64() if c in ("frames", "sample_rate", "channels")
+                                        else pa.float64() if c == "duration" else pa.string())
+                                       for c in INDEX_COLUMNS]))
+    _write_parquet(index, out / "index.parquet")
+    rej = pa.table({c: [r[c] for r in rejects] for c in ("id", "split", "reason", "detail")},
+                   schema=pa.schema([(c, pa.string()) for c in ("id", "split", "reason", "detail")]))
+    _write_parquet(rej, out / "rejects.parquet")
+
+    # stale shards from an earlier build with another plan
+    planned = {p.tar_path for p in plans}
+    for split in SPLITS:
+        for tar in sorted((out / split).glob("*.tar")) if (out / split).is_dir() else []:
+            if f"{split}/{tar.name}" not in planned:
+                tar.unlink()
+    planned_meta = {f"{p.name}.json" for p in plans}
+    for meta in (out / PARTS).glob("*.json"):
+        if meta.name not in planned_meta:
+            meta.unlink()
+
+    vocab = sorted({ch for r in rows if r["split"] == "train" for ch in r["text"]})
+    dataset = {
+        "format_version": FORMAT_VERSION,
+        "lang": cfg.lang,
+        "features": cfg.features.to_dict(),
+        "normalizer": normalizer.describe(),
+        "vocab": vocab,
+        "cmvn": _cmvn([m["cmvn"] for m in metas if m["split"] == "train"]),
+        "build": {"cv_root": str(cfg.cv_root), "shard_size": cfg.shard_size, "seed": cfg.seed,
+                  "min_duration": cfg.min_duration, "max_duration": cfg.max_duration,
+                  "max_chars_per_second": cfg.max_chars_per_second, "train_set": cfg.train_set},
+        "splits": {},
+        "rejects": dict(sorted(Counter(r["reason"] for r in rejects).items())),
+    }
+    vocab_set = set(vocab)
+    for split in SPLITS:
+        split_rows = [r for r in rows if r["split"] == split]
+        unseen = Counter(ch for r in split_rows for ch in r["text"] if ch not in vocab_set)
+        dataset["splits"][split] = {
+            "utterances": len(split_rows),
+            "hours": round(sum(r["duration"] for r in split_rows) / 3600, 4),
+            "frames": sum(r["frames"] for r in split_rows),
+            "speakers": len({r["client_id"] for r in split_rows}),
+            "rejected": sum(1 for r in rejects if r["split"] == split),
+            "chars_unseen_in_train": dict(sorted(unseen.items())),
+            "shards": [{"path": m["shard"], "utterances": m["utterances"], "frames": m["frames"],
+                        "bytes": m["bytes"], "sha256": m["sha256"]}
+                       for m in metas if m["split"] == split and m["shard"]],
+        }
+    _write_json(out / "dataset.json", dataset)
+    return dataset
+
+
+def _cmvn(parts: list[dict]) -> dict:
+    parts = [p for p in parts if p["frames"]]
+    if not parts:
+        return {"frames": 0, "mean": None, "std": None}
+    frames = sum(p["frames"] for p in parts)
+    total = np.sum([p["sum"] for p in parts], axis=0)
+    total_sq = np.sum([p["sumsq"] for p in parts], axis=0)
+    mean = total / frames
+    std = np.sqrt(np.maximum(total_sq / frames - mean**2, 1e-8))
+    return {"frames": int(frames), "mean": [round(float(x), 6) for x in mean],
+            "std": [round(float(x), 6) for x in std]}
+
+
+def _write_parquet(table, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def format_summary(summary: dict) -> str:
+    """Human-readable end-of-build report."""
+    lines = []
+    lines.append(f"{'split':<6} {'kept':>8} {'hours':>8} {'speakers':>9} {'rejected':>9} {'shards':>7}")
+    for split, s in summary["splits"].items():
+        lines.append(f"{split:<6} {s['utterances']:>8} {s['hours']:>8.3f} {s['speakers']:>9} "
+                     f"{s['rejected']:>9} {len(s['shards']):>7}")
+    if summary["rejects"]:
+        lines.append("rejected by reason: " + ", ".join(f"{k} {v}" for k, v in summary["rejects"].items()))
+    else:
+        lines.append("rejected: none")
+    for split, s in summary["splits"].items():
+        if s["chars_unseen_in_train"]:
+            chars = "".join(s["chars_unseen_in_train"])
+            lines.append(f"{split}: characters unseen in train (kept, counted as errors): {chars!r}")
+    lines.append(f"vocabulary: {len(summary['vocab'])} characters: {''.join(summary['vocab'])!r}")
+    run = summary.get("run")
+    if run:
+        lines.append(
+            f"built {run['shards_built']} shards, reused {run['shards_reused']}; "
+            f"{run['audio_hours_processed']:.3f} h of audio in {run['extract_seconds']:.1f}s = "
+            f"{run['realtime_factor']:.0f}x real time ({run['realtime_per_core']:.0f}x per core, "
+            f"{run['jobs']} jobs); total {run['seconds']:.1f}s")
+    return "\n".join(lines)

@@ -1,0 +1,103 @@
+"""`asr-cli shards verify`: do the tars, index.parquet and dataset.json agree?
+
+Checks every shard listed in dataset.json: it exists, its size and sha256 match, every
+sample has its .feats.npy and .json, the features are float16 [frames, n_mels], the ids
+and frame counts are those of index.parquet, and nothing else lies in the split folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.cv import SPLITS
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(root: Path, progress: bool = True) -> list[str]:
+    """Every disagreement found, as one line each (empty list: all good)."""
+    import pyarrow.parquet as pq
+    from tqdm import tqdm
+
+    root = Path(root)
+    problems: list[str] = []
+    try:
+        dataset = json.loads((root / "dataset.json").read_text())
+        index = pq.read_table(root / "index.parquet").to_pylist()
+    except (OSError, ValueError) as e:
+        return [f"cannot read {root}/dataset.json or index.parquet: {e}"]
+    n_mels = dataset["features"]["n_mels"]
+    by_shard: dict[str, dict[str, dict]] = defaultdict(dict)
+    for row in index:
+        by_shard[row["shard"]][row["id"]] = row
+
+    listed = [(split, s) for split in SPLITS for s in dataset["splits"].get(split, {}).get("shards", [])]
+    for split in SPLITS:
+        info = dataset["splits"].get(split, {})
+        n_index = sum(1 for r in index if r["split"] == split)
+        if info.get("utterances") != n_index:
+            problems.append(f"{split}: dataset.json counts {info.get('utterances')} utterances, index has {n_index}")
+    extra = set(by_shard) - {s["path"] for _, s in listed}
+    problems += [f"{path}: in index.parquet but not listed in dataset.json" for path in sorted(extra)]
+    on_disk = {f"{p.parent.name}/{p.name}" for split in SPLITS for p in (root / split).glob("*") if p.is_file()}
+    problems += [f"{path}: unexpected file in a split folder" for path in sorted(on_disk - {s['path'] for _, s in listed})]
+
+    for split, shard in tqdm(listed, desc="verify", unit="shard", disable=not progress):
+        problems += _verify_shard(root, shard, by_shard.get(shard["path"], {}), n_mels)
+    return problems
+
+
+def _verify_shard(root: Path, shard: dict, rows: dict[str, dict], n_mels: int) -> list[str]:
+    path = root / shard["path"]
+    name = shard["path"]
+    if not path.is_file():
+        return [f"{name}: missing"]
+    out = []
+    if path.stat().st_size != shard["bytes"]:
+        out.append(f"{name}: {path.stat().st_size} bytes, dataset.json says {shard['bytes']}")
+    if sha256_file(path) != shard["sha256"]:
+        out.append(f"{name}: sha256 differs from dataset.json (corrupted or rewritten)")
+    members: dict[str, dict[str, bytes]] = defaultdict(dict)
+    try:
+        with tarfile.open(path) as tar:
+            for m in tar:
+                key, _, ext = m.name.partition(".")
+                members[key][ext] = tar.extractfile(m).read()
+    except (tarfile.TarError, OSError, EOFError) as e:
+        return out + [f"{name}: unreadable tar ({e})"]
+    if set(members) != set(rows):
+        missing, extra = set(rows) - set(members), set(members) - set(rows)
+        out.append(f"{name}: {len(missing)} indexed utterances missing from the tar, {len(extra)} not in the index")
+    if len(members) != shard["utterances"]:
+        out.append(f"{name}: {len(members)} samples, dataset.json says {shard['utterances']}")
+    for key, parts in members.items():
+        if set(parts) != {"feats.npy", "json"}:
+            out.append(f"{name}: sample {key} has parts {sorted(parts)}")
+            continue
+        try:
+            feats = np.load(io.BytesIO(parts["feats.npy"]), allow_pickle=False)
+            meta = json.loads(parts["json"])
+        except ValueError as e:
+            out.append(f"{name}: sample {key} unreadable ({e})")
+            continue
+        row = rows.get(key)
+        if feats.dtype != np.float16 or feats.ndim != 2 or feats.shape[1] != n_mels:
+            out.append(f"{name}: sample {key} features {feats.dtype} {feats.shape}, expected float16 [T, {n_mels}]")
+        elif row is not None and (feats.shape[0] != row["frames"] or meta.get("text") != row["text"]):
+            out.append(f"{name}: sample {key} disagrees with index.parquet (frames or text)")
+        elif not np.isfinite(feats.astype(np.float32)).all():
+            out.append(f"{name}: sample {key} has non-finite features")
+    return out
