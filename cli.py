@@ -113,6 +113,91 @@ def shards_verify(
     typer.echo(f"{root}: all shards, index.parquet and dataset.json agree")
 
 
+# --------------------------------------------------------------------------------------
+# models
+# --------------------------------------------------------------------------------------
+@app.command()
+def train(
+    shards: Path = typer.Option(..., help="Shard folder made by `asr-cli shards` (holds dataset.json)."),
+    out: Optional[Path] = typer.Option(None, help="Run folder for checkpoints and logs [default: runs/<lang>-<model>]."),
+    model: str = typer.Option("ctc", help="ctc (Graves) or las (Listen, Attend and Spell)."),
+    preset: str = typer.Option("small", help="Model size: tiny, small, lab (ctc); see README for las."),
+    max_steps: int = typer.Option(20000, help="Training steps (the learning-rate schedule ends there)."),
+    epochs: int = typer.Option(0, help="Stop after this many epochs (0: only --max-steps)."),
+    batch_frames: int = typer.Option(20000, help="Padded feature frames per batch (10 ms each)."),
+    max_batch: int = typer.Option(256, help="Utterances per batch at most."),
+    max_frames: int = typer.Option(2000, help="Skip training utterances longer than this many frames."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW)."),
+    warmup: int = typer.Option(500, help="Warm-up steps before the cosine decay."),
+    weight_decay: float = typer.Option(0.01, help="AdamW weight decay."),
+    clip: float = typer.Option(5.0, help="Gradient norm clipping."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
+    precision: str = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16, fp16, fp32."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    eval_every: int = typer.Option(500, help="Dev loss / CER and checkpoints every N steps."),
+    eval_utts: int = typer.Option(200, help="Dev utterances used for the periodic CER."),
+    log_every: int = typer.Option(20, help="TensorBoard / metrics.jsonl every N steps."),
+    workers: int = typer.Option(2, help="DataLoader worker processes."),
+    threads: int = typer.Option(0, help="CPU threads per process (0: cores / processes)."),
+    seed: int = typer.Option(0, help="Seed of everything (initial weights, data order, masks)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from <out>/last.pt."),
+    force: bool = typer.Option(False, "--force", help="Start over even if <out> holds a run."),
+    steps_this_run: int = typer.Option(0, help="Stop with a checkpoint after N steps of this invocation."),
+    time_budget: float = typer.Option(0.0, help="Stop with a checkpoint after this many seconds (0: none)."),
+    shard_url: Optional[str] = typer.Option(None, help="Read tars from this URL prefix or '{path}' template (http://..., pipe:...)."),
+    rnn: Optional[str] = typer.Option(None, help="Encoder RNN: gru or lstm [preset]."),
+    rnn_layers: Optional[int] = typer.Option(None, help="Encoder RNN layers [preset]."),
+    rnn_hidden: Optional[int] = typer.Option(None, help="Encoder RNN units per direction [preset]."),
+    conv_channels: Optional[int] = typer.Option(None, help="Channels of the conv front [preset]."),
+    proj_dim: Optional[int] = typer.Option(None, help="Conv features projected to this size [preset]."),
+    dropout: Optional[float] = typer.Option(None, help="Dropout [preset]."),
+    freq_masks: int = typer.Option(2, help="SpecAugment frequency masks per utterance (0: off)."),
+    freq_width: int = typer.Option(27, help="SpecAugment: widest frequency mask, in bins."),
+    time_masks: int = typer.Option(2, help="SpecAugment time masks per utterance (0: off)."),
+    time_width: int = typer.Option(40, help="SpecAugment: widest time mask, in frames."),
+    time_ratio: float = typer.Option(0.2, help="SpecAugment: a time mask covers at most this fraction."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """Train a CTC or attention model on shards, on the GPU if any (torchrun for several)."""
+    from asr.specaug import SpecAugmentConfig
+    from asr.train import TrainConfig, train as run_training
+
+    options = {"rnn": rnn, "rnn_layers": rnn_layers, "rnn_hidden": rnn_hidden, "conv_channels": conv_channels,
+               "proj_dim": proj_dim, "dropout": dropout}
+    if rnn is not None and rnn not in ("gru", "lstm"):
+        fail("--rnn must be gru or lstm")
+    lang = _shards_lang(shards)
+    cfg = TrainConfig(
+        shards=str(shards), out=str(out or Path("runs") / f"{lang}-{model}"), model=model, preset=preset,
+        model_options={k: v for k, v in options.items() if v is not None}, shard_url=shard_url,
+        max_steps=max_steps, epochs=epochs, steps_this_run=steps_this_run, time_budget=time_budget,
+        batch_frames=batch_frames, max_batch=max_batch, max_frames=max_frames, lr=lr, warmup=warmup,
+        weight_decay=weight_decay, clip=clip, device=device, precision=precision, compile=compile,
+        eval_every=eval_every, eval_utts=eval_utts, log_every=log_every, seed=seed, workers=workers,
+        threads=threads, resume=resume, force=force, progress=progress,
+        specaug=SpecAugmentConfig(freq_masks, freq_width, time_masks, time_width, time_ratio),
+    )
+    try:
+        summary = run_training(cfg)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        fail(str(e))
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        dev = summary["dev"]
+        typer.echo(f"stopped at step {summary['step']} ({summary['stopped_by']}) after {summary['seconds']:.0f}s; "
+                   f"dev loss {dev['loss']:.3f}, dev CER {dev['cer']:.3f}, WER {dev['wer']:.3f} "
+                   f"on {dev['utterances']} utterances; skipped batches {summary['skipped_batches']}")
+        typer.echo(f"checkpoints: {cfg.out}/best.pt, {cfg.out}/last.pt; TensorBoard: tensorboard --logdir {cfg.out}/tb")
+
+
+def _shards_lang(shards: Path) -> str:
+    import json
+
+    try:
+        return json.loads((shards / "dataset.json").read_text())["lang"]
+    except (OSError, ValueError, KeyError):
+        fail(f"{shards}/dataset.json not found: --shards must be a folder made by `asr-cli shards`")
+
+
 def main() -> None:
     app()
 

@@ -50,7 +50,7 @@ from pipeline.text import get_normalizer
 FORMAT_VERSION = 1
 PARTS = ".parts"
 INDEX_COLUMNS = ("id", "split", "shard", "frames", "duration", "text", "sentence", "client_id",
-                 "gender", "age", "accent", "sample_rate", "channels")
+                 "gender", "age", "accent", "sample_rate", "channels", "path")
 
 
 @dataclass
@@ -63,7 +63,7 @@ class BuildConfig:
     seed: int = 0
     min_duration: float = 0.5  # seconds
     max_duration: float = 20.0
-    max_chars_per_second: float = 30.0  # faster "speech" means text and audio do not match
+    max_chars_per_second: float = 25.0  # faster "speech" means text and audio do not match
     train_set: str = "train"  # or "validated": validated minus dev and test
     force: bool = False
     progress: bool = True
@@ -239,9 +239,10 @@ class _ShardAccumulator:
             "client_id": clip.meta.get("client_id", ""), "gender": clip.meta.get("gender", ""),
             "age": clip.meta.get("age", ""), "accent": clip.meta.get("accent", ""),
             "sample_rate": int(info["sample_rate"]), "channels": int(info["channels"]),
+            "path": clip.path.name,  # the audio file, relative to <cv-root>/<lang>/clips
         }
         self.rows.append(row)
-        self.samples.append((clip.id, feats, {k: v for k, v in row.items() if k != "shard"}))
+        self.samples.append((clip.id, feats, {k: v for k, v in row.items() if k not in ("shard", "path")}))
         self.frames += row["frames"]
         if s is not None:
             self.sum = s if self.sum.size == 0 else self.sum + s

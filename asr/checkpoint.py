@@ -1,0 +1,70 @@
+"""Self-contained checkpoints: one .pt is enough to transcribe and to resume.
+
+Contents: format tag, model config and weights, tokenizer, feature config, normaliser,
+CMVN, language, training step / epoch position, optimizer, scheduler, scaler and RNG
+states, training config, and the metrics at the time it was written.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FORMAT = "cv-asr-checkpoint-1"
+
+
+class CheckpointError(Exception):
+    pass
+
+
+def save(path: Path, payload: dict) -> None:
+    """Write atomically: a crash mid-write never leaves a half checkpoint under `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": FORMAT, **payload}, tmp)
+    os.replace(tmp, path)
+
+
+def load(path: Path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # pickle, zip and torch errors all mean "not a checkpoint"
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a cv-asr checkpoint (made by `asr-cli train`)")
+    return ckpt
+
+
+def load_model(path: Path, device="cpu"):
+    """-> (model in eval mode on `device`, tokenizer, checkpoint dict)."""
+    from asr.models import build_model
+    from asr.tokenizer import tokenizer_from_state
+
+    ckpt = load(path)
+    model = build_model(ckpt["model"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.to(device).eval()
+    return model, tokenizer_from_state(ckpt["tokenizer"]), ckpt
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,66 @@
+"""CTC model (Graves et al. 2006): shared encoder -> linear -> units + blank.
+
+    feats [B, T, F] -> RNNEncoder -> [B, T/4, 2H] -> Linear -> logits [B, T/4, V]
+
+V is the tokenizer's size (blank = 0 and <eos> = 1 included: <eos> is never a CTC target,
+its output simply learns to stay improbable). The loss is CTC with `zero_infinity`, summed
+over utterances and divided by the number of target tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from asr.encoder import EncoderConfig, RNNEncoder
+from asr.tokenizer import BLANK
+
+
+@dataclass
+class CTCConfig:
+    vocab_size: int
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+
+
+class CTCModel(nn.Module):
+    kind = "ctc"
+
+    def __init__(self, cfg: CTCConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = RNNEncoder(cfg.encoder)
+        self.head = nn.Linear(cfg.encoder.output_dim, cfg.vocab_size)
+
+    def log_probs(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """feats [B, T, F], lengths [B] -> float32 log-probabilities [B, T', V], lengths [B]."""
+        enc, lengths = self.encoder(feats, lengths)
+        return F.log_softmax(self.head(enc).float(), dim=-1), lengths
+
+    def forward(self, batch) -> dict:
+        """Batch -> {"loss": per-token CTC loss, "tokens": target tokens, "log_probs", "lengths"}."""
+        log_probs, lengths = self.log_probs(batch.feats, batch.feat_lens)
+        tokens = batch.target_lens.sum().clamp(min=1)
+        loss = F.ctc_loss(log_probs.transpose(0, 1), batch.targets, lengths, batch.target_lens,
+                          blank=BLANK, reduction="sum", zero_infinity=True) / tokens
+        return {"loss": loss, "tokens": tokens, "log_probs": log_probs, "lengths": lengths}
+
+    @torch.no_grad()
+    def greedy(self, feats: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        """Best path: argmax per frame, repeats collapsed, blanks dropped -> token ids per utterance."""
+        log_probs, lengths = self.log_probs(feats, lengths)
+        return ctc_best_path(log_probs, lengths)
+
+
+def ctc_best_path(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+    """[B, T, V] log-probs -> token ids (repeats collapsed, blank dropped) per utterance."""
+    best = log_probs.argmax(-1).cpu()
+    out = []
+    for seq, n in zip(best, lengths.cpu().tolist()):
+        seq = seq[:n]
+        keep = torch.ones_like(seq, dtype=torch.bool)
+        keep[1:] = seq[1:] != seq[:-1]
+        out.append([t for t in seq[keep].tolist() if t != BLANK])
+    return out

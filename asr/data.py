@@ -1,0 +1,304 @@
+"""Streaming shard loader: webdataset tars -> CMVN-normalised, length-bucketed, padded batches.
+
+    shards (local paths, URLs or `pipe:` commands, through webdataset's openers)
+      -> per epoch, a seeded permutation of the shard list, the same on every rank
+      -> split over (rank, dataloader worker) "slots": whole shards when there are at
+         least as many shards as slots, otherwise every slot reads every shard and keeps
+         one sample in `slots` (no duplicate, no idle slot, whatever the shard count)
+      -> decode .feats.npy / .json, tokenise, drop utterances over the frame limit
+      -> sample shuffle buffer (training)
+      -> bucketing: a pool of utterances is sorted by length and cut into batches of at
+         most `batch_frames` padded frames (B x T_max), batches shuffled
+      -> Batch: feats [B, T, F] float32 (global CMVN applied), lengths, padded targets
+
+Training streams never run dry: when a slot has read its part of the epoch's shards it
+goes on into the next permutation, and the training loop takes a fixed number of batches
+per epoch (`steps_per_epoch`: the steps that carry the split's frames once, were batches
+full). Every rank therefore takes the same number of batches, so DDP cannot hang on a
+rank that ran out. Evaluation streams are one ordered pass, split over ranks exactly once.
+
+The stream of an epoch is a pure function of (seed, epoch, rank, world size, workers), so
+a resumed run regenerates it and skips the batches it already trained on.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+
+# --------------------------------------------------------------------------------------
+# what the shards folder says
+# --------------------------------------------------------------------------------------
+@dataclass
+class ShardSet:
+    """A shard folder's dataset.json, with where its tars are read from.
+
+    `url` is how tars are reached: by default the folder itself; else a prefix
+    ("http://host/shards/fr", a tar's relative path is appended) or a template with
+    "{path}" ("pipe:aws s3 cp s3://bucket/fr/{path} -"), as webdataset opens them.
+    """
+
+    root: Path
+    dataset: dict
+    url: str | None = None
+
+    @classmethod
+    def open(cls, root: str | Path, url: str | None = None) -> "ShardSet":
+        root = Path(root)
+        meta = root / "dataset.json"
+        if not meta.is_file():
+            raise FileNotFoundError(
+                f"{meta} not found: --shards must be a folder made by `asr-cli shards` "
+                f"(or `make shards` / `make demo`)")
+        return cls(root, json.loads(meta.read_text()), url)
+
+    @property
+    def vocab(self) -> list[str]:
+        return self.dataset["vocab"]
+
+    @property
+    def cmvn(self) -> tuple[np.ndarray, np.ndarray]:
+        c = self.dataset["cmvn"]
+        if c.get("mean") is None:
+            raise ValueError(f"{self.root}/dataset.json has no CMVN statistics (empty train split?)")
+        return np.asarray(c["mean"], np.float32), np.asarray(c["std"], np.float32)
+
+    def split(self, name: str) -> dict:
+        if name not in self.dataset["splits"]:
+            raise ValueError(f"no split {name!r} in {self.root} (have {', '.join(self.dataset['splits'])})")
+        return self.dataset["splits"][name]
+
+    def urls(self, split: str) -> list[str]:
+        paths = [s["path"] for s in self.split(split)["shards"]]
+        if not paths:
+            raise ValueError(f"split {split!r} of {self.root} has no shards (no utterance kept)")
+        if self.url is None:
+            return [str(self.root / p) for p in paths]
+        if "{path}" in self.url:
+            return [self.url.format(path=p) for p in paths]
+        return [f"{self.url.rstrip('/')}/{p}" for p in paths]
+
+    def frames(self, split: str) -> int:
+        return self.split(split)["frames"]
+
+
+# --------------------------------------------------------------------------------------
+# batches
+# --------------------------------------------------------------------------------------
+@dataclass
+class Batch:
+    feats: torch.Tensor  # [B, T, F] float32, normalised, zero-padded
+    feat_lens: torch.Tensor  # [B] int64
+    targets: torch.Tensor  # [B, L] int64, padded with 0
+    target_lens: torch.Tensor  # [B] int64
+    ids: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return self.feats.shape[0]
+
+    @property
+    def real_frames(self) -> int:
+        return int(self.feat_lens.sum())
+
+    @property
+    def padded_frames(self) -> int:
+        return self.feats.shape[0] * self.feats.shape[1]
+
+    @property
+    def padded_fraction(self) -> float:
+        return 1.0 - self.real_frames / max(self.padded_frames, 1)
+
+    def to(self, device, non_blocking: bool = True) -> "Batch":
+        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return Batch(move(self.feats), move(self.feat_lens), move(self.targets), move(self.target_lens),
+                     self.ids, self.texts)
+
+    def pin_memory(self) -> "Batch":  # called by the DataLoader's pinning thread
+        return Batch(self.feats.pin_memory(), self.feat_lens.pin_memory(), self.targets.pin_memory(),
+                     self.target_lens.pin_memory(), self.ids, self.texts)
+
+
+@dataclass
+class Utterance:
+    id: str
+    feats: np.ndarray  # float16 [T, F] as stored
+    tokens: list[int]
+    text: str
+
+    def __len__(self) -> int:
+        return self.feats.shape[0]
+
+
+def collate(utts: list[Utterance], mean: np.ndarray, std: np.ndarray) -> Batch:
+    """Utterances -> Batch, CMVN applied, padded with zeros (the mean after normalisation)."""
+    B, T = len(utts), max(len(u) for u in utts)
+    L = max((len(u.tokens) for u in utts), default=0)
+    feats = np.zeros((B, T, mean.shape[0]), np.float32)
+    targets = np.zeros((B, max(L, 1)), np.int64)
+    for i, u in enumerate(utts):
+        feats[i, : len(u)] = (u.feats.astype(np.float32) - mean) / std
+        targets[i, : len(u.tokens)] = u.tokens
+    return Batch(
+        torch.from_numpy(feats),
+        torch.tensor([len(u) for u in utts], dtype=torch.int64),
+        torch.from_numpy(targets),
+        torch.tensor([len(u.tokens) for u in utts], dtype=torch.int64),
+        [u.id for u in utts],
+        [u.text for u in utts],
+    )
+
+
+def bucket(utts: list[Utterance], batch_frames: int, max_batch: int) -> list[list[Utterance]]:
+    """Sort by length and cut into batches of at most `batch_frames` padded frames."""
+    batches, current, longest = [], [], 0
+    for u in sorted(utts, key=len):
+        longest_if_added = max(longest, len(u))
+        if current and (longest_if_added * (len(current) + 1) > batch_frames or len(current) >= max_batch):
+            batches.append(current)
+            current, longest_if_added = [], len(u)
+        current.append(u)
+        longest = longest_if_added
+    if current:
+        batches.append(current)
+    return batches
+
+
+# --------------------------------------------------------------------------------------
+# the stream
+# --------------------------------------------------------------------------------------
+@dataclass
+class LoaderConfig:
+    batch_frames: int = 20000  # padded input frames per batch (10 ms frames: 200 s of audio)
+    max_batch: int = 256  # utterances per batch at most
+    max_frames: int = 2000  # longer utterances (20 s) are skipped
+    shuffle_buffer: int = 1000  # utterances in the sample shuffle buffer (training)
+    bucket_pool: int = 1000  # utterances sorted together to cut batches
+    workers: int = 2
+    prefetch: int = 4  # batches prefetched per worker
+    seed: int = 0
+
+
+class ShardStream(IterableDataset):
+    """Batches of one split for one rank (see the module docstring)."""
+
+    def __init__(self, urls: list[str], tokenizer, cmvn: tuple[np.ndarray, np.ndarray], cfg: LoaderConfig,
+                 train: bool, rank: int = 0, world: int = 1, epoch: int = 0):
+        super().__init__()
+        self.urls, self.tokenizer, self.cfg = list(urls), tokenizer, cfg
+        self.mean, self.std = cmvn
+        self.train, self.rank, self.world, self.epoch = train, rank, world, epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def slot(self) -> tuple[int, int]:
+        info = get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info else (1, 0)
+        return self.rank * workers + worker, self.world * workers
+
+    def __iter__(self) -> Iterator[Batch]:
+        slot, slots = self.slot()
+        rng = random.Random(f"{self.cfg.seed}-{self.epoch}-{slot}")
+        utts = self._utterances(slot, slots)
+        if self.train:
+            utts = _shuffled(utts, self.cfg.shuffle_buffer, rng)
+        pool: list[Utterance] = []
+        for u in utts:
+            pool.append(u)
+            if len(pool) >= self.cfg.bucket_pool:
+                yield from self._batches(pool, rng)
+                pool = []
+        if pool:
+            yield from self._batches(pool, rng)
+
+    def _batches(self, pool: list[Utterance], rng: random.Random) -> Iterator[Batch]:
+        batches = bucket(pool, self.cfg.batch_frames, self.cfg.max_batch)
+        if self.train:
+            rng.shuffle(batches)
+        for b in batches:
+            yield collate(b, self.mean, self.std)
+
+    def _rounds(self) -> Iterator[list[str]]:
+        if not self.train:
+            yield self.urls
+            return
+        r = self.epoch
+        while True:
+            order = list(self.urls)
+            random.Random(f"{self.cfg.seed}-shards-{r}").shuffle(order)
+            yield order
+            r += 1
+
+    def _utterances(self, slot: int, slots: int) -> Iterator[Utterance]:
+        import webdataset as wds
+
+        for order in self._rounds():
+            by_shard = len(order) >= slots
+            mine = order[slot::slots] if by_shard else order
+            produced = 0
+            samples = wds.tarfile_samples(iter([{"url": u} for u in mine]))
+            for i, sample in enumerate(samples):
+                if not by_shard and i % slots != slot:
+                    continue
+                u = self._decode(sample)
+                if u is not None:
+                    produced += 1
+                    yield u
+            if self.train and produced == 0 and by_shard:
+                raise RuntimeError(f"shards {mine} gave no usable utterance (all over {self.cfg.max_frames} "
+                                   f"frames or without text?)")
+
+    def _decode(self, sample: dict) -> Utterance | None:
+        feats = np.load(io.BytesIO(sample["feats.npy"]), allow_pickle=False)
+        meta = json.loads(sample["json"])
+        if feats.shape[0] > self.cfg.max_frames:
+            return None
+        tokens = self.tokenizer.encode(meta["text"])
+        if self.train and not tokens:
+            return None
+        return Utterance(sample["__key__"], feats, tokens, meta["text"])
+
+
+def _shuffled(items: Iterator, size: int, rng: random.Random) -> Iterator:
+    """Reservoir-style shuffle buffer of `size` items."""
+    buf = []
+    for item in items:
+        if len(buf) < size:
+            buf.append(item)
+            continue
+        j = rng.randrange(size)
+        buf[j], item = item, buf[j]
+        yield item
+    rng.shuffle(buf)
+    yield from buf
+
+
+def steps_per_epoch(shards: ShardSet, split: str, cfg: LoaderConfig, world: int = 1) -> int:
+    """Training steps per epoch: the split's frames carried once by full batches, per rank."""
+    return max(1, math.ceil(shards.frames(split) / (cfg.batch_frames * world)))
+
+
+def make_loader(shards: ShardSet, split: str, tokenizer, cfg: LoaderConfig, train: bool,
+                rank: int = 0, world: int = 1, epoch: int = 0, pin_memory: bool = False) -> DataLoader:
+    """A DataLoader of Batch over `split`; set `loader.dataset.set_epoch(e)` before each epoch."""
+    stream = ShardStream(shards.urls(split), tokenizer, shards.cmvn, cfg, train, rank, world, epoch)
+    workers = cfg.workers
+    return DataLoader(
+        stream, batch_size=None, num_workers=workers, pin_memory=pin_memory,
+        prefetch_factor=cfg.prefetch if workers > 0 else None,
+        persistent_workers=False,
+        # its own generator: starting an epoch must not draw from the global torch RNG, or a
+        # resumed run's dropout and SpecAugment masks would drift from the uninterrupted run's
+        generator=torch.Generator().manual_seed(cfg.seed + 7919 * rank),
+    )
