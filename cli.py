@@ -189,6 +189,26 @@ def train(
         typer.echo(f"checkpoints: {cfg.out}/best.pt, {cfg.out}/last.pt; TensorBoard: tensorboard --logdir {cfg.out}/tb")
 
 
+@app.command("bench-loader")
+def bench_loader(
+    shards: Path = typer.Option(..., help="Shard folder made by `asr-cli shards`."),
+    workers: int = typer.Option(2, help="DataLoader workers for both paths."),
+    batch_frames: int = typer.Option(20000, help="Padded frames per batch of the shard loader."),
+    utterances: int = typer.Option(2000, help="Utterances to time the shard loader on."),
+    seconds: float = typer.Option(30.0, help="Time limit per row."),
+    train_preset: str = typer.Option("small", help="CTC preset whose training rate is shown ('' to skip)."),
+):
+    """Shard loader throughput side by side with decoding MP3s on the fly."""
+    from asr.loader_bench import bench_loader as run, format_rows
+
+    try:
+        rows = run(shards, workers=workers, batch_frames=batch_frames, utterances=utterances, seconds=seconds,
+                   train_preset=train_preset or None)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    typer.echo(format_rows(rows))
+
+
 def _shards_lang(shards: Path) -> str:
     import json
 
