@@ -209,6 +209,35 @@ def bench_loader(
     typer.echo(format_rows(rows))
 
 
+@app.command()
+def plot(
+    shards: Optional[Path] = typer.Option(None, help="Shard folder made by `asr-cli shards`."),
+    split: str = typer.Option("dev", help="Split to draw utterances from."),
+    out: Path = typer.Option(Path("spectro.png"), help="PNG file to write."),
+    n: int = typer.Option(4, help="Utterances to draw."),
+    augment: bool = typer.Option(False, "--augment", help="Apply SpecAugment as training does."),
+    attention: bool = typer.Option(False, "--attention", help="Draw attention weights of --checkpoint (las)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Attention model checkpoint for --attention."),
+):
+    """Draw log-Mel spectrograms with their transcripts (or attention weights with --attention)."""
+    if shards is None:
+        fail("--shards is required")
+    try:
+        if attention:
+            if checkpoint is None:
+                fail("--attention needs --checkpoint (an attention model, --model las)")
+            from asr.las import plot_attention
+
+            path = plot_attention(checkpoint, shards, split, out, n=n)
+        else:
+            from asr.plot import plot_spectrograms
+
+            path = plot_spectrograms(shards, split, out, n=n, augment=augment)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    typer.echo(f"wrote {path}")
+
+
 def _shards_lang(shards: Path) -> str:
     import json
 
