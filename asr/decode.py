@@ -1,0 +1,215 @@
+"""CTC decoding: greedy best path, and beam search with an optional word n-gram LM.
+
+Both take the acoustic model's log-probabilities `[B, T, V]` (natural log, softmax over the
+tokenizer's V units: 0 = blank, 1 = <eos>, 2.. = characters) and the valid lengths `[B]`,
+and return one string per utterance, words joined by single spaces, no leading/trailing
+space.
+
+`greedy_ctc` takes the best unit per frame, collapses repeats, drops blanks and <eos>.
+
+`CTCBeamDecoder` wraps torchaudio's flashlight-text decoder
+(`torchaudio.models.decoder.ctc_decoder`):
+
+* no LM: lexicon-free beam search over characters (any character string can come out);
+* with a word LM (ARPA file, e.g. from `asr.lm`, or a KenLM binary): lexicon-based search.
+  The lexicon is the LM's word list spelt in the model's characters, each word ending in the
+  word-boundary token `|` (the tokenizer's space). Only lexicon words can come out, each
+  scored by the LM; words the LM does not know cannot be produced (unk_score = -inf), so
+  the LM's vocabulary bounds the output vocabulary.
+
+Flashlight facts this module relies on (checked in tests/test_lm.py, tests/test_decode.py):
+
+* Scores add up as `sum(emission log-probs, natural log) + lm_weight * LM score +
+  word_score * words (+ sil_score per '|' frame)`, and flashlight's KenLM returns **log10**
+  probabilities, so lm_weight = ln(10) ~ 2.3 would weigh LM and acoustics as equal
+  probabilities. Tune lm_weight and word_score on dev (typically lm_weight 0.5-2.5,
+  word_score -1..2).
+* A lexicon word is complete only once its `|` is consumed. Our models emit no space after
+  the last word, so in lexicon mode one extra frame where `|` is certain is appended to
+  every utterance (without it flashlight drops the unfinished last word, or forces a `|`
+  onto the last real frame). It adds 0 to every score.
+* The decoder wants float32, CPU, contiguous emissions; `decode` converts what it gets.
+* The lexicon is a text file of `word c h a r |` lines and flashlight's word dictionary
+  must hold `<unk>`; both are written to a temporary folder while the decoder is built
+  (flashlight has read them when the constructor returns).
+* Speed (one CPU core, beam 50, V = 33): lexicon-free about 0.5 ms per frame; with a
+  lexicon and a trigram LM (26k words, 2.6M n-grams, 85 MB ARPA) about 0.1 ms per frame
+  (the lexicon prunes the search), after about 1 s to load the ARPA file. KenLM prints
+  "Loading the LM will be faster if you build a binary file." on stderr for ARPA files;
+  KenLM's `build_binary` makes a file that loads at once.
+
+Edge cases: a zero-length utterance decodes to "" (flashlight is not called); an utterance
+whose best path is all blanks decodes to ""; if no hypothesis survives the beam (possible
+with a lexicon when no word fits the acoustics within `beam_threshold`), the result is "".
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+from asr.lm import UNK, WORD_BOUNDARY, is_arpa, read_arpa_unigrams, write_lexicon_from_words
+from asr.tokenizer import BLANK, EOS, SPECIALS
+
+SPACE = " "
+BLANK_SYMBOL, EOS_SYMBOL = SPECIALS  # the flashlight token list uses the tokenizer's names
+CLOSING_FRAME_OTHERS = -1e4  # log-prob of every unit but '|' in the appended final frame
+DEFAULT_BEAM = 50
+DEFAULT_BEAM_THRESHOLD = 25.0
+DEFAULT_LM_WEIGHT = 1.0
+DEFAULT_WORD_SCORE = 0.0
+
+
+def _tidy(text: str) -> str:
+    """Single spaces between words, none at the ends."""
+    return " ".join(text.split())
+
+
+def _check_inputs(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[int]:
+    if log_probs.dim() != 3:
+        raise ValueError(f"log_probs must be [B, T, V], got shape {tuple(log_probs.shape)}")
+    lengths = [int(n) for n in torch.as_tensor(lengths).reshape(-1).tolist()]
+    B, T, _ = log_probs.shape
+    if len(lengths) != B:
+        raise ValueError(f"{len(lengths)} lengths for a batch of {B}")
+    bad = [n for n in lengths if not 0 <= n <= T]
+    if bad:
+        raise ValueError(f"lengths {bad} outside [0, T={T}]")
+    return lengths
+
+
+def greedy_ctc(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer) -> list[str]:
+    """Best-path CTC decoding.
+
+    log_probs: [B, T, V] (any float dtype/device); lengths: [B] valid frames.
+    Per utterance: argmax per frame, collapse repeats, drop blanks (0) and <eos> (1), map
+    through `tokenizer.decode`, tidy spaces. A blank between two equal units keeps both
+    ("a _ a" -> "aa").
+    """
+    lengths = _check_inputs(log_probs, lengths)
+    best = log_probs.detach().argmax(dim=-1).cpu()  # [B, T]
+    texts = []
+    for b, n in enumerate(lengths):
+        ids = torch.unique_consecutive(best[b, :n]).tolist()
+        texts.append(_tidy(tokenizer.decode([i for i in ids if i not in (BLANK, EOS)])))
+    return texts
+
+
+def _read_word_list(path: Path) -> list[str]:
+    """Words of a word list or lexicon file: the first field of each non-empty line."""
+    with open(path, encoding="utf-8") as f:
+        return [line.split()[0] for line in f if line.strip()]
+
+
+class CTCBeamDecoder:
+    """CTC beam search (flashlight-text via torchaudio), with an optional word n-gram LM.
+
+    tokenizer: a CharTokenizer (`.units` by id, `.vocab` the characters, holding " ").
+    beam: hypotheses kept per frame. beam_threshold: drop hypotheses that far (in score)
+    below the best. beam_size_token: units tried per frame (None = all).
+    lm: ARPA file or KenLM binary (None = no LM, lexicon-free). lm_weight, word_score,
+    unk_score, sil_score: flashlight's score terms (see the module docstring).
+    log_add: merge equal hypotheses by log-sum-exp (the CTC prefix probability) rather than max.
+    lexicon: word list (one word per line, or a lexicon file: first field) giving the words
+    the decoder may output; default the ARPA file's unigrams (required for a KenLM binary).
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        beam: int = DEFAULT_BEAM,
+        lm: Path | None = None,
+        lm_weight: float = DEFAULT_LM_WEIGHT,
+        word_score: float = DEFAULT_WORD_SCORE,
+        beam_threshold: float = DEFAULT_BEAM_THRESHOLD,
+        unk_score: float = float("-inf"),
+        sil_score: float = 0.0,
+        beam_size_token: int | None = None,
+        log_add: bool = True,
+        lexicon: Path | None = None,
+    ) -> None:
+        from torchaudio.models.decoder import ctc_decoder  # pulls in flashlight-text
+
+        if getattr(tokenizer, "kind", "char") != "char":
+            raise ValueError(f"CTCBeamDecoder needs character units, got {tokenizer.kind!r}")
+        vocab = list(tokenizer.vocab)
+        if SPACE not in vocab:
+            raise ValueError("the vocabulary has no space character: the beam decoder needs it "
+                             "as the word boundary")
+        if WORD_BOUNDARY in vocab:
+            raise ValueError(f"the vocabulary holds {WORD_BOUNDARY!r}, the decoder's word "
+                             "boundary symbol; it cannot be a character as well")
+        self.tokenizer = tokenizer
+        # id -> flashlight symbol; the space becomes the word boundary '|'
+        self.symbols = [BLANK_SYMBOL, EOS_SYMBOL] + [WORD_BOUNDARY if c == SPACE else c
+                                                     for c in vocab]
+        if len(self.symbols) != len(tokenizer.units):
+            raise ValueError("tokenizer units do not follow the <blank> <eos> chars... layout")
+        self.boundary_id = self.symbols.index(WORD_BOUNDARY)
+        self.lm = None if lm is None else Path(lm)
+        self.lexicon_size = 0
+        options = dict(
+            tokens=self.symbols, nbest=1, beam_size=beam, beam_size_token=beam_size_token,
+            beam_threshold=beam_threshold, sil_score=sil_score, log_add=log_add,
+            blank_token=BLANK_SYMBOL, sil_token=WORD_BOUNDARY, unk_word=UNK,
+        )
+        if self.lm is None:
+            self._decoder = ctc_decoder(lexicon=None, lm=None, **options)
+            return
+
+        if not self.lm.is_file():
+            raise FileNotFoundError(f"language model {self.lm} not found")
+        if lexicon is not None:
+            words, source = _read_word_list(Path(lexicon)), str(lexicon)
+        elif is_arpa(self.lm):
+            words, source = read_arpa_unigrams(self.lm), str(self.lm)
+        else:
+            raise ValueError(f"{self.lm} is not an ARPA file (a KenLM binary?): pass "
+                             "lexicon= its word list (e.g. write_lexicon of the ARPA file)")
+        with tempfile.TemporaryDirectory(prefix="asr-lexicon-") as tmp:
+            lexicon_path, words_path = Path(tmp) / "lexicon.txt", Path(tmp) / "words.txt"
+            kept = write_lexicon_from_words(words, vocab, lexicon_path, source)
+            # the LM's word dictionary: the lexicon's words and <unk> (flashlight needs it)
+            words_path.write_text("".join(w + "\n" for w in [*kept, UNK]), encoding="utf-8")
+            self.lexicon_size = len(kept)
+            self._decoder = ctc_decoder(
+                lexicon=str(lexicon_path), lm=str(self.lm), lm_dict=str(words_path),
+                lm_weight=lm_weight, word_score=word_score, unk_score=unk_score, **options,
+            )
+
+    @property
+    def uses_lexicon(self) -> bool:
+        return self.lm is not None
+
+    def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        """Best hypothesis per utterance.
+
+        log_probs: [B, T, V] log-softmax outputs (converted to float32 CPU contiguous here);
+        lengths: [B] valid frames. Returns B strings.
+        """
+        lengths = _check_inputs(log_probs, lengths)
+        V = log_probs.shape[-1]
+        if V != len(self.symbols):
+            raise ValueError(f"log_probs have {V} units, the tokenizer {len(self.symbols)}")
+        emissions = log_probs.detach().to("cpu", torch.float32)
+        closing = torch.full((1, V), CLOSING_FRAME_OTHERS)
+        closing[0, self.boundary_id] = 0.0
+        texts = []
+        for b, n in enumerate(lengths):
+            if n == 0:
+                texts.append("")
+                continue
+            x = emissions[b, :n]
+            if self.uses_lexicon:
+                x = torch.cat([x, closing])
+            hyps = self._decoder(x.unsqueeze(0).contiguous())[0]
+            texts.append(self._text(hyps[0].tokens.tolist()) if hyps else "")
+        return texts
+
+    def _text(self, ids: list[int]) -> str:
+        """Collapsed token ids (blanks already out) -> text; '|' -> space, <eos> dropped."""
+        chars = [SPACE if i == self.boundary_id else self.tokenizer.units[i]
+                 for i in ids if i not in (BLANK, EOS)]
+        return _tidy("".join(chars))
