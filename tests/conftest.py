@@ -1,0 +1,120 @@
+"""Shared fixtures: corpora, shards and models the tests build themselves (no downloads).
+
+Session-scoped and built once: a tiny synthetic corpus in Common Voice's layout, the same
+corpus with hand-broken rows and files added, and its shards.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+LANG = "fr"
+TSV_HEADER = ["client_id", "path", "sentence_id", "sentence", "sentence_domain", "up_votes", "down_votes",
+              "age", "gender", "accents", "variant", "locale", "segment"]
+
+
+def tsv_row(path: str, sentence: str, client: str = "broken-speaker") -> str:
+    fields = {"client_id": client, "path": path, "sentence": sentence, "up_votes": "2", "down_votes": "0",
+              "locale": LANG}
+    return "\t".join(fields.get(c, "") for c in TSV_HEADER)
+
+
+def espeak_clip(text: str, rate: int, channels: int = 1) -> np.ndarray:
+    """espeak-ng speech resampled to `rate`: float32 [n] or [n, channels]."""
+    wav = subprocess.run(["espeak-ng", "-v", "fr", "--stdout", text], capture_output=True, check=True).stdout
+    x, sr = sf.read(io.BytesIO(wav), dtype="float32")
+    y = soxr.resample(x, sr, rate).astype(np.float32)
+    if channels == 2:
+        y = np.stack([y, 0.6 * y], axis=1)
+    return y
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory) -> Path:
+    """A 40-clip synthetic corpus: <root>/fr/{clips,train.tsv,...}."""
+    from pipeline.synth import synthesize
+
+    root = tmp_path_factory.mktemp("cv")
+    synthesize(root / LANG, lang=LANG, num_clips=40, seed=11, jobs=2, progress=False)
+    return root
+
+
+# What the broken corpus adds: clip id -> (split, expected reject reason or None if kept).
+BROKEN = {
+    "common_voice_fr_broken_truncated": ("train", "truncated"),
+    "common_voice_fr_broken_zero": ("train", "empty_file"),
+    "common_voice_fr_broken_missing": ("train", "missing_file"),
+    "common_voice_fr_broken_empty_text": ("train", "empty_text"),
+    "common_voice_fr_broken_cyrillic": ("train", "unmappable_char"),
+    "common_voice_fr_broken_garbage": ("train", "decode_error"),
+    "common_voice_fr_broken_silent": ("train", "silent_audio"),
+    "common_voice_fr_broken_long": ("train", "too_long"),
+    "common_voice_fr_stereo44": ("train", None),
+    "common_voice_fr_quoted": ("train", None),
+    "common_voice_fr_dev_unseen_char": ("dev", None),
+}
+UNSEEN_CHAR = "ÿ"  # French letter the synthetic train text never uses (checked in the test)
+
+
+@pytest.fixture(scope="session")
+def broken_root(synth_root, tmp_path_factory) -> Path:
+    """The synthetic corpus plus hand-broken files and rows (see BROKEN)."""
+    root = tmp_path_factory.mktemp("cv-broken")
+    shutil.copytree(synth_root / LANG, root / LANG)
+    lang = root / LANG
+    clips = lang / "clips"
+    good = sorted(clips.glob("*.mp3"))[0].read_bytes()
+    (clips / "common_voice_fr_broken_truncated.mp3").write_bytes(good[: len(good) // 2])
+    (clips / "common_voice_fr_broken_zero.mp3").write_bytes(b"")
+    (clips / "common_voice_fr_broken_garbage.mp3").write_bytes(np.random.default_rng(0).bytes(4000))
+    sf.write(clips / "common_voice_fr_broken_silent.mp3", np.zeros(48000, np.float32), 48000, format="MP3")
+    sf.write(clips / "common_voice_fr_broken_long.mp3", np.tile(espeak_clip("Un deux trois.", 16000), 20),
+             16000, format="MP3")
+    sf.write(clips / "common_voice_fr_stereo44.mp3", espeak_clip("Le chat dort sur la chaise.", 44100, 2),
+             44100, format="MP3")
+    sf.write(clips / "common_voice_fr_quoted.mp3", espeak_clip("Il a dit oui.", 48000), 48000, format="MP3")
+    sf.write(clips / "common_voice_fr_dev_unseen_char.mp3", espeak_clip("L'Haÿ-les-Roses, dit-il enfin.", 48000), 48000,
+             format="MP3")
+    extra_train = [
+        tsv_row("common_voice_fr_broken_truncated.mp3", "Une phrase coupée."),
+        tsv_row("common_voice_fr_broken_zero.mp3", "Un fichier vide."),
+        tsv_row("common_voice_fr_broken_missing.mp3", "Un fichier absent."),
+        tsv_row("common_voice_fr_stereo44.mp3", "Le chat dort sur la chaise."),
+        tsv_row("common_voice_fr_broken_empty_text.mp3", " … "),
+        tsv_row("common_voice_fr_broken_cyrillic.mp3", "Привет, мир."),
+        tsv_row("common_voice_fr_broken_garbage.mp3", "Du bruit."),
+        tsv_row("common_voice_fr_broken_silent.mp3", "Le silence."),
+        tsv_row("common_voice_fr_broken_long.mp3", "Un deux trois."),
+        # CSV-style quoting in one row, an unbalanced raw quote in the next: neither may swallow a row
+        tsv_row("common_voice_fr_quoted.mp3", '"Il a dit ""oui""."'),
+    ]
+    (clips / "common_voice_fr_broken_empty_text.mp3").write_bytes(good)
+    (clips / "common_voice_fr_broken_cyrillic.mp3").write_bytes(good)
+    with open(lang / "train.tsv", "a") as f:
+        f.write("\n".join(extra_train) + "\n")
+    with open(lang / "dev.tsv", "a") as f:
+        f.write(tsv_row("common_voice_fr_dev_unseen_char.mp3", 'L\'Haÿ-les-Roses, dit-il "enfin.') + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def shards_dir(broken_root, tmp_path_factory) -> Path:
+    """Shards of the broken corpus, 8 clips a shard, 2 jobs."""
+    from pipeline.shards import BuildConfig, build
+
+    out = tmp_path_factory.mktemp("shards") / LANG
+    build(BuildConfig(cv_root=broken_root, lang=LANG, out=out, jobs=2, shard_size=8, progress=False,
+                      max_duration=15.0))
+    return out

@@ -1,0 +1,303 @@
+"""The offline pipeline: Common Voice folder -> shards, index, rejects, dataset.json."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+import soxr
+import torch
+import torchaudio
+
+from conftest import BROKEN, LANG, ROOT, UNSEEN_CHAR, tsv_row
+from pipeline.audio import FeatureConfig, compute_features
+from pipeline.cv import ReleaseError, open_release, read_tsv, unquote
+from pipeline.shards import BuildConfig, build
+from pipeline.verify import verify
+
+
+def read_index(shards: Path) -> list[dict]:
+    return pq.read_table(shards / "index.parquet").to_pylist()
+
+
+def read_rejects(shards: Path) -> list[dict]:
+    return pq.read_table(shards / "rejects.parquet").to_pylist()
+
+
+def tar_samples(path: Path) -> dict[str, dict[str, bytes]]:
+    out: dict[str, dict[str, bytes]] = defaultdict(dict)
+    with tarfile.open(path) as tar:
+        for m in tar:
+            key, _, ext = m.name.partition(".")
+            out[key][ext] = tar.extractfile(m).read()
+    return out
+
+
+def tsv_ids(root: Path, split: str) -> list[str]:
+    lines = (root / LANG / f"{split}.tsv").read_text().splitlines()
+    col = lines[0].split("\t").index("path")
+    return [Path(line.split("\t")[col]).stem for line in lines[1:] if line.strip()]
+
+
+def shard_hashes(shards: Path) -> dict[str, str]:
+    return {str(p.relative_to(shards)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(shards.glob("*/*.tar"))}
+
+
+# --------------------------------------------------------------------------------------
+# index and rejects
+# --------------------------------------------------------------------------------------
+def test_every_row_is_kept_or_rejected_with_its_reason(broken_root, shards_dir):
+    index, rejects = read_index(shards_dir), read_rejects(shards_dir)
+    kept = {(r["split"], r["id"]) for r in index}
+    rejected = {(r["split"], r["id"]): r["reason"] for r in rejects}
+    assert not kept & set(rejected), "a clip is both kept and rejected"
+    for split in ("train", "dev", "test"):
+        ids = tsv_ids(broken_root, split)
+        accounted = {i for s, i in kept | set(rejected) if s == split}
+        assert set(ids) == accounted, f"{split}: rows neither kept nor rejected: {set(ids) - accounted}"
+    for clip, (split, reason) in BROKEN.items():
+        if reason is None:
+            assert (split, clip) in kept, f"{clip} should be kept"
+        else:
+            assert rejected.get((split, clip)) == reason, f"{clip}: {rejected.get((split, clip))} != {reason}"
+    dataset = json.loads((shards_dir / "dataset.json").read_text())
+    for split in ("train", "dev", "test"):
+        assert dataset["splits"][split]["utterances"] == sum(1 for r in index if r["split"] == split)
+
+
+def test_index_rows_describe_their_clips(shards_dir):
+    rows = {r["id"]: r for r in read_index(shards_dir)}
+    stereo = rows["common_voice_fr_stereo44"]
+    assert stereo["sample_rate"] == 44100 and stereo["channels"] == 2
+    assert stereo["text"] == "le chat dort sur la chaise"
+    quoted = rows["common_voice_fr_quoted"]
+    assert quoted["sentence"] == 'Il a dit "oui".' and quoted["text"] == "il a dit oui"
+    unseen = rows["common_voice_fr_dev_unseen_char"]
+    assert unseen["text"] == "l'haÿ-les-roses dit-il enfin"
+    rates = {r["sample_rate"] for r in rows.values()}
+    assert 48000 in rates and len(rates) >= 3
+    for r in rows.values():
+        assert r["frames"] == FeatureConfig().num_frames(round(r["duration"] * 16000))
+        assert 0.5 <= r["duration"] <= 15.0
+        assert r["client_id"] and r["shard"].startswith(r["split"] + "/")
+
+
+def test_vocabulary_comes_from_train_and_unseen_dev_chars_are_kept(shards_dir):
+    dataset = json.loads((shards_dir / "dataset.json").read_text())
+    index = read_index(shards_dir)
+    train_chars = sorted({c for r in index if r["split"] == "train" for c in r["text"]})
+    assert dataset["vocab"] == train_chars
+    assert UNSEEN_CHAR not in dataset["vocab"]
+    assert dataset["splits"]["dev"]["chars_unseen_in_train"].get(UNSEEN_CHAR) == 1
+    assert {" ", "'", "-", "é"} <= set(dataset["vocab"])
+    assert dataset["normalizer"]["version"] == "fr-1"
+
+
+def test_cmvn_matches_train_features(shards_dir):
+    dataset = json.loads((shards_dir / "dataset.json").read_text())
+    feats = []
+    for shard in dataset["splits"]["train"]["shards"]:
+        for parts in tar_samples(shards_dir / shard["path"]).values():
+            feats.append(np.load(io.BytesIO(parts["feats.npy"])).astype(np.float64))
+    allf = np.concatenate(feats)
+    assert dataset["cmvn"]["frames"] == allf.shape[0]
+    np.testing.assert_allclose(dataset["cmvn"]["mean"], allf.mean(0), atol=1e-4)
+    np.testing.assert_allclose(dataset["cmvn"]["std"], allf.std(0), rtol=1e-4)
+
+
+def test_shards_hold_what_the_index_says(shards_dir):
+    dataset = json.loads((shards_dir / "dataset.json").read_text())
+    by_id = {r["id"]: r for r in read_index(shards_dir)}
+    seen = set()
+    for split, info in dataset["splits"].items():
+        for shard in info["shards"]:
+            path = shards_dir / shard["path"]
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == shard["sha256"]
+            samples = tar_samples(path)
+            assert len(samples) == shard["utterances"]
+            for key, parts in samples.items():
+                assert set(parts) == {"feats.npy", "json"}
+                feats = np.load(io.BytesIO(parts["feats.npy"]))
+                meta = json.loads(parts["json"])
+                row = by_id[key]
+                assert feats.dtype == np.float16 and feats.shape == (row["frames"], 80)
+                assert meta["text"] == row["text"] and meta["split"] == split == row["split"]
+                assert row["shard"] == shard["path"]
+                seen.add(key)
+    assert seen == set(by_id)
+
+
+def test_train_is_shuffled_and_shards_follow_the_plan(shards_dir, broken_root):
+    index = read_index(shards_dir)
+    train_ids = [r["id"] for r in index if r["split"] == "train"]
+    tsv_order = [i for i in tsv_ids(broken_root, "train") if i in set(train_ids)]
+    assert sorted(train_ids) == sorted(tsv_order) and train_ids != tsv_order
+    dataset = json.loads((shards_dir / "dataset.json").read_text())
+    assert all(s["utterances"] <= 8 for s in dataset["splits"]["train"]["shards"])
+
+
+# --------------------------------------------------------------------------------------
+# features
+# --------------------------------------------------------------------------------------
+def direct_log_mel(path: Path) -> np.ndarray:
+    """The documented recipe written out independently of pipeline.audio."""
+    x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    x = x.mean(axis=1)
+    y = soxr.resample(x, sr, 16000, quality="HQ").astype(np.float32)
+    mel = torchaudio.transforms.MelSpectrogram(16000, n_fft=512, win_length=400, hop_length=160, n_mels=80,
+                                               f_min=0.0, f_max=8000.0, power=2.0, mel_scale="htk")
+    return torch.log(mel(torch.from_numpy(y)) + 1e-6).T.numpy()
+
+
+@pytest.mark.parametrize("clip", ["common_voice_fr_stereo44", "common_voice_fr_quoted"])
+def test_stored_features_equal_a_direct_computation(shards_dir, broken_root, clip):
+    row = next(r for r in read_index(shards_dir) if r["id"] == clip)
+    stored = np.load(io.BytesIO(tar_samples(shards_dir / row["shard"])[clip]["feats.npy"]))
+    path = broken_root / LANG / "clips" / row["path"]
+    direct = direct_log_mel(path)
+    assert stored.shape == direct.shape
+    np.testing.assert_allclose(stored.astype(np.float32), direct, atol=0.02, rtol=2e-3)
+    again, info = compute_features(path)
+    np.testing.assert_array_equal(again, stored)  # the transcribe path computes the very same bytes
+
+
+# --------------------------------------------------------------------------------------
+# resume, determinism, verify
+# --------------------------------------------------------------------------------------
+DIE_AFTER_TAR = """
+import os, sys
+sys.path.insert(0, {root!r})
+import pipeline.shards as S
+from pathlib import Path
+calls = 0
+real = S.write_tar
+def dying_write_tar(path, samples):
+    global calls
+    result = real(path, samples)
+    calls += 1
+    if calls == 3:   # the third shard's tar is written but not yet renamed: die like kill -9
+        os._exit(137)
+    return result
+S.write_tar = dying_write_tar
+S.build(S.BuildConfig(cv_root=Path({cv!r}), lang="fr", out=Path({out!r}), jobs=1, shard_size=8,
+                      progress=False, max_duration=15.0))
+"""
+
+
+def test_killed_build_resumes_to_identical_shards(broken_root, shards_dir, tmp_path):
+    out = tmp_path / "fr"
+    script = DIE_AFTER_TAR.format(root=str(ROOT), cv=str(broken_root), out=str(out))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 137, proc.stderr
+    assert list(out.glob("*/*.tmp")), "the kill should leave a half-finished shard behind"
+    assert not (out / "dataset.json").exists()
+    finished = set(shard_hashes(out))
+    assert 0 < len(finished) < len(shard_hashes(shards_dir))
+
+    summary = build(BuildConfig(cv_root=broken_root, lang=LANG, out=out, jobs=1, shard_size=8,
+                                progress=False, max_duration=15.0))
+    assert summary["run"]["shards_reused"] == len(finished)
+    assert shard_hashes(out) == shard_hashes(shards_dir)  # jobs=1 resumed == jobs=2 in one go
+    assert not list(out.glob("*/*.tmp"))
+    assert read_index(out) == read_index(shards_dir)
+    assert (out / "dataset.json").read_text().replace(str(out), "") == \
+        (shards_dir / "dataset.json").read_text().replace(str(shards_dir), "")
+
+    again = build(BuildConfig(cv_root=broken_root, lang=LANG, out=out, jobs=2, shard_size=8,
+                              progress=False, max_duration=15.0))
+    assert again["run"]["shards_built"] == 0
+    forced = build(BuildConfig(cv_root=broken_root, lang=LANG, out=out, jobs=2, shard_size=8,
+                               progress=False, max_duration=15.0, force=True))
+    assert forced["run"]["shards_reused"] == 0 and shard_hashes(out) == shard_hashes(shards_dir)
+
+
+def test_verify_passes_then_catches_corruption(shards_dir, tmp_path):
+    assert verify(shards_dir, progress=False) == []
+    copy = tmp_path / "fr"
+    shutil.copytree(shards_dir, copy)
+    victim = sorted(copy.glob("train/*.tar"))[0]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    problems = verify(copy, progress=False)
+    assert any(victim.name in p and "sha256" in p for p in problems)
+
+    (sorted(copy.glob("dev/*.tar"))[0]).unlink()
+    (copy / "test" / "stray.tar").write_bytes(b"x")
+    problems = verify(copy, progress=False)
+    assert any("missing" in p for p in problems) and any("stray.tar" in p for p in problems)
+
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    result = CliRunner().invoke(app, ["shards", "verify", str(copy), "--no-progress"])
+    assert result.exit_code != 0 and "problem" in result.output
+    result = CliRunner().invoke(app, ["shards", "verify", str(shards_dir), "--no-progress"])
+    assert result.exit_code == 0, result.output
+
+
+# --------------------------------------------------------------------------------------
+# reading releases
+# --------------------------------------------------------------------------------------
+def test_missing_release_gives_one_clear_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    with pytest.raises(ReleaseError, match="make demo"):
+        open_release(tmp_path / "nowhere", "fr")
+    (tmp_path / "cv" / "fr" / "clips").mkdir(parents=True)
+    with pytest.raises(ReleaseError, match="train.tsv"):
+        open_release(tmp_path / "cv", "fr")
+    result = CliRunner().invoke(app, ["shards", "--cv-root", str(tmp_path / "cv"), "--lang", "de",
+                                      "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "no folder" in result.output and "clips/" in result.output and "Traceback" not in result.output
+
+
+def test_tsv_quoting_and_columns(tmp_path):
+    assert unquote('"He said ""yes""."') == 'He said "yes".'
+    assert unquote('"Oui", dit-il, "non"') == '"Oui", dit-il, "non"'  # raw field: left alone
+    assert unquote('Il dit "bonjour') == 'Il dit "bonjour'
+    # an old release: `accent` instead of `accents`, no variant/segment, columns in another order
+    lines = ["path\tclient_id\tsentence\tup_votes\tdown_votes\tage\tgender\taccent",
+             'a.mp3\tc1\tIl dit "bonjour\t2\t0\t\tmale\tfrance',
+             'b.mp3\tc2\t"Elle a dit ""non"", puis ""oui""."\t2\t0\t\t\t',
+             "c.mp3\tc3\tTrop\tde\tchamps\tici\t\t\t\t",
+             "d.mp3\tc4\tNormal."]
+    tsv = tmp_path / "train.tsv"
+    tsv.write_text("\n".join(lines) + "\n")
+    clips, problems, header = read_tsv(tsv, "train", tmp_path)
+    assert [c.id for c in clips] == ["a", "b", "d"]
+    assert clips[0].sentence == 'Il dit "bonjour' and clips[0].meta["accent"] == "france"
+    assert clips[1].sentence == 'Elle a dit "non", puis "oui".'
+    assert clips[2].sentence == "Normal." and clips[2].meta["gender"] == ""
+    assert [(p.id, p.reason) for p in problems] == [("c", "malformed_row")]
+
+
+def test_validated_train_set_excludes_dev_and_test(broken_root):
+    release = open_release(broken_root, LANG, train_set="validated")
+    train = {c.id for c in release.clips["train"]}
+    eval_ids = {c.id for s in ("dev", "test") for c in release.clips[s]}
+    assert not train & eval_ids
+    standard = {c.id for c in open_release(broken_root, LANG).clips["train"]}
+    assert len(train - standard) > 0, "validated should add clips that are in no split"
+    from pipeline.text import Normalizer
+
+    norm = Normalizer("generic")
+    eval_sentences = {norm.normalize(c.sentence) for s in ("dev", "test") for c in release.clips[s]}
+    assert not {norm.normalize(c.sentence) for c in release.clips["train"]} & eval_sentences
