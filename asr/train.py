@@ -191,6 +191,32 @@ def evaluate(model, batches: list, tokenizer, device, amp_dtype) -> dict:
 # --------------------------------------------------------------------------------------
 # the loop
 # --------------------------------------------------------------------------------------
+def train_step(train_model, model, batch, optimizer, scaler, clip: float, amp_dtype, d: Dist,
+               device: torch.device) -> tuple[bool, float, float]:
+    """One optimisation step -> (applied, loss, grad norm).
+
+    A batch whose loss is not finite on any rank, or whose gradient norm is not finite, is
+    not applied: gradients are dropped and the parameters stay as they were.
+    """
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        loss = train_model(batch)["loss"]
+    if any_rank(not torch.isfinite(loss).item(), d, device):
+        optimizer.zero_grad(set_to_none=True)
+        return False, float("nan"), float("nan")
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
+    if not math.isfinite(gnorm):  # identical on every rank: gradients are all-reduced by now
+        optimizer.zero_grad(set_to_none=True)
+        if scaler.is_enabled():
+            scaler.update()  # fp16: lower the scale after an overflow
+        return False, float(loss.detach()), gnorm
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return True, float(loss.detach()), gnorm
+
+
 class _StopFlag:
     """SIGTERM / SIGINT ask the loop to stop after the current step (a second Ctrl-C kills)."""
 
@@ -392,29 +418,17 @@ def _train(cfg: TrainConfig, d: Dist) -> dict:
             halt = False
             while step_in_epoch < per_epoch and step < cfg.max_steps:
                 batch = next(batches).to(device)
-                feats = specaug(batch.feats, batch.feat_lens)
-                batch = type(batch)(feats, batch.feat_lens, batch.targets, batch.target_lens, batch.ids, batch.texts)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    loss = train_model(batch)["loss"]
-                bad = any_rank(not torch.isfinite(loss).item(), d, device)
-                gnorm = float("nan")
-                if not bad:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                    gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
-                    bad = not math.isfinite(gnorm)  # identical on every rank after the all-reduce
-                if bad:
-                    skipped += 1
-                    optimizer.zero_grad(set_to_none=True)
-                    if amp_dtype == torch.float16:
-                        scaler.update()
-                else:
-                    scaler.step(optimizer)
-                    scaler.update()
-                    optimizer.zero_grad(set_to_none=True)
-                    window["loss"] += float(loss.detach())
+                batch.feats = specaug(batch.feats, batch.feat_lens)
+                if hasattr(model, "on_step"):  # models with their own schedules (scheduled sampling)
+                    model.on_step(step, cfg.max_steps)
+                ok, loss, gnorm = train_step(train_model, model, batch, optimizer, scaler, cfg.clip, amp_dtype,
+                                             d, device)
+                if ok:
+                    window["loss"] += loss
                     window["gnorm"] += gnorm
                     window["n"] += 1
+                else:
+                    skipped += 1
                 scheduler.step()
                 step += 1
                 step_in_epoch += 1

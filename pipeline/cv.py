@@ -166,7 +166,7 @@ def open_release(cv_root: Path, lang: str, train_set: str = "train") -> Release:
         clips[split], columns[split] = rows, header
         problems += bad
     if train_set == "validated":
-        clips["train"], left_out = _validated_minus_eval(clips)
+        clips["train"], left_out = _validated_minus_eval(clips, lang)
         problems += left_out
     for split in SPLITS:
         clips[split], dups = _drop_duplicates(clips[split])
@@ -197,12 +197,12 @@ def _drop_eval_overlap(clips: dict[str, list[Clip]]) -> tuple[list[Clip], list[T
     return kept, dropped
 
 
-def _validated_minus_eval(clips: dict[str, list[Clip]]) -> tuple[list[Clip], list[TsvProblem]]:
-    from pipeline.text import Normalizer  # sentences compared after a light normalisation
+def _validated_minus_eval(clips: dict[str, list[Clip]], lang: str) -> tuple[list[Clip], list[TsvProblem]]:
+    from pipeline.text import get_normalizer  # sentences compared as the models will see them
 
+    norm = get_normalizer(lang)
     eval_ids = {c.id for s in EVAL_SPLITS for c in clips[s]}
-    norm = Normalizer("generic")
-    eval_sentences = {norm.normalize(c.sentence) for s in EVAL_SPLITS for c in clips[s]}
+    eval_sentences = {norm.normalize(c.sentence) for s in EVAL_SPLITS for c in clips[s]} - {None}
     kept, left_out = [], []
     for c in clips["train"]:
         if c.id in eval_ids:

@@ -118,3 +118,14 @@ def shards_dir(broken_root, tmp_path_factory) -> Path:
     build(BuildConfig(cv_root=broken_root, lang=LANG, out=out, jobs=2, shard_size=8, progress=False,
                       max_duration=15.0))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_ctc(shards_dir, tmp_path_factory) -> Path:
+    """A tiny CTC model trained for a few steps on `shards_dir` (its checkpoint path)."""
+    from asr.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("run") / "tiny-ctc"
+    train(TrainConfig(shards=str(shards_dir), out=str(out), preset="tiny", max_steps=30, warmup=5,
+                      batch_frames=4000, eval_every=0, workers=0, progress=False, lr=3e-3))
+    return out / "last.pt"

@@ -296,8 +296,26 @@ def test_validated_train_set_excludes_dev_and_test(broken_root):
     assert not train & eval_ids
     standard = {c.id for c in open_release(broken_root, LANG).clips["train"]}
     assert len(train - standard) > 0, "validated should add clips that are in no split"
-    from pipeline.text import Normalizer
+    from pipeline.text import get_normalizer
 
-    norm = Normalizer("generic")
+    norm = get_normalizer(LANG)
     eval_sentences = {norm.normalize(c.sentence) for s in ("dev", "test") for c in release.clips[s]}
     assert not {norm.normalize(c.sentence) for c in release.clips["train"]} & eval_sentences
+    left_out = {p.id for p in release.problems if p.reason == "sentence_in_eval_split"}
+    validated_only = set(tsv_ids(broken_root, "validated")) - standard - eval_ids
+    assert validated_only <= train | left_out
+
+
+def test_validated_rejected_sentences_do_not_match_each_other(tmp_path):
+    """Two sentences the normaliser rejects are not "the same sentence" (both normalise to None)."""
+    lang = tmp_path / "fr"
+    (lang / "clips").mkdir(parents=True)
+    header = "\t".join(["client_id", "path", "sentence"])
+    (lang / "train.tsv").write_text(header + "\n")
+    (lang / "dev.tsv").write_text(header + "\nc1\td.mp3\tМир\n")
+    (lang / "test.tsv").write_text(header + "\nc2\tt.mp3\tBonjour.\n")
+    (lang / "validated.tsv").write_text(header + "\nc3\tv1.mp3\tПривет\nc4\tv2.mp3\tbonjour !\n"
+                                        "c1\td.mp3\tМир\n")
+    release = open_release(tmp_path, "fr", train_set="validated")
+    assert [c.id for c in release.clips["train"]] == ["v1"]
+    assert [(p.id, p.reason) for p in release.problems] == [("v2", "sentence_in_eval_split")]
