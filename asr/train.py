@@ -401,7 +401,7 @@ def _train(cfg: TrainConfig, d: Dist) -> dict:
 
     bar = tqdm(total=cfg.max_steps, initial=step, unit="step", disable=not (cfg.progress and d.main),
                dynamic_ncols=True, desc="train")
-    started, run_steps = time.time(), 0
+    started, run_steps, run_utts = time.time(), 0, 0
     window = {"loss": 0.0, "n": 0, "utts": 0, "frames": 0, "padded": 0, "t": time.time(), "gnorm": 0.0}
     last_dev = {}
     reason = "max_steps"
@@ -433,6 +433,7 @@ def _train(cfg: TrainConfig, d: Dist) -> dict:
                 step += 1
                 step_in_epoch += 1
                 run_steps += 1
+                run_utts += len(batch)
                 window["utts"] += len(batch)
                 window["frames"] += batch.real_frames
                 window["padded"] += batch.padded_frames
@@ -459,6 +460,8 @@ def _train(cfg: TrainConfig, d: Dist) -> dict:
                 epoch += 1
                 step_in_epoch = 0
     bar.close()
+    if d.active:
+        _rank_report(out, d, model, run_steps, run_utts)
     final = run_eval()
     elapsed = time.time() - started
     summary = {"step": step, "epoch": epoch, "stopped_by": reason, "skipped_batches": skipped,
@@ -468,6 +471,20 @@ def _train(cfg: TrainConfig, d: Dist) -> dict:
         writer.close()
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def _rank_report(out: Path, d: Dist, model, steps: int, utterances: int) -> None:
+    """<out>/ranks/rank-N.json: what each DDP rank did, to check they stayed in step."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    (out / "ranks").mkdir(parents=True, exist_ok=True)
+    (out / "ranks" / f"rank-{d.rank}.json").write_text(json.dumps(
+        {"rank": d.rank, "world": d.world, "batches": steps, "utterances": utterances,
+         "parameters_sha256": h.hexdigest()}) + "\n")
 
 
 def _postfix(window: dict, dev: dict) -> str:

@@ -1,0 +1,172 @@
+"""The training loop: overfitting, exact resume, DDP with gloo, non-finite batches, signals."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from asr import checkpoint
+from asr.data import Batch, ShardSet
+from asr.models import build_model, model_config
+from asr.specaug import SpecAugmentConfig
+from asr.train import Dist, TrainConfig, train, train_step
+from conftest import LANG, ROOT
+
+NO_AUG = SpecAugmentConfig(freq_masks=0, time_masks=0)
+
+
+@pytest.fixture(scope="module")
+def handful_shards(synth_root, tmp_path_factory) -> Path:
+    """Shards of 6 train utterances (dev/test kept), for overfitting."""
+    from pipeline.shards import BuildConfig, build
+
+    root = tmp_path_factory.mktemp("cv-handful")
+    src, dst = synth_root / LANG, root / LANG
+    dst.mkdir()
+    (dst / "clips").symlink_to(src / "clips")
+    for name in ("dev", "test", "validated"):
+        shutil.copy(src / f"{name}.tsv", dst / f"{name}.tsv")
+    lines = (src / "train.tsv").read_text().splitlines()
+    (dst / "train.tsv").write_text("\n".join(lines[:7]) + "\n")
+    out = tmp_path_factory.mktemp("shards-handful") / LANG
+    build(BuildConfig(cv_root=root, lang=LANG, out=out, jobs=1, progress=False))
+    return out
+
+
+def test_small_model_overfits_a_handful_of_utterances(handful_shards, tmp_path):
+    out = tmp_path / "overfit"
+    summary = train(TrainConfig(
+        shards=str(handful_shards), out=str(out), preset="small", model_options={"dropout": 0.0},
+        dev_split="train", eval_utts=6, max_steps=200, warmup=20, lr=2e-3, min_lr_ratio=0.5,
+        batch_frames=10**5, eval_every=0, workers=0, progress=False, specaug=NO_AUG, weight_decay=0.0))
+    assert summary["dev"]["utterances"] == 6
+    assert summary["dev"]["cer"] < 0.05, summary["dev"]
+    ckpt = checkpoint.load(out / "best.pt")
+    assert ckpt["metrics"]["cer"] == summary["dev"]["cer"]
+
+
+def _state(path: Path) -> dict:
+    return checkpoint.load(path)["state_dict"]
+
+
+def test_stopped_and_resumed_run_equals_an_uninterrupted_one(shards_dir, tmp_path):
+    common = dict(shards=str(shards_dir), preset="tiny", model_options={"dropout": 0.2}, max_steps=12,
+                  warmup=3, batch_frames=2500, eval_every=4, eval_utts=4, workers=0, progress=False, seed=3)
+    straight = train(TrainConfig(out=str(tmp_path / "a"), **common))
+    assert straight["step"] == 12
+
+    first = train(TrainConfig(out=str(tmp_path / "b"), steps_this_run=5, **common))
+    assert first["step"] == 5 and first["stopped_by"] == "steps_this_run"
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(TrainConfig(out=str(tmp_path / "b"), **common))
+    resumed = train(TrainConfig(out=str(tmp_path / "b"), resume=True, **common))
+    assert resumed["step"] == 12
+
+    a, b = _state(tmp_path / "a" / "last.pt"), _state(tmp_path / "b" / "last.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after resume"
+    pos_a = checkpoint.load(tmp_path / "a" / "last.pt")["position"]
+    pos_b = checkpoint.load(tmp_path / "b" / "last.pt")["position"]
+    assert pos_a == pos_b
+
+
+def test_torchrun_two_cpu_ranks_stay_in_step(shards_dir, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29731",
+           str(ROOT / "cli.py"), "train", "--shards", str(shards_dir), "--out", str(out), "--preset", "tiny",
+           "--max-steps", "6", "--warmup", "2", "--batch-frames", "2500", "--eval-every", "3",
+           "--eval-utts", "4", "--workers", "1", "--no-progress", "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    reports = [json.loads((out / "ranks" / f"rank-{r}.json").read_text()) for r in range(2)]
+    assert [r["world"] for r in reports] == [2, 2]
+    assert reports[0]["batches"] == reports[1]["batches"] == 6
+    assert reports[0]["parameters_sha256"] == reports[1]["parameters_sha256"]
+    assert reports[0]["utterances"] > 0 and reports[1]["utterances"] > 0
+    ckpt = checkpoint.load(out / "last.pt")
+    assert ckpt["position"]["step"] == 6 and len(ckpt["rng"]) == 2
+
+
+def _poison_first_train_shard(shards_dir: Path, dst: Path) -> int:
+    """Copy the shards with the features of the first train shard set to +inf; -> utterances poisoned."""
+    shutil.copytree(shards_dir, dst)
+    dataset = json.loads((dst / "dataset.json").read_text())
+    tar_path = dst / dataset["splits"]["train"]["shards"][0]["path"]
+    with tarfile.open(tar_path) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar]
+    with tarfile.open(tar_path, "w") as tar:
+        for m, data in members:
+            if m.name.endswith(".feats.npy"):
+                arr = np.load(io.BytesIO(data))
+                arr[:] = np.inf
+                buf = io.BytesIO()
+                np.save(buf, arr)
+                data = buf.getvalue()
+                m.size = len(data)
+            tar.addfile(m, io.BytesIO(data))
+    return len(members) // 2
+
+
+def test_non_finite_batches_are_skipped_and_counted(shards_dir, tmp_path):
+    poisoned = tmp_path / "poisoned"
+    assert _poison_first_train_shard(shards_dir, poisoned) >= 4
+    summary = train(TrainConfig(shards=str(poisoned), out=str(tmp_path / "run"), preset="tiny", max_steps=12,
+                                warmup=2, batch_frames=2500, eval_every=0, eval_utts=4, workers=0,
+                                progress=False, log_every=1))
+    assert 1 <= summary["skipped_batches"] < 12
+    state = _state(tmp_path / "run" / "last.pt")
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any(l.get("skipped_batches", 0) >= 1 for l in lines)
+
+
+def test_train_step_leaves_parameters_alone_on_a_nan_batch(shards_dir):
+    shards = ShardSet.open(shards_dir)
+    model = build_model(model_config("ctc", "tiny", len(shards.vocab) + 2, 80))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    feats = torch.randn(2, 120, 80)
+    batch = Batch(feats, torch.tensor([120, 90]), torch.tensor([[2, 3, 4], [5, 6, 0]]), torch.tensor([3, 2]))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ok, loss, _ = train_step(model, model, batch, opt, scaler, 5.0, None, Dist(), torch.device("cpu"))
+    assert ok and np.isfinite(loss)
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batch.feats[0, 3] = float("nan")
+    ok, loss, _ = train_step(model, model, batch, opt, scaler, 5.0, None, Dist(), torch.device("cpu"))
+    assert not ok
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_sigterm_writes_a_checkpoint_and_exits_cleanly(shards_dir, tmp_path):
+    out = tmp_path / "term"
+    cmd = [sys.executable, str(ROOT / "cli.py"), "train", "--shards", str(shards_dir), "--out", str(out),
+           "--preset", "tiny", "--max-steps", "100000", "--batch-frames", "2500", "--eval-every", "0",
+           "--eval-utts", "4", "--workers", "0", "--no-progress", "--log-every", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "metrics.jsonl").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "signal" in stdout
+    ckpt = checkpoint.load(out / "last.pt")
+    assert 0 < ckpt["position"]["step"] < 100000
