@@ -121,7 +121,7 @@ def train(
     shards: Path = typer.Option(..., help="Shard folder made by `asr-cli shards` (holds dataset.json)."),
     out: Optional[Path] = typer.Option(None, help="Run folder for checkpoints and logs [default: runs/<lang>-<model>]."),
     model: str = typer.Option("ctc", help="ctc (Graves) or las (Listen, Attend and Spell)."),
-    preset: str = typer.Option("small", help="Model size: tiny, small, lab (ctc); see README for las."),
+    preset: str = typer.Option("small", help="Model size: tiny, small, lab (ctc); tiny, small, small-pyramid, lab (las)."),
     max_steps: int = typer.Option(20000, help="Training steps (the learning-rate schedule ends there)."),
     epochs: int = typer.Option(0, help="Stop after this many epochs (0: only --max-steps)."),
     batch_frames: int = typer.Option(20000, help="Padded feature frames per batch (10 ms each)."),
@@ -151,6 +151,20 @@ def train(
     conv_channels: Optional[int] = typer.Option(None, help="Channels of the conv front [preset]."),
     proj_dim: Optional[int] = typer.Option(None, help="Conv features projected to this size [preset]."),
     dropout: Optional[float] = typer.Option(None, help="Dropout [preset]."),
+    tokens: str = typer.Option("char", help="Output units: char, or unigram:N (SentencePiece, N pieces, trained on the train text)."),
+    ctc_weight: float = typer.Option(0.3, help="las: weight w of the joint CTC loss, w * ctc + (1 - w) * attention (0: no CTC head)."),
+    label_smoothing: float = typer.Option(0.1, help="las: label smoothing of the attention loss."),
+    sampling_rate: float = typer.Option(0.0, help="las: scheduled sampling probability, ramped from 0 to this over training."),
+    listener: Optional[str] = typer.Option(None, help="las: conv (conv front x4 + BiRNN) or pyramid (pyramidal BiRNN, x8) [preset]."),
+    frame_stack: Optional[int] = typer.Option(None, help="las pyramid: input frames stacked before the first layer [preset]."),
+    pyramid_layers: Optional[int] = typer.Option(None, help="las pyramid: top BiRNN layers that halve time [preset]."),
+    attention: Optional[str] = typer.Option(None, help="las: location (location-aware) or content attention [preset]."),
+    att_dim: Optional[int] = typer.Option(None, help="las: attention size [preset]."),
+    att_norm: Optional[str] = typer.Option(None, help="las: softmax, or sigmoid (smoothed) attention normalisation [preset]."),
+    att_temperature: Optional[float] = typer.Option(None, help="las: attention energies divided by this (>1 flatter) [preset]."),
+    decoder_layers: Optional[int] = typer.Option(None, help="las: speller LSTM layers [preset]."),
+    decoder_hidden: Optional[int] = typer.Option(None, help="las: speller LSTM units [preset]."),
+    embed_dim: Optional[int] = typer.Option(None, help="las: speller unit embedding size [preset]."),
     freq_masks: int = typer.Option(2, help="SpecAugment frequency masks per utterance (0: off)."),
     freq_width: int = typer.Option(27, help="SpecAugment: widest frequency mask, in bins."),
     time_masks: int = typer.Option(2, help="SpecAugment time masks per utterance (0: off)."),
@@ -164,6 +178,14 @@ def train(
 
     options = {"rnn": rnn, "rnn_layers": rnn_layers, "rnn_hidden": rnn_hidden, "conv_channels": conv_channels,
                "proj_dim": proj_dim, "dropout": dropout}
+    las_options = {"listener": listener, "frame_stack": frame_stack, "pyramid_layers": pyramid_layers,
+                   "attention": attention, "att_dim": att_dim, "att_norm": att_norm,
+                   "att_temperature": att_temperature, "decoder_layers": decoder_layers,
+                   "decoder_hidden": decoder_hidden, "embed_dim": embed_dim}
+    if model == "las":
+        options.update(las_options, ctc_weight=ctc_weight)
+    elif any(v is not None for v in las_options.values()):
+        fail(f"--{next(k for k, v in las_options.items() if v is not None).replace('_', '-')} applies to --model las only")
     if rnn is not None and rnn not in ("gru", "lstm"):
         fail("--rnn must be gru or lstm")
     lang = _shards_lang(shards)
@@ -174,7 +196,8 @@ def train(
         batch_frames=batch_frames, max_batch=max_batch, max_frames=max_frames, lr=lr, warmup=warmup,
         weight_decay=weight_decay, clip=clip, device=device, precision=precision, compile=compile,
         eval_every=eval_every, eval_utts=eval_utts, log_every=log_every, seed=seed, workers=workers,
-        threads=threads, resume=resume, force=force, progress=progress,
+        threads=threads, resume=resume, force=force, progress=progress, tokens=tokens, ctc_weight=ctc_weight,
+        label_smoothing=label_smoothing, sampling_rate=sampling_rate,
         specaug=SpecAugmentConfig(freq_masks, freq_width, time_masks, time_width, time_ratio),
     )
     try:
@@ -236,6 +259,137 @@ def plot(
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
     typer.echo(f"wrote {path}")
+
+
+# --------------------------------------------------------------------------------------
+# evaluation, language model, transcription
+# --------------------------------------------------------------------------------------
+_BEAM_HELP = "Beam search with this many hypotheses (default: greedy; with --lm: 50 for ctc, the model's own for las)."
+_LM_HELP = "Word n-gram LM (ARPA, from `asr-cli lm build`) for beam search."
+_LM_WEIGHT_HELP = "Weight of the LM's log10 probability; tune on dev (default: asr.evaluate.DEFAULT_LM_WEIGHT, 1.0)."
+_WORD_SCORE_HELP = "Score added per word with --lm; tune on dev (default: asr.evaluate.DEFAULT_WORD_SCORE, 1.0)."
+_CTC_WEIGHT_HELP = "las only: CTC weight of joint CTC/attention beam search (default: the training weight)."
+
+
+def _decode_options(beam, lm, lm_weight, word_score, ctc_weight):
+    """DecodeOptions from the shared eval / transcribe options (None: the tuned default)."""
+    from asr.evaluate import DecodeOptions
+
+    given = {"lm_weight": lm_weight, "word_score": word_score}
+    return DecodeOptions(beam=beam, lm=lm, ctc_weight=ctc_weight, **{k: v for k, v in given.items() if v is not None})
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: Path = typer.Option(..., help="Checkpoint made by `asr-cli train` (e.g. runs/fr-ctc/best.pt)."),
+    shards: Path = typer.Option(..., help="Shard folder made by `asr-cli shards`."),
+    split: str = typer.Option("test", help="Split to evaluate (every utterance, once)."),
+    beam: Optional[int] = typer.Option(None, help=_BEAM_HELP),
+    lm: Optional[Path] = typer.Option(None, help=_LM_HELP),
+    lm_weight: Optional[float] = typer.Option(None, help=_LM_WEIGHT_HELP, show_default=False),
+    word_score: Optional[float] = typer.Option(None, help=_WORD_SCORE_HELP, show_default=False),
+    ctc_weight: Optional[float] = typer.Option(None, help=_CTC_WEIGHT_HELP),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: <checkpoint folder>/eval-<split>-<mode>)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
+    batch_frames: int = typer.Option(20000, help="Padded feature frames per batch."),
+    max_batch: int = typer.Option(256, help="Utterances per batch at most."),
+    workers: int = typer.Option(1, help="DataLoader workers reading the shards."),
+    threads: int = typer.Option(0, help="CPU threads per process (0: cores / processes)."),
+    shard_url: Optional[str] = typer.Option(None, help="Read tars from this URL prefix or '{path}' template."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """CER / WER of a checkpoint on a split: per-utterance results, summary, real-time factor."""
+    import os
+
+    from asr.checkpoint import CheckpointError
+    from asr.evaluate import CoverageError, EvalConfig, evaluate, format_summary
+
+    cfg = EvalConfig(checkpoint=checkpoint, shards=shards, split=split,
+                     decode=_decode_options(beam, lm, lm_weight, word_score, ctc_weight), out=out, device=device,
+                     batch_frames=batch_frames, max_batch=max_batch, workers=workers, threads=threads,
+                     shard_url=shard_url, progress=progress)
+    try:
+        summary = evaluate(cfg)
+    except (CheckpointError, CoverageError, FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(format_summary(summary))
+
+
+lm_app = typer.Typer(no_args_is_help=True, help="Word n-gram language models for beam search.")
+app.add_typer(lm_app, name="lm")
+
+
+@lm_app.command("build")
+def lm_build(
+    shards: Path = typer.Option(..., help="Shard folder: the LM is estimated on its train sentences only."),
+    order: int = typer.Option(3, help="N-gram order."),
+    out: Optional[Path] = typer.Option(None, help="ARPA file to write (default: lm/<lang>-<order>gram.arpa)."),
+    extra_text: Optional[Path] = typer.Option(None, help="More raw text, one sentence per line (normalised here; "
+                                                         "dev/test sentences dropped)."),
+):
+    """Interpolated modified Kneser-Ney n-gram LM (ARPA) from the shards' train text."""
+    import time
+
+    from asr.lm import build_lm_from_shards
+
+    lang = _shards_lang(shards)
+    out = out or Path("lm") / f"{lang}-{order}gram.arpa"
+    started = time.time()
+    try:
+        stats = build_lm_from_shards(shards, order, out, extra_text=extra_text)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    typer.echo(_format_lm_stats(stats, out, time.time() - started))
+
+
+def _format_lm_stats(stats: dict, out: Path, seconds: float) -> str:
+    lines = [f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {seconds:.1f}s",
+             f"  sentences: {stats['sentences']} ({stats['train_sentences']} distinct train sentences"
+             + (f", {stats['extra_sentences']} extra; {stats['extra_rejected']} extra lines rejected by the "
+                f"normaliser, {stats['extra_heldout_dropped']} equal to a dev/test sentence dropped"
+                if stats["extra_sentences"] or stats["extra_rejected"] or stats["extra_heldout_dropped"] else "")
+             + ")",
+             f"  vocabulary: {stats['vocab_size']} words"]
+    for n, (count, d, fallback) in enumerate(zip(stats["ngrams"], stats["discounts"], stats["discount_fallback"]),
+                                             start=1):
+        lines.append(f"  {n}-grams: {count:>9}   discounts D1 {d[0]:.3f}  D2 {d[1]:.3f}  D3+ {d[2]:.3f}"
+                     + ("  (fallback)" if fallback else ""))
+    return "\n".join(lines)
+
+
+@app.command()
+def transcribe(
+    files: list[Path] = typer.Argument(..., help="Audio files: MP3, WAV, FLAC ... any rate, mono or stereo."),
+    checkpoint: Path = typer.Option(..., help="Checkpoint made by `asr-cli train`."),
+    beam: Optional[int] = typer.Option(None, help=_BEAM_HELP),
+    lm: Optional[Path] = typer.Option(None, help=_LM_HELP),
+    lm_weight: Optional[float] = typer.Option(None, help=_LM_WEIGHT_HELP, show_default=False),
+    word_score: Optional[float] = typer.Option(None, help=_WORD_SCORE_HELP, show_default=False),
+    ctc_weight: Optional[float] = typer.Option(None, help=_CTC_WEIGHT_HELP),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
+    json_lines: bool = typer.Option(False, "--json", help="One JSON object per line: id, path, text, duration, time."),
+):
+    """Transcribe audio files: one line of text per file, in order (errors on stderr)."""
+    import json
+
+    from asr.checkpoint import CheckpointError
+    from asr.transcribe import FileFailure, transcribe as run
+
+    failures = 0
+    try:
+        for result in run(checkpoint, files, _decode_options(beam, lm, lm_weight, word_score, ctc_weight), device):
+            if isinstance(result, FileFailure):
+                failures += 1
+                typer.secho(f"error: {result}", fg=typer.colors.RED, err=True)
+            elif json_lines:
+                typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+            else:
+                typer.echo(result.text)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    if failures:
+        fail(f"{failures} of {len(files)} file(s) could not be transcribed")
 
 
 def _shards_lang(shards: Path) -> str:

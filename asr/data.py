@@ -23,6 +23,7 @@ a resumed run regenerates it and skips the batches it already trained on.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -292,8 +293,14 @@ def steps_per_epoch(shards: ShardSet, split: str, cfg: LoaderConfig, world: int 
 def make_loader(shards: ShardSet, split: str, tokenizer, cfg: LoaderConfig, train: bool,
                 rank: int = 0, world: int = 1, epoch: int = 0, pin_memory: bool = False) -> DataLoader:
     """A DataLoader of Batch over `split`; set `loader.dataset.set_epoch(e)` before each epoch."""
-    stream = ShardStream(shards.urls(split), tokenizer, shards.cmvn, cfg, train, rank, world, epoch)
     workers = cfg.workers
+    # A slot (rank x worker) sees about utterances / slots of the split per pass: buffers no
+    # larger than that, or a small split is read many times over before the first batch.
+    per_slot = math.ceil(shards.split(split).get("utterances", 0) / (world * max(1, workers))) or 1
+    if train and per_slot < max(cfg.shuffle_buffer, cfg.bucket_pool):
+        cfg = dataclasses.replace(cfg, shuffle_buffer=min(cfg.shuffle_buffer, per_slot),
+                                  bucket_pool=min(cfg.bucket_pool, per_slot))
+    stream = ShardStream(shards.urls(split), tokenizer, shards.cmvn, cfg, train, rank, world, epoch)
     return DataLoader(
         stream, batch_size=None, num_workers=workers, pin_memory=pin_memory,
         prefetch_factor=cfg.prefetch if workers > 0 else None,

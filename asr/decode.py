@@ -24,6 +24,9 @@ Flashlight facts this module relies on (checked in tests/test_lm.py, tests/test_
   probabilities, so lm_weight = ln(10) ~ 2.3 would weigh LM and acoustics as equal
   probabilities. Tune lm_weight and word_score on dev (typically lm_weight 0.5-2.5,
   word_score -1..2).
+* In lexicon mode the text is the hypothesis' word list, not its tokens: the best
+  hypothesis' tokens can end in the letters of an unfinished word (e.g. `c a r t |` while
+  the lexicon has "carte" but not "cart"), which are not a word and are dropped.
 * A lexicon word is complete only once its `|` is consumed. Our models emit no space after
   the last word, so in lexicon mode one extra frame where `|` is certain is appended to
   every utterance (without it flashlight drops the unfinished last word, or forces a `|`
@@ -205,7 +208,12 @@ class CTCBeamDecoder:
             if self.uses_lexicon:
                 x = torch.cat([x, closing])
             hyps = self._decoder(x.unsqueeze(0).contiguous())[0]
-            texts.append(self._text(hyps[0].tokens.tolist()) if hyps else "")
+            if not hyps:
+                texts.append("")
+            elif self.uses_lexicon:  # the completed words: the tokens may end in an unfinished one
+                texts.append(_tidy(" ".join(hyps[0].words)))
+            else:
+                texts.append(self._text(hyps[0].tokens.tolist()))
         return texts
 
     def _text(self, ids: list[int]) -> str:

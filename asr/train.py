@@ -192,14 +192,20 @@ def evaluate(model, batches: list, tokenizer, device, amp_dtype) -> dict:
 # the loop
 # --------------------------------------------------------------------------------------
 def train_step(train_model, model, batch, optimizer, scaler, clip: float, amp_dtype, d: Dist,
-               device: torch.device) -> tuple[bool, float, float]:
+               device: torch.device, parts: dict | None = None) -> tuple[bool, float, float]:
     """One optimisation step -> (applied, loss, grad norm).
 
     A batch whose loss is not finite on any rank, or whose gradient norm is not finite, is
-    not applied: gradients are dropped and the parameters stay as they were.
+    not applied: gradients are dropped and the parameters stay as they were. The model's
+    other scalar losses (las: "att_loss", "ctc_loss") are stored in `parts` when given.
     """
     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        loss = train_model(batch)["loss"]
+        out = train_model(batch)
+    loss = out["loss"]
+    if parts is not None:
+        parts.clear()
+        parts.update({k: float(v.detach()) for k, v in out.items()
+                      if k != "loss" and k.endswith("_loss") and torch.is_tensor(v) and v.numel() == 1})
     if any_rank(not torch.isfinite(loss).item(), d, device):
         optimizer.zero_grad(set_to_none=True)
         return False, float("nan"), float("nan")
@@ -253,14 +259,19 @@ def make_tokenizer(cfg: TrainConfig, shards: ShardSet, out: Path):
     raise ValueError(f"--tokens must be 'char' or 'unigram:N', not {cfg.tokens!r}")
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Train (or resume) a model; returns a summary. Rank 0 logs and writes checkpoints."""
+def run_distributed(fn, cfg):
+    """`fn(cfg, d)` inside the process group torchrun asks for (if any), torn down after."""
     d = setup_dist(cfg.device)
     try:
-        return _train(cfg, d)
+        return fn(cfg, d)
     finally:
         if d.active and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train (or resume) a model; returns a summary. Rank 0 logs and writes checkpoints."""
+    return run_distributed(_train, cfg)
 
 
 def _train(cfg: TrainConfig, d: Dist) -> dict:
@@ -305,7 +316,7 @@ def _train(cfg: TrainConfig, d: Dist) -> dict:
         mconf = model_config(cfg.model, cfg.preset, len(tokenizer), n_mels, options)
     model = build_model(mconf)
     if hasattr(model, "configure_training"):
-        model.configure_training(cfg)
+        model.configure_training(cfg, tokenizer)
     model.to(device)
     specaug = SpecAugment(cfg.specaug).to(device)
 
@@ -402,7 +413,9 @@ def _train(cfg: TrainConfig, d: Dist) -> dict:
     bar = tqdm(total=cfg.max_steps, initial=step, unit="step", disable=not (cfg.progress and d.main),
                dynamic_ncols=True, desc="train")
     started, run_steps, run_utts = time.time(), 0, 0
-    window = {"loss": 0.0, "n": 0, "utts": 0, "frames": 0, "padded": 0, "t": time.time(), "gnorm": 0.0}
+    window = {"loss": 0.0, "n": 0, "utts": 0, "frames": 0, "padded": 0, "t": time.time(), "gnorm": 0.0,
+              "parts": {}}
+    parts: dict = {}
     last_dev = {}
     reason = "max_steps"
     model.train()
@@ -422,9 +435,11 @@ def _train(cfg: TrainConfig, d: Dist) -> dict:
                 if hasattr(model, "on_step"):  # models with their own schedules (scheduled sampling)
                     model.on_step(step, cfg.max_steps)
                 ok, loss, gnorm = train_step(train_model, model, batch, optimizer, scaler, cfg.clip, amp_dtype,
-                                             d, device)
+                                             d, device, parts)
                 if ok:
                     window["loss"] += loss
+                    for k, v in parts.items():
+                        window["parts"][k] = window["parts"].get(k, 0.0) + v
                     window["gnorm"] += gnorm
                     window["n"] += 1
                 else:
@@ -444,8 +459,6 @@ def _train(cfg: TrainConfig, d: Dist) -> dict:
                 bar.update(1)
                 if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
                     last_dev = run_eval()
-                    if d.main:
-                        bar.set_postfix_str(_postfix(window, last_dev), refresh=False)
                 stop_now = stop.requested or (cfg.steps_this_run and run_steps >= cfg.steps_this_run) or (
                     cfg.time_budget and time.time() - started >= cfg.time_budget)
                 if any_rank(bool(stop_now), d, device):
@@ -487,13 +500,6 @@ def _rank_report(out: Path, d: Dist, model, steps: int, utterances: int) -> None
          "parameters_sha256": h.hexdigest()}) + "\n")
 
 
-def _postfix(window: dict, dev: dict) -> str:
-    parts = []
-    if dev:
-        parts.append(f"dev CER {dev['cer']:.3f}")
-    return ", ".join(parts)
-
-
 def _log_line(out: Path, record: dict) -> None:
     with open(out / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -507,7 +513,10 @@ def _log_train(writer, out: Path, bar, window: dict, step: int, lr: float, skipp
         "step": step, "loss": window["loss"] / n, "lr": lr, "grad_norm": window["gnorm"] / n,
         "utt_per_s": window["utts"] * world / dt, "audio_s_per_s": window["frames"] * world / fps / dt,
         "padded_fraction": 1 - window["frames"] / max(window["padded"], 1), "skipped_batches": skipped,
+        **{k: v / n for k, v in window["parts"].items()},
     }
+    for k in window["parts"]:
+        writer.add_scalar(f"train/{k}", rec[k], step)
     writer.add_scalar("train/loss", rec["loss"], step)
     writer.add_scalar("train/lr", lr, step)
     writer.add_scalar("train/grad_norm", rec["grad_norm"], step)
@@ -519,4 +528,4 @@ def _log_train(writer, out: Path, bar, window: dict, step: int, lr: float, skipp
     if dev:
         post += f", dev CER {dev['cer']:.3f}"
     bar.set_postfix_str(post, refresh=False)
-    window.update(loss=0.0, n=0, utts=0, frames=0, padded=0, t=time.time(), gnorm=0.0)
+    window.update(loss=0.0, n=0, utts=0, frames=0, padded=0, t=time.time(), gnorm=0.0, parts={})

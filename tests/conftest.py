@@ -129,3 +129,21 @@ def tiny_ctc(shards_dir, tmp_path_factory) -> Path:
     train(TrainConfig(shards=str(shards_dir), out=str(out), preset="tiny", max_steps=30, warmup=5,
                       batch_frames=4000, eval_every=0, workers=0, progress=False, lr=3e-3))
     return out / "last.pt"
+
+
+@pytest.fixture(scope="session")
+def handful_shards(synth_root, tmp_path_factory) -> Path:
+    """Shards of 6 train utterances (dev/test kept), for overfitting."""
+    from pipeline.shards import BuildConfig, build
+
+    root = tmp_path_factory.mktemp("cv-handful")
+    src, dst = synth_root / LANG, root / LANG
+    dst.mkdir()
+    (dst / "clips").symlink_to(src / "clips")
+    for name in ("dev", "test", "validated"):
+        shutil.copy(src / f"{name}.tsv", dst / f"{name}.tsv")
+    lines = (src / "train.tsv").read_text().splitlines()
+    (dst / "train.tsv").write_text("\n".join(lines[:7]) + "\n")
+    out = tmp_path_factory.mktemp("shards-handful") / LANG
+    build(BuildConfig(cv_root=root, lang=LANG, out=out, jobs=1, progress=False))
+    return out

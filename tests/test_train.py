@@ -27,24 +27,6 @@ from conftest import LANG, ROOT
 NO_AUG = SpecAugmentConfig(freq_masks=0, time_masks=0)
 
 
-@pytest.fixture(scope="module")
-def handful_shards(synth_root, tmp_path_factory) -> Path:
-    """Shards of 6 train utterances (dev/test kept), for overfitting."""
-    from pipeline.shards import BuildConfig, build
-
-    root = tmp_path_factory.mktemp("cv-handful")
-    src, dst = synth_root / LANG, root / LANG
-    dst.mkdir()
-    (dst / "clips").symlink_to(src / "clips")
-    for name in ("dev", "test", "validated"):
-        shutil.copy(src / f"{name}.tsv", dst / f"{name}.tsv")
-    lines = (src / "train.tsv").read_text().splitlines()
-    (dst / "train.tsv").write_text("\n".join(lines[:7]) + "\n")
-    out = tmp_path_factory.mktemp("shards-handful") / LANG
-    build(BuildConfig(cv_root=root, lang=LANG, out=out, jobs=1, progress=False))
-    return out
-
-
 def test_small_model_overfits_a_handful_of_utterances(handful_shards, tmp_path):
     out = tmp_path / "overfit"
     summary = train(TrainConfig(

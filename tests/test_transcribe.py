@@ -1,0 +1,152 @@
+"""asr-cli transcribe / asr.transcribe: the shards' own features, the same text as eval, WAV and
+MP3 alike, per-file errors, and one clear message for a file that is not a checkpoint."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from asr import checkpoint
+from asr.evaluate import UTTERANCES_FILE, EvalConfig, evaluate
+from asr.models import build_model
+from asr.transcribe import FileFailure, Transcriber, Transcript, transcribe
+from cli import app
+from conftest import LANG
+
+
+@pytest.fixture(scope="module")
+def chatty_ckpt(tiny_ctc, tmp_path_factory) -> Path:
+    """`tiny_ctc`'s checkpoint with freshly initialised (seeded) weights.
+
+    The 30-step model says nothing yet (all blanks); an untrained one spells a long arbitrary
+    string for any input, different for every clip.
+    """
+    ckpt = checkpoint.load(tiny_ctc)
+    torch.manual_seed(0)
+    ckpt["state_dict"] = build_model(ckpt["model"]).state_dict()
+    path = tmp_path_factory.mktemp("chatty") / "chatty.pt"
+    checkpoint.save(path, {k: v for k, v in ckpt.items() if k != "format"})
+    return path
+
+
+def index_rows(shards_dir: Path) -> dict[str, dict]:
+    return {r["id"]: r for r in pq.read_table(shards_dir / "index.parquet").to_pylist()}
+
+
+def clip_path(broken_root: Path, row: dict) -> Path:
+    return broken_root / LANG / "clips" / row["path"]
+
+
+def stored_features(shards_dir: Path, row: dict) -> np.ndarray:
+    with tarfile.open(shards_dir / row["shard"]) as tar:
+        return np.load(io.BytesIO(tar.extractfile(f"{row['id']}.feats.npy").read()))
+
+
+def as_float_wav(mp3: Path, out: Path) -> Path:
+    """The MP3's decoded samples, unchanged, in a float WAV file."""
+    data, rate = sf.read(str(mp3), dtype="float32", always_2d=True)
+    sf.write(out, data, rate, subtype="FLOAT")
+    return out
+
+
+def test_features_are_the_shards_features(tiny_ctc, shards_dir, broken_root):
+    rows = index_rows(shards_dir)
+    picks = ["common_voice_fr_stereo44"]  # 44.1 kHz stereo
+    for rate in (48000, 32000):
+        picks.append(next(i for i, r in sorted(rows.items()) if r["sample_rate"] == rate and r["channels"] == 1))
+    transcriber = Transcriber(tiny_ctc, device="cpu")
+    for clip in picks:
+        feats, duration = transcriber.compute(clip_path(broken_root, rows[clip]))
+        np.testing.assert_array_equal(feats, stored_features(shards_dir, rows[clip]))
+        assert duration == pytest.approx(rows[clip]["duration"], abs=1e-3)
+
+
+def test_transcripts_equal_eval_hypotheses(chatty_ckpt, shards_dir, broken_root, tmp_path):
+    """Same features, CMVN, decoding and normalisation as `asr-cli eval` (batches of one there)."""
+    evaluate(EvalConfig(chatty_ckpt, shards_dir, "dev", out=tmp_path, max_batch=1, workers=0, threads=1,
+                        progress=False))
+    hyps = {r["id"]: r["hypothesis"]
+            for r in map(json.loads, (tmp_path / UTTERANCES_FILE).read_text(encoding="utf-8").splitlines())}
+    rows = index_rows(shards_dir)
+    paths = [clip_path(broken_root, rows[i]) for i in sorted(hyps)]
+    results = list(transcribe(chatty_ckpt, paths, device="cpu"))
+    assert all(isinstance(r, Transcript) for r in results)
+    assert {r.id: r.text for r in results} == hyps
+    texts = [r.text for r in results]
+    assert all(texts) and len(set(texts)) == len(texts)  # something to compare, not empty strings
+
+
+def test_wav_and_mp3_of_one_utterance_give_the_same_text(chatty_ckpt, shards_dir, broken_root, tmp_path):
+    rows = index_rows(shards_dir)
+    mp3 = clip_path(broken_root, rows["common_voice_fr_quoted"])
+    wav = as_float_wav(mp3, tmp_path / "quoted.wav")
+    result = CliRunner().invoke(app, ["transcribe", "--checkpoint", str(chatty_ckpt), str(mp3), str(wav),
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and lines[0] == lines[1] != ""
+
+
+def test_json_lines(chatty_ckpt, shards_dir, broken_root, tmp_path):
+    rows = index_rows(shards_dir)
+    clips = ["common_voice_fr_stereo44", "common_voice_fr_quoted"]
+    paths = [str(clip_path(broken_root, rows[c])) for c in clips]
+    plain = CliRunner().invoke(app, ["transcribe", "--checkpoint", str(chatty_ckpt), *paths])
+    as_json = CliRunner().invoke(app, ["transcribe", "--checkpoint", str(chatty_ckpt), *paths, "--json"])
+    assert plain.exit_code == as_json.exit_code == 0, as_json.output
+    objects = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [o["id"] for o in objects] == clips and [o["path"] for o in objects] == paths
+    assert [o["text"] for o in objects] == plain.stdout.splitlines()
+    for o, clip in zip(objects, clips):
+        assert set(o) == {"id", "path", "text", "duration", "time"}
+        assert o["duration"] == pytest.approx(rows[clip]["duration"], abs=1e-3)
+        assert 0 < o["time"] < 60
+
+
+def test_bad_files_are_reported_one_by_one(chatty_ckpt, shards_dir, broken_root, tmp_path):
+    rows = index_rows(shards_dir)
+    good = clip_path(broken_root, rows["common_voice_fr_quoted"])
+    missing = tmp_path / "missing.wav"
+    garbage = tmp_path / "garbage.mp3"
+    garbage.write_bytes(np.random.default_rng(0).bytes(3000))
+    empty = tmp_path / "empty.flac"
+    empty.write_bytes(b"")
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(8000, np.float32), 16000)
+    args = [str(good), str(missing), str(garbage), str(empty), str(silent), str(good)]
+    result = CliRunner().invoke(app, ["transcribe", "--checkpoint", str(chatty_ckpt), *args])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3 and lines[0] == lines[2] != "" and lines[1] == ""  # good, silent (""), good
+    assert f"{missing}: file not found" in result.stderr
+    assert f"{garbage}: not a readable audio file" in result.stderr
+    assert f"{empty}: empty file" in result.stderr
+    assert "3 of 6 file(s) could not be transcribed" in result.stderr
+    assert "Traceback" not in result.output
+
+    failures = [r for r in transcribe(chatty_ckpt, [missing, good], device="cpu") if isinstance(r, FileFailure)]
+    assert [f.path for f in failures] == [str(missing)]
+
+
+def test_a_file_that_is_not_a_checkpoint_gives_one_clear_message(shards_dir, broken_root, tmp_path):
+    audio = str(clip_path(broken_root, index_rows(shards_dir)["common_voice_fr_quoted"]))
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    cases = [(text, "is not a readable checkpoint"), (foreign, "is not a cv-asr checkpoint"),
+             (tmp_path / "absent.pt", "does not exist")]
+    for path, message in cases:
+        result = CliRunner().invoke(app, ["transcribe", "--checkpoint", str(path), audio])
+        assert result.exit_code == 1, result.output
+        assert message in result.stderr and result.stdout == ""
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
