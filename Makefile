@@ -61,8 +61,13 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''
 
+# Pipeline throughput (vs the naive librosa path), then the shard loader (vs decoding MP3s on
+# the fly) and the small model's training rate on BENCH_SHARDS (the demo's, if it was built).
+BENCH_SHARDS ?= shards/demo-fr
 bench: $(STAMP)
 	env LANG=C.UTF-8 LC_ALL=C.UTF-8 $(BIN)/python bench/bench_pipeline.py
+	@if [ -f $(BENCH_SHARDS)/dataset.json ]; then $(CLI) bench-loader --shards $(BENCH_SHARDS); \
+	else echo "no $(BENCH_SHARDS)/dataset.json: run \`make demo\` (or pass BENCH_SHARDS=shards/fr) for the loader benchmark"; fi
 
 clean-demo:
 	rm -rf data/demo shards/demo-fr runs/demo-*

@@ -139,11 +139,13 @@ def train(
     log_every: int = typer.Option(20, help="TensorBoard / metrics.jsonl every N steps."),
     workers: int = typer.Option(2, help="DataLoader worker processes."),
     threads: int = typer.Option(0, help="CPU threads per process (0: cores / processes)."),
+    procs: int = typer.Option(1, help="Data-parallel processes on this machine (gloo; faster than threads for small models on a CPU); --batch-frames is per process."),
     seed: int = typer.Option(0, help="Seed of everything (initial weights, data order, masks)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/last.pt."),
     force: bool = typer.Option(False, "--force", help="Start over even if <out> holds a run."),
     steps_this_run: int = typer.Option(0, help="Stop with a checkpoint after N steps of this invocation."),
     time_budget: float = typer.Option(0.0, help="Stop with a checkpoint after this many seconds (0: none)."),
+    anneal_by_time: bool = typer.Option(False, "--anneal-by-time", help="With --time-budget: decay the learning rate by steps or time, whichever is further along, so a run the clock cuts short still ends annealed."),
     shard_url: Optional[str] = typer.Option(None, help="Read tars from this URL prefix or '{path}' template (http://..., pipe:...)."),
     rnn: Optional[str] = typer.Option(None, help="Encoder RNN: gru or lstm [preset]."),
     rnn_layers: Optional[int] = typer.Option(None, help="Encoder RNN layers [preset]."),
@@ -170,11 +172,13 @@ def train(
     time_masks: int = typer.Option(2, help="SpecAugment time masks per utterance (0: off)."),
     time_width: int = typer.Option(40, help="SpecAugment: widest time mask, in frames."),
     time_ratio: float = typer.Option(0.2, help="SpecAugment: a time mask covers at most this fraction."),
+    freq_warp: float = typer.Option(0.0, help="VTLP-style random stretch of the mel axis by up to this fraction, e.g. 0.1 (0: off)."),
+    specaug_start: int = typer.Option(0, help="SpecAugment's masks from this step on (0: from the first step)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Train a CTC or attention model on shards, on the GPU if any (torchrun for several)."""
     from asr.specaug import SpecAugmentConfig
-    from asr.train import TrainConfig, train as run_training
+    from asr.train import TrainConfig, train_local
 
     options = {"rnn": rnn, "rnn_layers": rnn_layers, "rnn_hidden": rnn_hidden, "conv_channels": conv_channels,
                "proj_dim": proj_dim, "dropout": dropout}
@@ -193,16 +197,18 @@ def train(
         shards=str(shards), out=str(out or Path("runs") / f"{lang}-{model}"), model=model, preset=preset,
         model_options={k: v for k, v in options.items() if v is not None}, shard_url=shard_url,
         max_steps=max_steps, epochs=epochs, steps_this_run=steps_this_run, time_budget=time_budget,
+        anneal_by_time=anneal_by_time,
         batch_frames=batch_frames, max_batch=max_batch, max_frames=max_frames, lr=lr, warmup=warmup,
         weight_decay=weight_decay, clip=clip, device=device, precision=precision, compile=compile,
         eval_every=eval_every, eval_utts=eval_utts, log_every=log_every, seed=seed, workers=workers,
         threads=threads, resume=resume, force=force, progress=progress, tokens=tokens, ctc_weight=ctc_weight,
         label_smoothing=label_smoothing, sampling_rate=sampling_rate,
-        specaug=SpecAugmentConfig(freq_masks, freq_width, time_masks, time_width, time_ratio),
+        specaug=SpecAugmentConfig(freq_masks, freq_width, time_masks, time_width, time_ratio, freq_warp),
+        specaug_start=specaug_start,
     )
     try:
-        summary = run_training(cfg)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        summary = train_local(cfg, procs)
+    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
         fail(str(e))
     if int(__import__("os").environ.get("RANK", "0")) == 0:
         dev = summary["dev"]
@@ -390,6 +396,34 @@ def transcribe(
         fail(str(e))
     if failures:
         fail(f"{failures} of {len(files)} file(s) could not be transcribed")
+
+
+@app.command()
+def demo(
+    model: str = typer.Option("ctc", help="ctc or las."),
+    hours: float = typer.Option(5.0, help="Hours of synthetic speech."),
+    minutes: float = typer.Option(15.0, help="Training time budget (a fast machine finishes its steps sooner)."),
+    data: Path = typer.Option(Path("data/demo"), help="Common Voice root of the synthetic corpus."),
+    shards: Path = typer.Option(Path("shards/demo-fr"), help="Shard folder to build."),
+    runs: Path = typer.Option(Path("runs"), help="Runs folder: the model goes to <runs>/demo-<model>."),
+    jobs: int = typer.Option(0, help="Worker processes for synthesis and shards (0: every core)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda ..."),
+    retrain: bool = typer.Option(False, "--retrain", help="Train again even if the run folder holds a finished model."),
+    max_steps: Optional[int] = typer.Option(None, help="Train this many steps instead of the demo recipe's."),
+    seed: int = typer.Option(0, help="Seed of the synthetic corpus."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+):
+    """The whole product on a synthetic French corpus: synth, shards, train, LM, eval, transcribe."""
+    from asr.demo import DemoConfig, run_demo
+
+    if model not in ("ctc", "las"):
+        fail("--model must be ctc or las")
+    cfg = DemoConfig(model=model, hours=hours, minutes=minutes, data=data, shards=shards, runs=runs, jobs=jobs,
+                     device=device, retrain=retrain, max_steps=max_steps, seed=seed, progress=progress)
+    try:
+        run_demo(cfg)
+    except (RuntimeError, FileNotFoundError, FileExistsError, ValueError) as e:
+        fail(str(e))
 
 
 def _shards_lang(shards: Path) -> str:

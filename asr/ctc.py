@@ -1,6 +1,12 @@
 """CTC model (Graves et al. 2006): shared encoder -> linear -> units + blank.
 
-    feats [B, T, F] -> RNNEncoder -> [B, T/4, 2H] -> Linear -> logits [B, T/4, V]
+    feats [B, T, F] -> RNNEncoder -> [B, T/4, 2H] -> Linear -> logits [B, T/4 * U, V]
+
+U (`upsample`, default 1) output frames per encoder frame: with U = 2 the head predicts two
+frames' distributions from each encoder frame (50 per second), for speech so fast that its
+characters (and the blanks CTC needs between doubled letters) crowd the encoder's 25 frames
+per second, at the cost of one wider linear layer. On the demo corpus (median 14.5
+characters per second) it did not train faster, so it is off by default.
 
 V is the tokenizer's size (blank = 0 and <eos> = 1 included: <eos> is never a CTC target,
 its output simply learns to stay improbable). The loss is CTC with `zero_infinity`, summed
@@ -23,6 +29,7 @@ from asr.tokenizer import BLANK
 class CTCConfig:
     vocab_size: int
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    upsample: int = 1  # output frames per encoder frame
 
 
 class CTCModel(nn.Module):
@@ -32,12 +39,16 @@ class CTCModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = RNNEncoder(cfg.encoder)
-        self.head = nn.Linear(cfg.encoder.output_dim, cfg.vocab_size)
+        self.upsample = cfg.upsample
+        self.head = nn.Linear(cfg.encoder.output_dim, cfg.vocab_size * cfg.upsample)
 
     def log_probs(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """feats [B, T, F], lengths [B] -> float32 log-probabilities [B, T', V], lengths [B]."""
+        """feats [B, T, F], lengths [B] -> float32 log-probabilities [B, T' * U, V], lengths [B]."""
         enc, lengths = self.encoder(feats, lengths)
-        return F.log_softmax(self.head(enc).float(), dim=-1), lengths
+        logits = self.head(enc).float()  # [B, T', U * V]
+        b, t, _ = logits.shape
+        logits = logits.reshape(b, t * self.upsample, -1)
+        return F.log_softmax(logits, dim=-1), lengths * self.upsample
 
     def forward(self, batch) -> dict:
         """Batch -> {"loss": per-token CTC loss, "tokens": target tokens, "log_probs", "lengths"}."""

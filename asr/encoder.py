@@ -21,12 +21,22 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 class EncoderConfig:
     n_mels: int = 80
     conv_channels: int = 32
-    conv_kernels: tuple[tuple[int, int], ...] = ((3, 3), (3, 3))  # (time, freq) per layer, stride 2 each
+    conv_kernels: tuple[tuple[int, int], ...] = ((3, 3), (3, 3))  # (time, freq) per layer
+    time_strides: tuple[int, ...] = (2, 2)  # per conv layer (frequency stride is always 2)
     proj_dim: int = 256  # conv features projected to this before the RNN
     rnn: str = "gru"  # gru | lstm
     rnn_layers: int = 3
     rnn_hidden: int = 256  # per direction
     dropout: float = 0.1
+    proj_norm: bool = True  # LayerNorm on the projected conv features
+    # Packed sequences keep padding out of the RNN exactly; padded batches run the RNN over it
+    # (a few frames with length bucketing) but take oneDNN's fused kernels on a CPU: measured
+    # forward + backward of 3 x 256 BiRNN, batch 27 x 92 frames, 2 threads: GRU packed 0.70 s,
+    # GRU padded 0.43 s, LSTM packed 0.89 s, LSTM padded 0.34 s.
+    pack: bool = True
+    # One RNN module per layer with a LayerNorm after each (instead of one stacked RNN): on the
+    # demo corpus it shortens CTC's blank plateau at the start of training.
+    layer_norm: bool = False
 
     @property
     def output_dim(self) -> int:
@@ -40,36 +50,40 @@ def conv_out_length(lengths: torch.Tensor, kernel: int, stride: int = 2) -> torc
 
 
 class ConvSubsampling(nn.Module):
-    """[B, T, F] -> [B, T', D], T' ~ T/4 (two stride-2 convs)."""
+    """[B, T, F] -> [B, T', D], T' ~ T / prod(time_strides) (x4 by default: two stride-2 convs)."""
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.kernels = [tuple(k) for k in cfg.conv_kernels]
+        self.strides = list(cfg.time_strides)
+        if len(self.strides) != len(self.kernels):
+            raise ValueError(f"time_strides {cfg.time_strides} needs one stride per conv layer ({len(self.kernels)})")
         chans = [1] + [cfg.conv_channels] * len(self.kernels)
         self.convs = nn.ModuleList(
-            nn.Conv2d(chans[i], chans[i + 1], k, stride=2, padding=(k[0] // 2, k[1] // 2))
-            for i, k in enumerate(self.kernels)
+            nn.Conv2d(chans[i], chans[i + 1], k, stride=(s, 2), padding=(k[0] // 2, k[1] // 2))
+            for i, (k, s) in enumerate(zip(self.kernels, self.strides))
         )
         freq = cfg.n_mels
         for k in self.kernels:
             freq = (freq + 2 * (k[1] // 2) - k[1]) // 2 + 1
         self.proj = nn.Linear(cfg.conv_channels * freq, cfg.proj_dim)
+        self.norm = nn.LayerNorm(cfg.proj_dim) if cfg.proj_norm else nn.Identity()
         self.dropout = nn.Dropout(cfg.dropout)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        for k in self.kernels:
-            lengths = conv_out_length(lengths, k[0])
+        for k, s in zip(self.kernels, self.strides):
+            lengths = conv_out_length(lengths, k[0], s)
         return lengths
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = feats.unsqueeze(1)  # [B, 1, T, F]
-        for conv, k in zip(self.convs, self.kernels):
+        for conv, k, s in zip(self.convs, self.kernels, self.strides):
             x = torch.relu(conv(x))
-            lengths = conv_out_length(lengths, k[0])
+            lengths = conv_out_length(lengths, k[0], s)
             mask = torch.arange(x.shape[2], device=x.device)[None, :] < lengths[:, None]  # [B, T']
             x = x * mask[:, None, :, None].to(x.dtype)
         b, c, t, f = x.shape
-        x = self.proj(x.permute(0, 2, 1, 3).reshape(b, t, c * f))
+        x = self.norm(self.proj(x.permute(0, 2, 1, 3).reshape(b, t, c * f)))
         return self.dropout(x), lengths
 
 
@@ -81,8 +95,14 @@ class RNNEncoder(nn.Module):
         self.cfg = cfg
         self.front = ConvSubsampling(cfg)
         rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[cfg.rnn]
-        self.rnn = rnn(cfg.proj_dim, cfg.rnn_hidden, num_layers=cfg.rnn_layers, batch_first=True,
-                       bidirectional=True, dropout=cfg.dropout if cfg.rnn_layers > 1 else 0.0)
+        if cfg.layer_norm:
+            self.layers = nn.ModuleList(
+                rnn(cfg.proj_dim if i == 0 else 2 * cfg.rnn_hidden, cfg.rnn_hidden, batch_first=True,
+                    bidirectional=True) for i in range(cfg.rnn_layers))
+            self.norms = nn.ModuleList(nn.LayerNorm(2 * cfg.rnn_hidden) for _ in range(cfg.rnn_layers))
+        else:
+            self.rnn = rnn(cfg.proj_dim, cfg.rnn_hidden, num_layers=cfg.rnn_layers, batch_first=True,
+                           bidirectional=True, dropout=cfg.dropout if cfg.rnn_layers > 1 else 0.0)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
@@ -91,7 +111,17 @@ class RNNEncoder(nn.Module):
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feats [B, T, F], lengths [B] -> encodings [B, T', 2H], lengths [B]."""
         x, lengths = self.front(feats, lengths)
+        if not self.cfg.layer_norm:
+            return self.dropout(self._run(self.rnn, x, lengths)), lengths
+        for i, (rnn, norm) in enumerate(zip(self.layers, self.norms)):
+            x = norm(self._run(rnn, x, lengths))
+            if i < len(self.layers) - 1:
+                x = self.dropout(x)
+        return self.dropout(x), lengths
+
+    def _run(self, rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if not self.cfg.pack:
+            return rnn(x)[0]
         packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.rnn(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-        return self.dropout(out), lengths
+        out, _ = rnn(packed)
+        return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]

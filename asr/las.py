@@ -108,10 +108,11 @@ LAS_PRESETS: dict[str, dict] = {
     # tests: seconds on a CPU (0.20 M)
     "tiny": dict(conv_channels=8, proj_dim=64, rnn="gru", rnn_layers=1, rnn_hidden=64, dropout=0.0,
                  embed_dim=32, decoder_hidden=96, att_dim=48, att_conv_channels=4, att_conv_kernel=15),
-    # the demo: ctc/small's encoder (3 x 256 BiGRU after the conv front, 3.33 M) + a 1 x 256 LSTM
-    # speller (1.17 M): 4.52 M; trains at ~0.7x ctc/small's utterances per second on a CPU
+    # the demo: ctc/small's encoder (conv front + 3 x 256 BiGRU with LayerNorm, padded batches, see
+    # asr/encoder.py) + a 1 x 256 LSTM speller (1.17 M)
     "small": dict(conv_channels=32, proj_dim=256, rnn="gru", rnn_layers=3, rnn_hidden=256, dropout=0.1,
-                  embed_dim=64, decoder_hidden=256, att_dim=128, att_conv_channels=10, att_conv_kernel=31),
+                  pack=False, layer_norm=True, embed_dim=64, decoder_hidden=256, att_dim=128, att_conv_channels=10,
+                  att_conv_kernel=31),
     # the same sizes with Chan et al.'s pyramidal listener (x8, 5.96 M): use with --tokens unigram:N
     "small-pyramid": dict(listener="pyramid", proj_dim=256, rnn="gru", rnn_layers=3, rnn_hidden=256,
                           dropout=0.1, embed_dim=64, decoder_hidden=256, att_dim=128, att_conv_channels=10,
@@ -166,7 +167,7 @@ class LASConfig:
     @property
     def time_reduction(self) -> int:
         if self.listener == "conv":
-            return 2 ** len(self.encoder.conv_kernels)
+            return math.prod(self.encoder.time_strides)
         return self.frame_stack * 2 ** self.pyramid_layers
 
 

@@ -6,6 +6,13 @@ corpora; `time_width` sets it), a time mask never wider than `time_ratio` of the
 Masks are drawn by torchaudio's FrequencyMasking / TimeMasking on each utterance's
 `[F, length]` slice, so they never fall on padding only; masked values become 0, the mean
 after CMVN. Only the training loop applies it: evaluation never sees masks.
+
+`freq_warp` (off by default) adds a vocal-tract-length-style perturbation (VTLP, Jaitly and
+Hinton 2013) on the mel axis: each utterance's spectrum is stretched by a factor drawn in
+[1 - w, 1 + w] (bin f takes the value of bin f / factor, linearly interpolated), which moves
+formants as a longer or shorter vocal tract would: a cheap way to show the model voices it
+has not heard. The training loop can apply it from the first step and the masks later
+(`TrainConfig.specaug_start`).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ class SpecAugmentConfig:
     time_masks: int = 2
     time_width: int = 40  # frames (10 ms)
     time_ratio: float = 0.2  # a time mask covers at most this fraction of the utterance
+    freq_warp: float = 0.0  # VTLP-style stretch of the mel axis by up to this fraction (0: off)
 
     @property
     def enabled(self) -> bool:
@@ -36,9 +44,12 @@ class SpecAugment(torch.nn.Module):
         self.freq = torchaudio.transforms.FrequencyMasking(cfg.freq_width)
         self.time = torchaudio.transforms.TimeMasking(cfg.time_width, p=cfg.time_ratio)
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """feats [B, T, F], lengths [B] -> masked copy [B, T, F] (padding untouched)."""
-        if not self.cfg.enabled:
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor, masks: bool = True) -> torch.Tensor:
+        """feats [B, T, F], lengths [B] -> augmented copy [B, T, F] (padding untouched); with
+        masks=False only the frequency warp (if any) is applied."""
+        if self.cfg.freq_warp > 0:
+            feats = warp_frequency(feats, self.cfg.freq_warp)
+        if not (masks and self.cfg.enabled):
             return feats
         out = feats.clone()
         for i, n in enumerate(lengths.tolist()):
@@ -49,3 +60,19 @@ class SpecAugment(torch.nn.Module):
                 x = self.time(x)
             out[i, :n] = x.transpose(0, 1)
         return out
+
+
+def warp_frequency(feats: torch.Tensor, width: float, factors: torch.Tensor | None = None) -> torch.Tensor:
+    """feats [B, T, F] -> each utterance's mel axis stretched by its factor (uniform in
+    [1 - width, 1 + width] unless given): out[..., f] = feats[..., f / factor], interpolated
+    linearly, the top bin repeated past the edge. Zero padding stays zero."""
+    b, _, n = feats.shape
+    if factors is None:
+        factors = 1 + (2 * torch.rand(b, device=feats.device) - 1) * width
+    src = (torch.arange(n, device=feats.device, dtype=torch.float32)[None, :] / factors[:, None]).clamp(0, n - 1)
+    lo = src.floor().long()
+    hi = (lo + 1).clamp(max=n - 1)
+    frac = (src - lo).to(feats.dtype)[:, None, :]  # [B, 1, F]
+    lo = lo[:, None, :].expand(-1, feats.shape[1], -1)
+    hi = hi[:, None, :].expand(-1, feats.shape[1], -1)
+    return feats.gather(2, lo) * (1 - frac) + feats.gather(2, hi) * frac

@@ -52,6 +52,11 @@ class TrainConfig:
     epochs: int = 0  # 0: no epoch limit, stop at max_steps
     steps_this_run: int = 0  # stop (with a checkpoint) after this many steps of this invocation
     time_budget: float = 0.0  # seconds of training in this invocation, 0: none
+    # With a time budget: the cosine decay follows steps or training time, whichever is further
+    # along, and the budget counts the run's training time over resumes. A run cut by the clock
+    # (a slow or busy machine) still ends annealed; a fast one ends at max_steps, as without.
+    # Not bit-reproducible (the learning rate depends on the clock).
+    anneal_by_time: bool = False
     batch_frames: int = 20000
     max_batch: int = 256
     max_frames: int = 2000
@@ -73,6 +78,8 @@ class TrainConfig:
     force: bool = False
     progress: bool = True
     specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    specaug_start: int = 0  # SpecAugment's masks from this step on (a short run learns faster without them
+    # at first); its frequency warp, if any, from the first step
     ctc_weight: float = 0.3  # attention model only: weight of the joint CTC loss
     label_smoothing: float = 0.1  # attention model only
     sampling_rate: float = 0.0  # attention model only: scheduled sampling probability at the end
@@ -116,6 +123,14 @@ def any_rank(flag: bool, d: Dist, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
+def max_over_ranks(value: float, d: Dist, device: torch.device) -> float:
+    if not d.active:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
 def pick_device(name: str, d: Dist) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -141,11 +156,12 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 # --------------------------------------------------------------------------------------
 # schedule and evaluation
 # --------------------------------------------------------------------------------------
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up to 1, then cosine decay to `min_lr_ratio` at `max_steps`."""
+def lr_factor(step: int, cfg: TrainConfig, time_fraction: float = 0.0) -> float:
+    """Linear warm-up to 1, then cosine decay to `min_lr_ratio` at `max_steps` (or, with
+    `anneal_by_time`, when `time_fraction` of the time budget is spent, if that comes first)."""
     if step < cfg.warmup:
         return (step + 1) / cfg.warmup
-    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
+    progress = min(1.0, max((step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup), time_fraction))
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -274,6 +290,45 @@ def train(cfg: TrainConfig) -> dict:
     return run_distributed(_train, cfg)
 
 
+def train_local(cfg: TrainConfig, procs: int) -> dict:
+    """Train with `procs` data-parallel processes on this machine (gloo, as under `torchrun
+    --nproc-per-node procs`), each with its share of the cores; `batch_frames` is per process.
+
+    On a CPU the small models' RNN steps are too small for several threads to share well:
+    measured on 2 cores, forward + backward of the small CTC preset runs 40 utterances/s in
+    one process with 2 threads, and 48 in two processes of one thread each (half the batch
+    each), for the same gradient per step. Returns rank 0's summary (<out>/summary.json)."""
+    if procs <= 1:
+        return train(cfg)
+    if "RANK" in os.environ:
+        raise ValueError("several local processes cannot be started inside torchrun: use its --nproc-per-node")
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:  # a free port for the process group's rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ctx = mp.start_processes(_local_rank, args=(procs, port, cfg), nprocs=procs, start_method="spawn", join=False)
+    while True:
+        try:
+            if ctx.join():
+                break
+        except KeyboardInterrupt:  # the ranks got the signal too: they checkpoint and exit
+            continue
+        except mp.ProcessRaisedException as e:
+            raise RuntimeError(f"a training process failed:\n{e}") from None
+        except mp.ProcessExitedException as e:
+            raise RuntimeError(f"a training process died: {e}") from None
+    return json.loads((Path(cfg.out) / "summary.json").read_text())
+
+
+def _local_rank(rank: int, procs: int, port: int, cfg: TrainConfig) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(procs), LOCAL_WORLD_SIZE=str(procs))
+    train(cfg)
+
+
 def _train(cfg: TrainConfig, d: Dist) -> dict:
     from tqdm import tqdm
 
@@ -325,7 +380,8 @@ def _train(cfg: TrainConfig, d: Dist) -> dict:
         (no_decay if p.ndim < 2 or name.endswith(".bias") else decay).append(p)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    clock = {"fraction": 0.0, "trained_before": 0.0}  # time annealing (TrainConfig.anneal_by_time)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, clock["fraction"]))
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
     step, epoch, step_in_epoch, skipped, best_cer = 0, 0, 0, 0, float("inf")
@@ -337,6 +393,7 @@ def _train(cfg: TrainConfig, d: Dist) -> dict:
         pos = resume_state["position"]
         step, epoch, step_in_epoch, skipped = pos["step"], pos["epoch"], pos["step_in_epoch"], pos["skipped"]
         best_cer = resume_state.get("best_cer", float("inf"))
+        clock["trained_before"] = resume_state.get("train_seconds", 0.0)
         rng = resume_state["rng"][d.rank] if d.rank < len(resume_state["rng"]) else None
         if rng:
             checkpoint.set_rng_state(rng)
@@ -380,6 +437,7 @@ def _train(cfg: TrainConfig, d: Dist) -> dict:
             "position": {"step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "skipped": skipped},
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(), "rng": rngs, "best_cer": best_cer,
+            "train_seconds": clock["trained_before"] + time.time() - started,
             "train_config": dataclasses.asdict(cfg), "metrics": metrics,
         }
 
@@ -431,7 +489,7 @@ def _train(cfg: TrainConfig, d: Dist) -> dict:
             halt = False
             while step_in_epoch < per_epoch and step < cfg.max_steps:
                 batch = next(batches).to(device)
-                batch.feats = specaug(batch.feats, batch.feat_lens)
+                batch.feats = specaug(batch.feats, batch.feat_lens, masks=step >= cfg.specaug_start)
                 if hasattr(model, "on_step"):  # models with their own schedules (scheduled sampling)
                     model.on_step(step, cfg.max_steps)
                 ok, loss, gnorm = train_step(train_model, model, batch, optimizer, scaler, cfg.clip, amp_dtype,
@@ -444,6 +502,12 @@ def _train(cfg: TrainConfig, d: Dist) -> dict:
                     window["n"] += 1
                 else:
                     skipped += 1
+                spent = 0.0
+                if cfg.time_budget:  # the slowest rank's clock, so every rank has the same lr
+                    spent = max_over_ranks(time.time() - started
+                                           + (clock["trained_before"] if cfg.anneal_by_time else 0.0), d, device)
+                    if cfg.anneal_by_time:
+                        clock["fraction"] = min(1.0, spent / cfg.time_budget)
                 scheduler.step()
                 step += 1
                 step_in_epoch += 1
@@ -460,7 +524,7 @@ def _train(cfg: TrainConfig, d: Dist) -> dict:
                 if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
                     last_dev = run_eval()
                 stop_now = stop.requested or (cfg.steps_this_run and run_steps >= cfg.steps_this_run) or (
-                    cfg.time_budget and time.time() - started >= cfg.time_budget)
+                    cfg.time_budget and spent >= cfg.time_budget)
                 if any_rank(bool(stop_now), d, device):
                     reason = ("signal" if stop.requested else "steps_this_run"
                               if cfg.steps_this_run and run_steps >= cfg.steps_this_run else "time_budget")

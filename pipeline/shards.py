@@ -494,7 +494,10 @@ def format_summary(summary: dict) -> str:
             lines.append(f"{split}: characters unseen in train (kept, counted as errors): {chars!r}")
     lines.append(f"vocabulary: {len(summary['vocab'])} characters: {''.join(summary['vocab'])!r}")
     run = summary.get("run")
-    if run:
+    if run and not run["shards_built"]:
+        lines.append(f"all {run['shards_reused']} shards were already built (reused); total {run['seconds']:.1f}s"
+                     " (--force rebuilds)")
+    elif run:
         lines.append(
             f"built {run['shards_built']} shards, reused {run['shards_reused']}; "
             f"{run['audio_hours_processed']:.3f} h of audio in {run['extract_seconds']:.1f}s = "

@@ -151,3 +151,20 @@ def test_specaugment_masks_stay_inside_real_lengths():
     assert masked_any
     off = SpecAugment(SpecAugmentConfig(freq_masks=0, time_masks=0))
     assert torch.equal(off(feats, lengths), feats)
+
+
+def test_frequency_warp_moves_a_formant_and_leaves_padding_alone():
+    from asr.specaug import warp_frequency
+
+    feats = torch.zeros(3, 10, 80)
+    feats[:, :7, 40] = 5.0  # one "formant" at bin 40 in the first 7 frames; frames 7.. are padding
+    out = warp_frequency(feats, 0.1, torch.tensor([1.0, 1.1, 0.9]))
+    assert torch.equal(out[0], feats[0]), "factor 1 is the identity"
+    for i, factor in ((1, 1.1), (2, 0.9)):
+        peak = int(out[i, 0].argmax())
+        assert abs(peak - 40 * factor) <= 1, (factor, peak)  # the formant moved with the factor
+        assert torch.all(out[i, 7:] == 0), "zero padding stays zero"
+    aug = SpecAugment(SpecAugmentConfig(freq_masks=0, time_masks=0, freq_warp=0.1))
+    torch.manual_seed(0)
+    warped = aug(feats, torch.tensor([7, 7, 7]), masks=False)
+    assert not torch.equal(warped, feats) and torch.all(warped[:, 7:] == 0)

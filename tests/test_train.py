@@ -152,3 +152,38 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(shards_dir, tmp_path):
     assert "signal" in stdout
     ckpt = checkpoint.load(out / "last.pt")
     assert 0 < ckpt["position"]["step"] < 100000
+
+
+def test_specaugment_starts_at_specaug_start(shards_dir, tmp_path, monkeypatch):
+    import asr.train as train_module
+    from asr.specaug import SpecAugment
+
+    steps = []
+
+    class Spy(SpecAugment):
+        def forward(self, feats, lengths, masks=True):
+            steps.append(masks)
+            return super().forward(feats, lengths, masks)
+
+    monkeypatch.setattr(train_module, "SpecAugment", Spy)
+    summary = train(TrainConfig(shards=str(shards_dir), out=str(tmp_path / "aug"), preset="tiny", max_steps=7,
+                                warmup=2, batch_frames=2500, eval_every=0, eval_utts=2, workers=0, progress=False,
+                                specaug_start=4))
+    assert summary["step"] == 7
+    assert steps == [False] * 4 + [True] * 3  # masks on steps 4, 5 and 6 of 0..6
+
+
+def test_ctc_head_with_two_output_frames_per_encoder_frame(shards_dir):
+    shards = ShardSet.open(shards_dir)
+    conf = model_config("ctc", "tiny", len(shards.vocab) + 2, 80, {"upsample": 2})
+    model = build_model(conf)
+    plain = build_model(model_config("ctc", "tiny", len(shards.vocab) + 2, 80))
+    feats, lengths = torch.randn(3, 101, 80), torch.tensor([101, 80, 33])
+    lp, out_lengths = model.log_probs(feats, lengths)
+    _, plain_lengths = plain.log_probs(feats, lengths)
+    assert torch.equal(out_lengths, 2 * plain_lengths) and lp.shape[1] == 2 * int(plain_lengths.max())
+    assert torch.allclose(lp.exp().sum(-1), torch.ones(lp.shape[:2]), atol=1e-5)
+    batch = Batch(feats, lengths, torch.tensor([[2, 3, 4], [5, 6, 0], [7, 0, 0]]), torch.tensor([3, 2, 1]),
+                  ["a", "b", "c"], ["x", "y", "z"])
+    loss = model(batch)["loss"]
+    assert torch.isfinite(loss) and loss.item() > 0

@@ -1,0 +1,83 @@
+"""`asr-cli demo`: the main path synth -> shards -> train -> LM -> eval -> transcribe, through
+the CLI, on every test run (a tiny corpus, a few steps); and, marked slow, the real demo
+against its accuracy bar."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import ROOT
+
+CLI = [sys.executable, str(ROOT / "cli.py")]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
+
+
+def _run(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run(CLI + args, capture_output=True, text=True, env=ENV, timeout=timeout, cwd=ROOT)
+    assert proc.returncode == 0, f"asr-cli {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def test_demo_runs_the_whole_path_and_a_rerun_reuses_it(tmp_path):
+    where = ["--data", str(tmp_path / "data"), "--shards", str(tmp_path / "shards"), "--runs", str(tmp_path / "runs"),
+             "--hours", "0.06", "--max-steps", "6", "--no-progress"]
+    first = _run(["demo", *where])
+    run = tmp_path / "runs" / "demo-ctc"
+    report = json.loads((run / "report.json").read_text())
+
+    # every stage produced what the next one used
+    index = pq.read_table(tmp_path / "shards" / "index.parquet").to_pylist()
+    test_rows = {r["id"]: r for r in index if r["split"] == "test"}
+    assert report["corpus"]["clips"]["train"] > 0 and not report["corpus"]["reused"]
+    assert report["shards"]["utterances"]["test"] == len(test_rows) > 0
+    assert report["shards"]["built"] > 0 and report["shards"]["realtime_factor"] > 0
+    assert report["train"]["step"] == 6 and not report["train"]["reused"]
+    assert (run / "best.pt").is_file() and any((run / "tb").iterdir())
+    assert "\\data\\" in (run / "lm-3gram.arpa").read_text()[:100]
+    assert set(report["eval"]) == {"greedy", "beam+lm"}
+    for name, e in report["eval"].items():
+        assert e["utterances"] == len(test_rows)
+        lines = (ROOT / e["out"] if not os.path.isabs(e["out"]) else e["out"])
+        utts = [json.loads(x) for x in open(os.path.join(lines, "utterances.jsonl"))]
+        assert sorted(u["id"] for u in utts) == sorted(test_rows)
+        assert e["cer"] >= 0 and e["wer"] >= 0
+    assert report["eval"]["beam+lm"]["mode"].startswith("beam") and report["eval"]["greedy"]["mode"] == "greedy"
+
+    # the two transcribed clips are test clips, with their references; the CLI agrees with the demo
+    assert len(report["transcripts"]) == 2
+    by_path = {os.path.basename(r["path"]): r for r in test_rows.values()}
+    for t in report["transcripts"]:
+        assert by_path[os.path.basename(t["clip"])]["text"] == t["reference"]
+    proc = _run(["transcribe", "--checkpoint", str(run / "best.pt"), "--lm", str(run / "lm-3gram.arpa"), "--json",
+                 *[t["clip"] for t in report["transcripts"]]])
+    cli_texts = [json.loads(line)["text"] for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert cli_texts == [t["transcript"] for t in report["transcripts"]]
+
+    text = (run / "report.md").read_text()
+    assert "| greedy" in text and "| beam+lm" in text and "tensorboard --logdir" in text
+    assert "Demo report" in first.stdout
+
+    # a rerun reuses the corpus, the shards and the model
+    second = _run(["demo", *where])
+    again = json.loads((run / "report.json").read_text())
+    assert again["corpus"]["reused"] and again["shards"]["built"] == 0 and again["train"]["reused"]
+    assert again["eval"]["greedy"]["cer"] == report["eval"]["greedy"]["cer"]
+    assert "reused the model" in second.stdout
+
+
+@pytest.mark.slow
+def test_the_demo_meets_its_accuracy_bar(tmp_path):
+    """The real `make demo` (5 h corpus, 14 min of training): greedy test CER <= 20 %, and
+    beam search with the LM lowers the WER. About 20 minutes on 2 cores."""
+    runs = tmp_path / "runs"
+    _run(["demo", "--runs", str(runs), "--no-progress"], timeout=3600)
+    report = json.loads((runs / "demo-ctc" / "report.json").read_text())
+    greedy, lm = report["eval"]["greedy"], report["eval"]["beam+lm"]
+    assert greedy["cer"] <= 0.20, report["eval"]
+    assert lm["wer"] < greedy["wer"], report["eval"]
