@@ -16,7 +16,6 @@ when --lm is given).
 from __future__ import annotations
 
 import argparse
-import io
 import random
 import subprocess
 import sys
@@ -159,6 +158,8 @@ def make_clips(out: Path, seed: int = 123) -> list[tuple[Path, str]]:
     import soundfile as sf
     import soxr
 
+    from pipeline.synth import ESPEAK_RATE, _wav_samples
+
     clips = out / "clips"
     clips.mkdir(parents=True, exist_ok=True)
     refs = out / "refs.tsv"
@@ -170,11 +171,10 @@ def make_clips(out: Path, seed: int = 123) -> list[tuple[Path, str]]:
         voice = f"{rng.choice(DIALECTS)}+{rng.choice(VARIANTS)}"
         rate = rng.choice([110, 120, 215, 230])
         pitch = rng.choice([5, 15, 85, 95])
-        cmd = ["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "-P", str(rng.randint(60, 100)),
-               "--stdout", sentence]
+        cmd = ["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "--stdout", sentence]
         wav = subprocess.run(cmd, capture_output=True, check=True).stdout
-        x, sr = sf.read(io.BytesIO(wav), dtype="float32")
-        x = soxr.resample(x, sr, 16000).astype(np.float32)
+        x = _wav_samples(wav)  # espeak streams its WAV with placeholder sizes: read the PCM
+        x = soxr.resample(x, ESPEAK_RATE, 16000).astype(np.float32)
         name = f"external_{i:04d}.wav"
         sf.write(clips / name, 0.8 * x / max(1e-3, float(np.abs(x).max())), 16000)
         rows.append(f"{name}\t{sentence}")

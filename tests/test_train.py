@@ -187,3 +187,18 @@ def test_ctc_head_with_two_output_frames_per_encoder_frame(shards_dir):
                   ["a", "b", "c"], ["x", "y", "z"])
     loss = model(batch)["loss"]
     assert torch.isfinite(loss) and loss.item() > 0
+
+
+def test_learning_rate_anneals_by_steps_or_time_whichever_is_further():
+    from asr.train import lr_factor
+
+    cfg = TrainConfig(shards="x", max_steps=1000, warmup=100, min_lr_ratio=0.02)
+    assert lr_factor(49, cfg) == pytest.approx(0.5)  # warm-up
+    assert lr_factor(100, cfg) == pytest.approx(1.0)
+    assert lr_factor(550, cfg) == pytest.approx(0.02 + 0.98 * 0.5)  # half-way through the cosine
+    assert lr_factor(1000, cfg) == pytest.approx(0.02)
+    # the clock ahead of the steps: it sets the decay, and a spent budget ends at min_lr_ratio
+    assert lr_factor(200, cfg, time_fraction=0.5) == pytest.approx(0.02 + 0.98 * 0.5)
+    assert lr_factor(200, cfg, time_fraction=1.0) == pytest.approx(0.02)
+    # the steps ahead of the clock: the steps set it
+    assert lr_factor(550, cfg, time_fraction=0.1) == pytest.approx(lr_factor(550, cfg))
