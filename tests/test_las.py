@@ -203,10 +203,18 @@ def test_attention_is_monotonic_and_follows_the_true_alignment(toy_model):
     assert stats["used"] >= len(batch) // 2, stats
     assert stats["forward"] >= MIN_FORWARD, stats
     assert stats["correlation"] >= MIN_CORRELATION, stats
-    torch.manual_seed(0)  # the same measure fails on an untrained model
+    # the same measure fails on an untrained model: over the steps it decodes, its argmax
+    # frames do not follow the true alignment
+    torch.manual_seed(0)
     untrained = build_model(model_config("las", "tiny", len(TOY_VOCAB) + 2, TOY_MELS)).eval()
     _, atts = untrained.greedy_with_attention(batch.feats, batch.feat_lens)
-    assert all(int(att.argmax(-1).max()) == int(att.argmax(-1).min()) for att in atts)  # one frame: correlation 0
+    correlation = []
+    for att, span in zip(atts, spans):
+        k = min(len(att), len(span))
+        frame = att[:k].argmax(-1).numpy()
+        true_centre = np.array([(s + e) / 2 for s, e in span[:k]])
+        correlation.append(0.0 if k < 2 or frame.std() == 0 else float(np.corrcoef(frame, true_centre)[0, 1]))
+    assert float(np.mean(correlation)) < MIN_CORRELATION - 0.2, correlation
 
 
 def test_attention_weights_are_normalised_and_masked(toy_model, toy_test):
