@@ -168,3 +168,52 @@ def test_frequency_warp_moves_a_formant_and_leaves_padding_alone():
     torch.manual_seed(0)
     warped = aug(feats, torch.tensor([7, 7, 7]), masks=False)
     assert not torch.equal(warped, feats) and torch.all(warped[:, 7:] == 0)
+
+
+def _as_bytes(sample: dict) -> dict:
+    return {k: (v if k.startswith("__") else bytes(v)) for k, v in sample.items() if k != "__url__"}
+
+
+def test_local_tar_fast_path_reads_what_webdataset_reads(shards_dir, tmp_path):
+    import io
+    import tarfile
+
+    import webdataset as wds
+
+    from asr.data import _samples, load_npy
+
+    url = ShardSet.open(shards_dir).urls("train")[0]
+    reference = [_as_bytes(s) for s in wds.tarfile_samples(iter([{"url": url}]))]
+    fast = list(_samples([url], wds))
+    assert [_as_bytes(s) for s in fast] == reference and len(reference) > 0
+    for s in fast[:5]:
+        assert np.array_equal(load_npy(s["feats.npy"]), np.load(io.BytesIO(bytes(s["feats.npy"]))))
+    # a tar our writer never makes (a PAX header for a non-ASCII name) goes through webdataset
+    pax = tmp_path / "pax.tar"
+    with tarfile.open(pax, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in (("clé_1.json", b'{"text": "a"}'), ("clé_1.feats.npy", b"x" * 10)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    assert [_as_bytes(s) for s in _samples([str(pax)], wds)] == [
+        {"__key__": "clé_1", "json": b'{"text": "a"}', "feats.npy": b"x" * 10}]
+    # a corrupt header is not read as data: webdataset then reports the broken tar
+    broken = tmp_path / "broken.tar"
+    data = bytearray(open(url, "rb").read())
+    data[130] ^= 0x07  # a size digit of the first member's header
+    broken.write_bytes(bytes(data))
+    with pytest.raises(Exception):
+        list(_samples([str(broken)], wds))
+
+
+def test_load_npy_matches_numpy_for_other_dtypes_and_layouts():
+    import io
+
+    from asr.data import load_npy
+
+    for array in (np.arange(12, dtype=np.float32).reshape(3, 4), np.ones((2, 3), np.float16),
+                  np.asfortranarray(np.arange(6.0).reshape(2, 3)), np.zeros((0, 80), np.float16)):
+        buf = io.BytesIO()
+        np.save(buf, array)
+        out = load_npy(memoryview(buf.getvalue()))
+        assert out.dtype == array.dtype and np.array_equal(out, array)
