@@ -297,7 +297,8 @@ def train_local(cfg: TrainConfig, procs: int) -> dict:
     On a CPU the small models' RNN steps are too small for several threads to share well:
     measured on 2 cores, forward + backward of the small CTC preset runs 40 utterances/s in
     one process with 2 threads, and 48 in two processes of one thread each (half the batch
-    each), for the same gradient per step. Returns rank 0's summary (<out>/summary.json)."""
+    each), for the same gradient per step. Returns rank 0's summary (<out>/summary.json).
+    The processes are spawned: a script calling this needs `if __name__ == "__main__":`."""
     if procs <= 1:
         return train(cfg)
     if "RANK" in os.environ:
