@@ -16,24 +16,32 @@ Logs: TensorBoard events in <out>/tb, one JSON line per log step in <out>/metric
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
-import os
 import random
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jiwer
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 from asr import checkpoint
 from asr.data import LoaderConfig, ShardSet, ShardStream, make_loader, steps_per_epoch
+from asr.distributed import (Dist, any_rank, autocast_dtype, cpu_threads, max_over_ranks, pick_device,
+                             run_distributed, spawn_local)
 from asr.models import build_model, count_parameters, model_config
 from asr.specaug import SpecAugment, SpecAugmentConfig
+from asr.subword import UnigramTokenizer
 from asr.tokenizer import CharTokenizer, tokenizer_from_state
+from pipeline import atomic
 from pipeline.audio import FeatureConfig
 
 
@@ -85,76 +93,9 @@ class TrainConfig:
     sampling_rate: float = 0.0  # attention model only: scheduled sampling probability at the end
 
 
-# --------------------------------------------------------------------------------------
-# distributed set-up (torchrun sets RANK / WORLD_SIZE / LOCAL_RANK)
-# --------------------------------------------------------------------------------------
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    local_world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def active(self) -> bool:
-        return self.world > 1
-
-
-def setup_dist(device: str) -> Dist:
-    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        return Dist()
-    d = Dist(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)),
-             int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])))
-    backend = "nccl" if device.startswith("cuda") else "gloo"
-    dist.init_process_group(backend)
-    return d
-
-
-def any_rank(flag: bool, d: Dist, device: torch.device) -> bool:
-    """True on every rank if `flag` is true on any rank (so all ranks take the same branch)."""
-    if not d.active:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
-
-
-def max_over_ranks(value: float, d: Dist, device: torch.device) -> float:
-    if not d.active:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return float(t.item())
-
-
-def pick_device(name: str, d: Dist) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda asked for, but torch sees no CUDA device")
-        if d.active or name == "cuda":
-            name = f"cuda:{d.local_rank}"
-        torch.cuda.set_device(name)
-    return torch.device(name)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if precision == "fp32":
-        return None
-    if device.type != "cuda":
-        raise ValueError(f"--precision {precision} needs a CUDA device (training on {device})")
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
 
 # --------------------------------------------------------------------------------------
-# schedule and evaluation
+# schedule, tokenizer, checkpoints
 # --------------------------------------------------------------------------------------
 def lr_factor(step: int, cfg: TrainConfig, time_fraction: float = 0.0) -> float:
     """Linear warm-up to 1, then cosine decay to `min_lr_ratio` at `max_steps` (or, with
@@ -163,6 +104,232 @@ def lr_factor(step: int, cfg: TrainConfig, time_fraction: float = 0.0) -> float:
         return (step + 1) / cfg.warmup
     progress = min(1.0, max((step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup), time_fraction))
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_tokenizer(cfg: TrainConfig, shards: ShardSet, out: Path):
+    if cfg.tokens == "char":
+        return CharTokenizer(shards.vocab)
+    if cfg.tokens.startswith("unigram:"):
+        size = int(cfg.tokens.split(":", 1)[1])
+        index = pq.read_table(shards.root / "index.parquet", columns=["split", "text"]).to_pylist()
+        texts = [r["text"] for r in index if r["split"] == cfg.train_split]
+        return UnigramTokenizer.train(texts, size, out / "unigram")
+    raise ValueError(f"--tokens must be 'char' or 'unigram:N', not {cfg.tokens!r}")
+
+
+@dataclass
+class Position:
+    """Where a run stands; saved in every checkpoint and restored by `--resume`."""
+
+    step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+    skipped: int = 0  # batches not applied (non-finite loss or gradient)
+    best_cer: float = float("inf")
+    trained_before: float = 0.0  # training seconds of the invocations before this one
+    time_fraction: float = 0.0  # of the time budget spent (TrainConfig.anneal_by_time)
+
+
+@dataclass
+class Run:
+    """What one invocation of the loop holds; built by `setup`, used by the steps below."""
+
+    cfg: TrainConfig
+    d: Dist
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    out: Path
+    shards: ShardSet
+    tokenizer: object
+    mconf: dict
+    model: torch.nn.Module  # the bare model: checkpoints, evaluation
+    train_model: torch.nn.Module  # what the steps call: compiled and / or DDP-wrapped
+    specaug: SpecAugment
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    pos: Position
+    loader: object = None
+    per_epoch: int = 1
+    frames_per_second: float = 100.0
+    dev_batches: list = field(default_factory=list)
+    writer: object = None  # TensorBoard, rank 0 only
+    started: float = field(default_factory=time.time)
+    run_steps: int = 0
+    run_utts: int = 0
+    last_dev: dict = field(default_factory=dict)
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out / "best.pt"
+
+
+def checkpoint_payload(run: Run, metrics: dict) -> dict:
+    """Everything `last.pt` / `best.pt` hold (every rank must call it: RNG states are gathered)."""
+    rngs = [checkpoint.rng_state()]
+    if run.d.active:
+        rngs = [None] * run.d.world
+        dist.all_gather_object(rngs, checkpoint.rng_state())
+    p, data = run.pos, run.shards.dataset
+    return {
+        "model": run.mconf, "state_dict": run.model.state_dict(), "tokenizer": run.tokenizer.state_dict(),
+        "features": data["features"], "normalizer": data["normalizer"], "cmvn": data["cmvn"], "lang": data["lang"],
+        "position": {"step": p.step, "epoch": p.epoch, "step_in_epoch": p.step_in_epoch, "skipped": p.skipped},
+        "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(), "rng": rngs, "best_cer": p.best_cer,
+        "train_seconds": p.trained_before + time.time() - run.started,
+        "train_config": dataclasses.asdict(run.cfg), "metrics": metrics,
+    }
+
+
+def restore(run: Run, state: dict) -> None:
+    """Continue from a `last.pt` payload: weights, optimizer, schedule, position, RNG."""
+    run.model.load_state_dict(state["state_dict"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    p, saved = run.pos, state["position"]  # in place: the schedule's lambda holds `run.pos`
+    p.step, p.epoch, p.step_in_epoch, p.skipped = saved["step"], saved["epoch"], saved["step_in_epoch"], saved["skipped"]
+    p.best_cer = state.get("best_cer", float("inf"))
+    p.trained_before = state.get("train_seconds", 0.0)
+    rngs = state["rng"]
+    if run.d.rank < len(rngs) and rngs[run.d.rank]:
+        checkpoint.set_rng_state(rngs[run.d.rank])
+
+
+# --------------------------------------------------------------------------------------
+# set-up
+# --------------------------------------------------------------------------------------
+def previous_run(cfg: TrainConfig, d: Dist) -> dict | None:
+    """The `last.pt` to resume from, None for a new run; refuses to overwrite a run silently."""
+    last = Path(cfg.out) / "last.pt"
+    if last.exists() and not cfg.force:
+        if not cfg.resume:
+            raise FileExistsError(f"{cfg.out} already holds a run (last.pt): pass --resume to continue it, "
+                                  f"--force to start over, or another --out")
+        return checkpoint.load(last)
+    if cfg.resume and d.main:
+        print(f"note: nothing to resume in {cfg.out}, starting a new run")
+    return None
+
+
+def new_tokenizer_and_config(cfg: TrainConfig, d: Dist, shards: ShardSet) -> tuple[object, dict]:
+    """A new run's tokenizer (a unigram model is trained once, on rank 0) and model config."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if d.active:
+        dist.barrier()
+    tokenizer = make_tokenizer(cfg, shards, out) if d.main else None
+    if d.active:
+        obj = [tokenizer.state_dict() if d.main else None]
+        dist.broadcast_object_list(obj, src=0)
+        tokenizer = tokenizer_from_state(obj[0])
+    mconf = model_config(cfg.model, cfg.preset, len(tokenizer), shards.dataset["features"]["n_mels"],
+                         dict(cfg.model_options))
+    return tokenizer, mconf
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, no weight decay on biases and norm / 1-d parameters."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or name.endswith(".bias") else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+
+
+def setup(cfg: TrainConfig, d: Dist) -> Run:
+    """Device, data, model, optimizer (restored on --resume), loader and dev subset."""
+    device = pick_device(cfg.device, d)
+    amp_dtype = autocast_dtype(cfg.precision, device)
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.threads or cpu_threads(d))
+    shards = ShardSet.open(cfg.shards, cfg.shard_url)
+    state = previous_run(cfg, d)
+    random.seed(cfg.seed + d.rank)
+    np.random.seed(cfg.seed + d.rank)
+    torch.manual_seed(cfg.seed)  # the same initial parameters on every rank
+    if state:
+        tokenizer, mconf = tokenizer_from_state(state["tokenizer"]), state["model"]
+    else:
+        tokenizer, mconf = new_tokenizer_and_config(cfg, d, shards)
+    model = build_model(mconf)
+    if hasattr(model, "configure_training"):
+        model.configure_training(cfg, tokenizer)
+    model.to(device)
+    optimizer = make_optimizer(model, cfg)
+    pos = Position()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, pos.time_fraction))
+    run = Run(cfg, d, device, amp_dtype, Path(cfg.out), shards, tokenizer, mconf, model, model,
+              SpecAugment(cfg.specaug).to(device), optimizer, scheduler,
+              torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16), pos)
+    if state:
+        restore(run, state)
+    if cfg.compile:
+        run.train_model = torch.compile(model)
+    if d.active:
+        run.train_model = torch.nn.parallel.DistributedDataParallel(
+            run.train_model, device_ids=[device.index] if device.type == "cuda" else None)
+    lcfg = LoaderConfig(batch_frames=cfg.batch_frames, max_batch=cfg.max_batch, max_frames=cfg.max_frames,
+                        workers=cfg.workers, seed=cfg.seed)
+    run.loader = make_loader(shards, cfg.train_split, tokenizer, lcfg, train=True, rank=d.rank, world=d.world,
+                             pin_memory=device.type == "cuda")
+    run.per_epoch = steps_per_epoch(shards, cfg.train_split, lcfg, d.world)
+    run.frames_per_second = FeatureConfig.from_dict(shards.dataset["features"]).frames_per_second()
+    if d.main:
+        run.dev_batches = dev_subset(shards, cfg.dev_split, tokenizer, cfg)
+        run.writer = SummaryWriter(str(run.out / "tb"))
+        print(f"{mconf['kind']}/{mconf['preset']}: {count_parameters(model) / 1e6:.2f} M parameters, "
+              f"{len(tokenizer)} units, device {device}{f' x {d.world} ranks' if d.active else ''}, "
+              f"precision {amp_dtype or torch.float32}, {run.per_epoch} steps per epoch"
+              + (f", resuming at step {run.pos.step}" if state else ""))
+    run.started = time.time()
+    return run
+
+
+# --------------------------------------------------------------------------------------
+# one step, validation
+# --------------------------------------------------------------------------------------
+def compute_loss(train_model, batch, amp_dtype, device: torch.device) -> tuple[torch.Tensor, dict]:
+    """Forward under autocast -> (loss, the model's other scalar losses: las "att_loss", "ctc_loss")."""
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        out = train_model(batch)
+    parts = {k: float(v.detach()) for k, v in out.items()
+             if k != "loss" and k.endswith("_loss") and torch.is_tensor(v) and v.numel() == 1}
+    return out["loss"], parts
+
+
+def train_step(train_model, model, batch, optimizer, scaler, clip: float, amp_dtype, d: Dist,
+               device: torch.device, parts: dict | None = None) -> tuple[bool, float, float]:
+    """One optimisation step -> (applied, loss, grad norm).
+
+    A batch whose loss is not finite on any rank, or whose gradient norm is not finite, is
+    not applied: gradients are dropped and the parameters stay as they were. The model's
+    other scalar losses are stored in `parts` when given.
+    """
+    loss, step_parts = compute_loss(train_model, batch, amp_dtype, device)
+    if parts is not None:
+        parts.clear()
+        parts.update(step_parts)
+    if any_rank(not torch.isfinite(loss).item(), d, device):
+        optimizer.zero_grad(set_to_none=True)
+        return False, float("nan"), float("nan")
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
+    if not math.isfinite(gnorm):  # identical on every rank: gradients are all-reduced by now
+        optimizer.zero_grad(set_to_none=True)
+        if scaler.is_enabled():
+            scaler.update()  # fp16: lower the scale after an overflow
+        return False, float(loss.detach()), gnorm
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return True, float(loss.detach()), gnorm
 
 
 def dev_subset(shards: ShardSet, split: str, tokenizer, cfg: TrainConfig) -> list:
@@ -179,10 +346,8 @@ def dev_subset(shards: ShardSet, split: str, tokenizer, cfg: TrainConfig) -> lis
 
 
 @torch.no_grad()
-def evaluate(model, batches: list, tokenizer, device, amp_dtype) -> dict:
+def compute_validation_loss(model, batches: list, tokenizer, device, amp_dtype) -> dict:
     """Dev loss (per token) and greedy CER / WER on pre-loaded batches."""
-    import jiwer
-
     model.eval()
     loss_sum, tokens, refs, hyps = 0.0, 0, [], []
     for batch in batches:
@@ -204,41 +369,122 @@ def evaluate(model, batches: list, tokenizer, device, amp_dtype) -> dict:
     }
 
 
+def validate(run: Run) -> dict:
+    """Dev metrics (rank 0), logged; `last.pt` and, if the dev CER improved, `best.pt`."""
+    result, improved = {}, False
+    if run.d.main:
+        result = compute_validation_loss(run.model, run.dev_batches, run.tokenizer, run.device, run.amp_dtype)
+        improved = result["cer"] < run.pos.best_cer
+        run.pos.best_cer = min(run.pos.best_cer, result["cer"])
+        log_validation(run, result)
+    payload = checkpoint_payload(run, {k: v for k, v in result.items() if k != "samples"})
+    if run.d.main:
+        checkpoint.save(run.last_path, payload)
+        if improved:
+            checkpoint.save(run.best_path, payload)
+    if run.d.active:
+        dist.barrier()
+    return result
+
+
 # --------------------------------------------------------------------------------------
 # the loop
 # --------------------------------------------------------------------------------------
-def train_step(train_model, model, batch, optimizer, scaler, clip: float, amp_dtype, d: Dist,
-               device: torch.device, parts: dict | None = None) -> tuple[bool, float, float]:
-    """One optimisation step -> (applied, loss, grad norm).
+def train_one_epoch(run: Run, stop: "_StopFlag", meter: "Meter") -> str | None:
+    """Steps until the epoch's end or `max_steps` -> why the run must stop now (None: go on)."""
+    cfg, pos, d = run.cfg, run.pos, run.d
+    run.loader.dataset.set_epoch(pos.epoch)
+    batches = iter(run.loader)
+    for _ in range(pos.step_in_epoch):  # resuming mid-epoch: skip what was trained on
+        next(batches)
+    while pos.step_in_epoch < run.per_epoch and pos.step < cfg.max_steps:
+        batch = next(batches).to(run.device)
+        batch.feats = run.specaug(batch.feats, batch.feat_lens, masks=pos.step >= cfg.specaug_start)
+        if hasattr(run.model, "on_step"):  # models with their own schedules (scheduled sampling)
+            run.model.on_step(pos.step, cfg.max_steps)
+        ok, loss, gnorm = train_step(run.train_model, run.model, batch, run.optimizer, run.scaler, cfg.clip,
+                                     run.amp_dtype, d, run.device, meter.parts)
+        if not ok:
+            pos.skipped += 1
+        meter.add(ok, loss, gnorm, batch)
+        spent = 0.0
+        if cfg.time_budget:  # the slowest rank's clock, so every rank has the same lr
+            spent = max_over_ranks(time.time() - run.started + (pos.trained_before if cfg.anneal_by_time else 0.0),
+                                   d, run.device)
+            if cfg.anneal_by_time:
+                pos.time_fraction = min(1.0, spent / cfg.time_budget)
+        run.scheduler.step()
+        pos.step += 1
+        pos.step_in_epoch += 1
+        run.run_steps += 1
+        run.run_utts += len(batch)
+        if d.main and (pos.step % cfg.log_every == 0 or pos.step == cfg.max_steps):
+            meter.log(run)
+        meter.bar.update(1)
+        if cfg.eval_every and pos.step % cfg.eval_every == 0 and pos.step < cfg.max_steps:
+            run.last_dev = validate(run)
+        reason = ("signal" if stop.requested else
+                  "steps_this_run" if cfg.steps_this_run and run.run_steps >= cfg.steps_this_run else
+                  "time_budget" if cfg.time_budget and spent >= cfg.time_budget else None)
+        if any_rank(reason is not None, d, run.device):
+            return reason or "another rank"
+    return None
 
-    A batch whose loss is not finite on any rank, or whose gradient norm is not finite, is
-    not applied: gradients are dropped and the parameters stay as they were. The model's
-    other scalar losses (las: "att_loss", "ctc_loss") are stored in `parts` when given.
-    """
-    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        out = train_model(batch)
-    loss = out["loss"]
-    if parts is not None:
-        parts.clear()
-        parts.update({k: float(v.detach()) for k, v in out.items()
-                      if k != "loss" and k.endswith("_loss") and torch.is_tensor(v) and v.numel() == 1})
-    if any_rank(not torch.isfinite(loss).item(), d, device):
-        optimizer.zero_grad(set_to_none=True)
-        return False, float("nan"), float("nan")
-    scaler.scale(loss).backward()
-    scaler.unscale_(optimizer)
-    gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
-    if not math.isfinite(gnorm):  # identical on every rank: gradients are all-reduced by now
-        optimizer.zero_grad(set_to_none=True)
-        if scaler.is_enabled():
-            scaler.update()  # fp16: lower the scale after an overflow
-        return False, float(loss.detach()), gnorm
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
-    return True, float(loss.detach()), gnorm
+
+def _train(cfg: TrainConfig, d: Dist) -> dict:
+    run = setup(cfg, d)
+    meter = Meter(run)
+    reason = "max_steps"
+    run.model.train()
+    with _StopFlag() as stop:
+        while run.pos.step < cfg.max_steps:
+            if cfg.epochs and run.pos.epoch >= cfg.epochs:
+                reason = "epochs"
+                break
+            halted = train_one_epoch(run, stop, meter)
+            if halted:
+                reason = halted
+                break
+            if run.pos.step_in_epoch >= run.per_epoch:
+                run.pos.epoch += 1
+                run.pos.step_in_epoch = 0
+    meter.bar.close()
+    if d.active:
+        _rank_report(run)
+    final = validate(run)
+    summary = {"step": run.pos.step, "epoch": run.pos.epoch, "stopped_by": reason,
+               "skipped_batches": run.pos.skipped, "seconds": round(time.time() - run.started, 1),
+               "dev": {k: v for k, v in final.items() if k != "samples"}, "best_dev_cer": run.pos.best_cer,
+               "out": str(run.out)}
+    if d.main:
+        run.writer.close()
+        atomic.write_text(run.out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    return summary
 
 
+def train(cfg: TrainConfig) -> dict:
+    """Train (or resume) a model; returns a summary. Rank 0 logs and writes checkpoints."""
+    return run_distributed(_train, cfg)
+
+
+def train_local(cfg: TrainConfig, procs: int) -> dict:
+    """Train with `procs` data-parallel processes on this machine (gloo, as under `torchrun
+    --nproc-per-node procs`), each with its share of the cores; `batch_frames` is per process.
+
+    On a CPU the small models' RNN steps are too small for several threads to share well:
+    measured on 2 cores, forward + backward of the small CTC preset runs 40 utterances/s in
+    one process with 2 threads, and 48 in two processes of one thread each (half the batch
+    each), for the same gradient per step. Returns rank 0's summary (<out>/summary.json).
+    The processes are spawned: a script calling this needs `if __name__ == "__main__":`."""
+    if procs <= 1:
+        return train(cfg)
+    spawn_local(train, (cfg,), procs)
+    return json.loads((Path(cfg.out) / "summary.json").read_text())
+
+
+# --------------------------------------------------------------------------------------
+# signals and logs
+# --------------------------------------------------------------------------------------
 class _StopFlag:
     """SIGTERM / SIGINT ask the loop to stop after the current step (a second Ctrl-C kills)."""
 
@@ -261,336 +507,77 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def make_tokenizer(cfg: TrainConfig, shards: ShardSet, out: Path):
-    if cfg.tokens == "char":
-        return CharTokenizer(shards.vocab)
-    if cfg.tokens.startswith("unigram:"):
-        from asr.subword import UnigramTokenizer
-        import pyarrow.parquet as pq
+class Meter:
+    """Training figures averaged over the steps since the last log line, and the progress bar."""
 
-        size = int(cfg.tokens.split(":", 1)[1])
-        index = pq.read_table(shards.root / "index.parquet", columns=["split", "text"]).to_pylist()
-        texts = [r["text"] for r in index if r["split"] == cfg.train_split]
-        return UnigramTokenizer.train(texts, size, out / "unigram")
-    raise ValueError(f"--tokens must be 'char' or 'unigram:N', not {cfg.tokens!r}")
+    def __init__(self, run: Run):
+        self.bar = tqdm(total=run.cfg.max_steps, initial=run.pos.step, unit="step", dynamic_ncols=True,
+                        desc="train", disable=not (run.cfg.progress and run.d.main))
+        self.parts: dict = {}  # the last step's extra losses (train_step fills it)
+        self.reset()
 
+    def reset(self) -> None:
+        self.loss = self.gnorm = 0.0
+        self.n = self.utts = self.frames = self.padded = 0
+        self.part_sums: dict = {}
+        self.t = time.time()
 
-def run_distributed(fn, cfg):
-    """`fn(cfg, d)` inside the process group torchrun asks for (if any), torn down after."""
-    d = setup_dist(cfg.device)
-    try:
-        return fn(cfg, d)
-    finally:
-        if d.active and dist.is_initialized():
-            dist.destroy_process_group()
+    def add(self, applied: bool, loss: float, gnorm: float, batch) -> None:
+        if applied:
+            self.loss += loss
+            self.gnorm += gnorm
+            self.n += 1
+            for k, v in self.parts.items():
+                self.part_sums[k] = self.part_sums.get(k, 0.0) + v
+        self.utts += len(batch)
+        self.frames += batch.real_frames
+        self.padded += batch.padded_frames
 
-
-def train(cfg: TrainConfig) -> dict:
-    """Train (or resume) a model; returns a summary. Rank 0 logs and writes checkpoints."""
-    return run_distributed(_train, cfg)
-
-
-def train_local(cfg: TrainConfig, procs: int) -> dict:
-    """Train with `procs` data-parallel processes on this machine (gloo, as under `torchrun
-    --nproc-per-node procs`), each with its share of the cores; `batch_frames` is per process.
-
-    On a CPU the small models' RNN steps are too small for several threads to share well:
-    measured on 2 cores, forward + backward of the small CTC preset runs 40 utterances/s in
-    one process with 2 threads, and 48 in two processes of one thread each (half the batch
-    each), for the same gradient per step. Returns rank 0's summary (<out>/summary.json).
-    The processes are spawned: a script calling this needs `if __name__ == "__main__":`."""
-    if procs <= 1:
-        return train(cfg)
-    if "RANK" in os.environ:
-        raise ValueError("several local processes cannot be started inside torchrun: use its --nproc-per-node")
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as sock:  # a free port for the process group's rendezvous
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    ctx = mp.start_processes(_local_rank, args=(procs, port, cfg), nprocs=procs, start_method="spawn", join=False)
-    while True:
-        try:
-            if ctx.join():
-                break
-        except KeyboardInterrupt:  # the ranks got the signal too: they checkpoint and exit
-            continue
-        except mp.ProcessRaisedException as e:
-            raise RuntimeError(f"a training process failed:\n{e}") from None
-        except mp.ProcessExitedException as e:
-            raise RuntimeError(f"a training process died: {e}") from None
-    return json.loads((Path(cfg.out) / "summary.json").read_text())
-
-
-def _local_rank(rank: int, procs: int, port: int, cfg: TrainConfig) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(procs), LOCAL_WORLD_SIZE=str(procs))
-    train(cfg)
-
-
-def _train(cfg: TrainConfig, d: Dist) -> dict:
-    from tqdm import tqdm
-
-    device = pick_device(cfg.device, d)
-    amp_dtype = autocast_dtype(cfg.precision, device)
-    if device.type == "cpu":
-        torch.set_num_threads(cfg.threads or max(1, len(os.sched_getaffinity(0)) // d.local_world))
-    out = Path(cfg.out)
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    shards = ShardSet.open(cfg.shards, cfg.shard_url)
-
-    resume_state = None
-    if last_path.exists() and not cfg.force:
-        if not cfg.resume:
-            raise FileExistsError(f"{out} already holds a run (last.pt): pass --resume to continue it, "
-                                  f"--force to start over, or another --out")
-        resume_state = checkpoint.load(last_path)
-    elif cfg.resume and d.main:
-        print(f"note: nothing to resume in {out}, starting a new run")
-
-    seed = cfg.seed
-    random.seed(seed + d.rank)
-    np.random.seed(seed + d.rank)
-    torch.manual_seed(seed)  # the same initial parameters on every rank
-
-    if resume_state:
-        tokenizer = tokenizer_from_state(resume_state["tokenizer"])
-        mconf = resume_state["model"]
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        if d.active:
-            dist.barrier()
-        tokenizer = make_tokenizer(cfg, shards, out) if d.main else None
-        if d.active:  # the unigram model is trained once, on rank 0
-            obj = [tokenizer.state_dict() if d.main else None]
-            dist.broadcast_object_list(obj, src=0)
-            tokenizer = tokenizer_from_state(obj[0])
-        n_mels = shards.dataset["features"]["n_mels"]
-        options = dict(cfg.model_options)
-        mconf = model_config(cfg.model, cfg.preset, len(tokenizer), n_mels, options)
-    model = build_model(mconf)
-    if hasattr(model, "configure_training"):
-        model.configure_training(cfg, tokenizer)
-    model.to(device)
-    specaug = SpecAugment(cfg.specaug).to(device)
-
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or name.endswith(".bias") else decay).append(p)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    clock = {"fraction": 0.0, "trained_before": 0.0}  # time annealing (TrainConfig.anneal_by_time)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, clock["fraction"]))
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-
-    step, epoch, step_in_epoch, skipped, best_cer = 0, 0, 0, 0, float("inf")
-    if resume_state:
-        model.load_state_dict(resume_state["state_dict"])
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
-        scaler.load_state_dict(resume_state["scaler"])
-        pos = resume_state["position"]
-        step, epoch, step_in_epoch, skipped = pos["step"], pos["epoch"], pos["step_in_epoch"], pos["skipped"]
-        best_cer = resume_state.get("best_cer", float("inf"))
-        clock["trained_before"] = resume_state.get("train_seconds", 0.0)
-        rng = resume_state["rng"][d.rank] if d.rank < len(resume_state["rng"]) else None
-        if rng:
-            checkpoint.set_rng_state(rng)
-
-    train_model = model
-    if cfg.compile:
-        train_model = torch.compile(model)
-    if d.active:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            train_model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    lcfg = LoaderConfig(batch_frames=cfg.batch_frames, max_batch=cfg.max_batch, max_frames=cfg.max_frames,
-                        workers=cfg.workers, seed=cfg.seed)
-    loader = make_loader(shards, cfg.train_split, tokenizer, lcfg, train=True, rank=d.rank, world=d.world,
-                         pin_memory=device.type == "cuda")
-    per_epoch = steps_per_epoch(shards, cfg.train_split, lcfg, d.world)
-    fps = FeatureConfig.from_dict(shards.dataset["features"]).frames_per_second()
-    dev_batches = dev_subset(shards, cfg.dev_split, tokenizer, cfg) if d.main else []
-
-    writer = None
-    if d.main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / "tb"))
-        n_params = count_parameters(model)
-        print(f"{mconf['kind']}/{mconf['preset']}: {n_params / 1e6:.2f} M parameters, {len(tokenizer)} units, "
-              f"device {device}{f' x {d.world} ranks' if d.active else ''}, "
-              f"precision {amp_dtype or torch.float32}, {per_epoch} steps per epoch"
-              + (f", resuming at step {step}" if resume_state else ""))
-
-    def payload(metrics: dict) -> dict:
-        rngs = [checkpoint.rng_state()]
-        if d.active:
-            gathered = [None] * d.world
-            dist.all_gather_object(gathered, rngs[0])
-            rngs = gathered
-        return {
-            "model": mconf, "state_dict": model.state_dict(), "tokenizer": tokenizer.state_dict(),
-            "features": shards.dataset["features"], "normalizer": shards.dataset["normalizer"],
-            "cmvn": shards.dataset["cmvn"], "lang": shards.dataset["lang"],
-            "position": {"step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "skipped": skipped},
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "rng": rngs, "best_cer": best_cer,
-            "train_seconds": clock["trained_before"] + time.time() - started,
-            "train_config": dataclasses.asdict(cfg), "metrics": metrics,
+    def log(self, run: Run) -> None:
+        """One metrics.jsonl line, TensorBoard scalars and the bar's postfix; then a new window."""
+        dt, n, world = max(time.time() - self.t, 1e-9), max(self.n, 1), run.d.world
+        rec = {
+            "step": run.pos.step, "loss": self.loss / n, "lr": run.scheduler.get_last_lr()[0],
+            "grad_norm": self.gnorm / n, "utt_per_s": self.utts * world / dt,
+            "audio_s_per_s": self.frames * world / run.frames_per_second / dt,
+            "padded_fraction": 1 - self.frames / max(self.padded, 1), "skipped_batches": run.pos.skipped,
+            **{k: v / n for k, v in self.part_sums.items()},
         }
-
-    def save_checkpoints(metrics: dict, improved: bool) -> None:
-        p = payload(metrics)  # every rank joins the RNG gather
-        if d.main:
-            checkpoint.save(last_path, p)
-            if improved:
-                checkpoint.save(best_path, p)
-        if d.active:
-            dist.barrier()
-
-    def run_eval() -> dict:
-        nonlocal best_cer
-        result = evaluate(model, dev_batches, tokenizer, device, amp_dtype) if d.main else {}
-        improved = False
-        if d.main:
-            improved = result["cer"] < best_cer
-            best_cer = min(best_cer, result["cer"])
-            writer.add_scalar("dev/loss", result["loss"], step)
-            writer.add_scalar("dev/cer", result["cer"], step)
-            writer.add_scalar("dev/wer", result["wer"], step)
-            table = "| reference | hypothesis |\n|---|---|\n" + "\n".join(
-                f"| {r} | {h} |" for r, h in result["samples"])
-            writer.add_text("dev/samples", table, step)
-            _log_line(out, {"step": step, "dev_loss": result["loss"], "dev_cer": result["cer"],
-                            "dev_wer": result["wer"]})
-        save_checkpoints({k: v for k, v in result.items() if k != "samples"}, improved)
-        return result
-
-    bar = tqdm(total=cfg.max_steps, initial=step, unit="step", disable=not (cfg.progress and d.main),
-               dynamic_ncols=True, desc="train")
-    started, run_steps, run_utts = time.time(), 0, 0
-    window = {"loss": 0.0, "n": 0, "utts": 0, "frames": 0, "padded": 0, "t": time.time(), "gnorm": 0.0,
-              "parts": {}}
-    parts: dict = {}
-    last_dev = {}
-    reason = "max_steps"
-    model.train()
-    with _StopFlag() as stop:
-        while step < cfg.max_steps:
-            if cfg.epochs and epoch >= cfg.epochs:
-                reason = "epochs"
-                break
-            loader.dataset.set_epoch(epoch)
-            batches = iter(loader)
-            for _ in range(step_in_epoch):  # resuming mid-epoch: skip what was trained on
-                next(batches)
-            halt = False
-            while step_in_epoch < per_epoch and step < cfg.max_steps:
-                batch = next(batches).to(device)
-                batch.feats = specaug(batch.feats, batch.feat_lens, masks=step >= cfg.specaug_start)
-                if hasattr(model, "on_step"):  # models with their own schedules (scheduled sampling)
-                    model.on_step(step, cfg.max_steps)
-                ok, loss, gnorm = train_step(train_model, model, batch, optimizer, scaler, cfg.clip, amp_dtype,
-                                             d, device, parts)
-                if ok:
-                    window["loss"] += loss
-                    for k, v in parts.items():
-                        window["parts"][k] = window["parts"].get(k, 0.0) + v
-                    window["gnorm"] += gnorm
-                    window["n"] += 1
-                else:
-                    skipped += 1
-                spent = 0.0
-                if cfg.time_budget:  # the slowest rank's clock, so every rank has the same lr
-                    spent = max_over_ranks(time.time() - started
-                                           + (clock["trained_before"] if cfg.anneal_by_time else 0.0), d, device)
-                    if cfg.anneal_by_time:
-                        clock["fraction"] = min(1.0, spent / cfg.time_budget)
-                scheduler.step()
-                step += 1
-                step_in_epoch += 1
-                run_steps += 1
-                run_utts += len(batch)
-                window["utts"] += len(batch)
-                window["frames"] += batch.real_frames
-                window["padded"] += batch.padded_frames
-
-                if d.main and (step % cfg.log_every == 0 or step == cfg.max_steps):
-                    _log_train(writer, out, bar, window, step, scheduler.get_last_lr()[0], skipped, last_dev,
-                               d.world, fps)
-                bar.update(1)
-                if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
-                    last_dev = run_eval()
-                stop_now = stop.requested or (cfg.steps_this_run and run_steps >= cfg.steps_this_run) or (
-                    cfg.time_budget and spent >= cfg.time_budget)
-                if any_rank(bool(stop_now), d, device):
-                    reason = ("signal" if stop.requested else "steps_this_run"
-                              if cfg.steps_this_run and run_steps >= cfg.steps_this_run else "time_budget")
-                    halt = True
-                    break
-            del batches
-            if halt:
-                break
-            if step_in_epoch >= per_epoch:
-                epoch += 1
-                step_in_epoch = 0
-    bar.close()
-    if d.active:
-        _rank_report(out, d, model, run_steps, run_utts)
-    final = run_eval()
-    elapsed = time.time() - started
-    summary = {"step": step, "epoch": epoch, "stopped_by": reason, "skipped_batches": skipped,
-               "seconds": round(elapsed, 1), "dev": {k: v for k, v in final.items() if k != "samples"},
-               "best_dev_cer": best_cer, "out": str(out)}
-    if d.main:
-        writer.close()
-        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    return summary
+        for k in self.part_sums:
+            run.writer.add_scalar(f"train/{k}", rec[k], rec["step"])
+        for key, name in (("loss", "loss"), ("lr", "lr"), ("grad_norm", "grad_norm"),
+                          ("utt_per_s", "utterances_per_s"), ("padded_fraction", "padded_fraction"),
+                          ("skipped_batches", "skipped_batches")):
+            run.writer.add_scalar(f"train/{name}", rec[key], rec["step"])
+        log_line(run.out, rec)
+        post = f"loss {rec['loss']:.3f}, {rec['utt_per_s']:.1f} utt/s"
+        if run.last_dev:
+            post += f", dev CER {run.last_dev['cer']:.3f}"
+        self.bar.set_postfix_str(post, refresh=False)
+        self.reset()
 
 
-def _rank_report(out: Path, d: Dist, model, steps: int, utterances: int) -> None:
-    """<out>/ranks/rank-N.json: what each DDP rank did, to check they stayed in step."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, p in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(p.detach().cpu().contiguous().numpy().tobytes())
-    (out / "ranks").mkdir(parents=True, exist_ok=True)
-    (out / "ranks" / f"rank-{d.rank}.json").write_text(json.dumps(
-        {"rank": d.rank, "world": d.world, "batches": steps, "utterances": utterances,
-         "parameters_sha256": h.hexdigest()}) + "\n")
+def log_validation(run: Run, result: dict) -> None:
+    step, w = run.pos.step, run.writer
+    for k in ("loss", "cer", "wer"):
+        w.add_scalar(f"dev/{k}", result[k], step)
+    w.add_text("dev/samples", "| reference | hypothesis |\n|---|---|\n" + "\n".join(
+        f"| {r} | {h} |" for r, h in result["samples"]), step)
+    log_line(run.out, {"step": step, "dev_loss": result["loss"], "dev_cer": result["cer"], "dev_wer": result["wer"]})
 
 
-def _log_line(out: Path, record: dict) -> None:
+def log_line(out: Path, record: dict) -> None:
     with open(out / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
 
 
-def _log_train(writer, out: Path, bar, window: dict, step: int, lr: float, skipped: int, dev: dict,
-               world: int, fps: float) -> None:
-    dt = max(time.time() - window["t"], 1e-9)
-    n = max(window["n"], 1)
-    rec = {
-        "step": step, "loss": window["loss"] / n, "lr": lr, "grad_norm": window["gnorm"] / n,
-        "utt_per_s": window["utts"] * world / dt, "audio_s_per_s": window["frames"] * world / fps / dt,
-        "padded_fraction": 1 - window["frames"] / max(window["padded"], 1), "skipped_batches": skipped,
-        **{k: v / n for k, v in window["parts"].items()},
-    }
-    for k in window["parts"]:
-        writer.add_scalar(f"train/{k}", rec[k], step)
-    writer.add_scalar("train/loss", rec["loss"], step)
-    writer.add_scalar("train/lr", lr, step)
-    writer.add_scalar("train/grad_norm", rec["grad_norm"], step)
-    writer.add_scalar("train/utterances_per_s", rec["utt_per_s"], step)
-    writer.add_scalar("train/padded_fraction", rec["padded_fraction"], step)
-    writer.add_scalar("train/skipped_batches", skipped, step)
-    _log_line(out, rec)
-    post = f"loss {rec['loss']:.3f}, {rec['utt_per_s']:.1f} utt/s"
-    if dev:
-        post += f", dev CER {dev['cer']:.3f}"
-    bar.set_postfix_str(post, refresh=False)
-    window.update(loss=0.0, n=0, utts=0, frames=0, padded=0, t=time.time(), gnorm=0.0, parts={})
+def _rank_report(run: Run) -> None:
+    """<out>/ranks/rank-N.json: what each DDP rank did, to check they stayed in step."""
+    h = hashlib.sha256()
+    for name, p in sorted(run.model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    (run.out / "ranks").mkdir(parents=True, exist_ok=True)
+    (run.out / "ranks" / f"rank-{run.d.rank}.json").write_text(json.dumps(
+        {"rank": run.d.rank, "world": run.d.world, "batches": run.run_steps, "utterances": run.run_utts,
+         "parameters_sha256": h.hexdigest()}) + "\n")
