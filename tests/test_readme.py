@@ -76,7 +76,12 @@ def test_readme_command_parses(argv):
     path, cmd, rest = _resolve(list(argv))
     assert path, f"no such command: asr-cli {' '.join(argv)}"
     ctx = cmd.make_context("asr-cli " + " ".join(path), list(rest))  # raises on unknown / bad options
-    assert ctx.params is not None
+    # every option the README line gives reached its parameter from the command line
+    by_flag = {flag: p.name for p in cmd.params for flag in getattr(p, "opts", []) + getattr(p, "secondary_opts", [])}
+    for flag in (a.split("=")[0] for a in rest if a.startswith("--")):
+        assert flag in by_flag, f"asr-cli {' '.join(path)} has no option {flag}"
+        source = ctx.get_parameter_source(by_flag[flag])
+        assert source is not None and source.name == "COMMANDLINE", f"{flag} was not taken from the command line"
 
 
 def test_every_readme_option_is_in_the_commands_help():
