@@ -30,11 +30,12 @@ import torch
 import torch.distributed as dist
 
 from asr import checkpoint
-from asr.data import LoaderConfig, ShardSet, ShardStream, make_loader, steps_per_epoch
+from asr.data import LoaderConfig, ShardStream, make_loader, steps_per_epoch
 from asr.models import build_model, count_parameters, model_config
 from asr.specaug import SpecAugment, SpecAugmentConfig
 from asr.tokenizer import CharTokenizer, tokenizer_from_state
 from pipeline.audio import FeatureConfig
+from pipeline.shardformat import ShardSet
 
 
 @dataclass
@@ -266,11 +267,9 @@ def make_tokenizer(cfg: TrainConfig, shards: ShardSet, out: Path):
         return CharTokenizer(shards.vocab)
     if cfg.tokens.startswith("unigram:"):
         from asr.subword import UnigramTokenizer
-        import pyarrow.parquet as pq
 
         size = int(cfg.tokens.split(":", 1)[1])
-        index = pq.read_table(shards.root / "index.parquet", columns=["split", "text"]).to_pylist()
-        texts = [r["text"] for r in index if r["split"] == cfg.train_split]
+        texts = [r["text"] for r in shards.read_index(columns=["text"], split=cfg.train_split)]
         return UnigramTokenizer.train(texts, size, out / "unigram")
     raise ValueError(f"--tokens must be 'char' or 'unigram:N', not {cfg.tokens!r}")
 
