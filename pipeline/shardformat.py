@@ -118,10 +118,11 @@ def _read_table(path: Path, columns: list[str] | None, split: str | None) -> lis
         raise FileNotFoundError(f"{path} not found: build the shards first (asr-cli shards)")
     names = pq.read_schema(path).names
     wanted = list(columns) if columns is not None else names
-    missing = [c for c in wanted + (["split"] if split is not None else []) if c not in names]
+    needed = wanted + (["split"] if split is not None and "split" not in wanted else [])
+    missing = [c for c in needed if c not in names]
     if missing:
         raise ValueError(f"{path} has no column(s) {missing}; columns are {names}")
-    table = pq.read_table(path, columns=sorted(set(wanted) | ({"split"} if split else set()), key=names.index))
+    table = pq.read_table(path, columns=needed)
     if split is not None:
         table = table.filter(pc.equal(table["split"], split))
     return table.select(wanted).to_pylist()
