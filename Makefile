@@ -66,7 +66,7 @@ test-all: $(STAMP)
 BENCH_SHARDS ?= shards/demo-fr
 bench: $(STAMP)
 	env LANG=C.UTF-8 LC_ALL=C.UTF-8 $(BIN)/python bench/bench_pipeline.py
-	@if [ -f $(BENCH_SHARDS)/dataset.json ]; then $(CLI) bench-loader --shards $(BENCH_SHARDS); \
+	@if [ -f $(BENCH_SHARDS)/dataset.json ]; then env LANG=C.UTF-8 LC_ALL=C.UTF-8 $(BIN)/python bench/bench_loader.py --shards $(BENCH_SHARDS); \
 	else echo "no $(BENCH_SHARDS)/dataset.json: run \`make demo\` (or pass BENCH_SHARDS=shards/fr) for the loader benchmark"; fi
 
 clean-demo:

@@ -11,6 +11,8 @@ from typing import Optional
 
 import typer
 
+from pipeline.shardformat import DATASET, INDEX, REJECTS, dataset_path, read_dataset
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -80,7 +82,7 @@ def shards(
     if ctx.invoked_subcommand is not None:
         return
     from pipeline.cv import ReleaseError
-    from pipeline.shards import BuildConfig, build, format_summary
+    from pipeline.build import BuildConfig, build, format_summary
 
     if shard_size < 1:
         fail("--shard-size must be at least 1")
@@ -94,7 +96,7 @@ def shards(
     except ReleaseError as e:
         fail(str(e))
     typer.echo(format_summary(summary))
-    typer.echo(f"shards, index.parquet, rejects.parquet and dataset.json are in {cfg.out}")
+    typer.echo(f"shards, {INDEX}, {REJECTS} and {DATASET} are in {cfg.out}")
 
 
 @shards_app.command("verify")
@@ -110,7 +112,7 @@ def shards_verify(
         for p in problems:
             typer.secho(p, fg=typer.colors.RED, err=True)
         fail(f"{len(problems)} problem(s) in {root}")
-    typer.echo(f"{root}: all shards, index.parquet and dataset.json agree")
+    typer.echo(f"{root}: all shards, {INDEX} and {DATASET} agree")
 
 
 # --------------------------------------------------------------------------------------
@@ -118,7 +120,7 @@ def shards_verify(
 # --------------------------------------------------------------------------------------
 @app.command()
 def train(
-    shards: Path = typer.Option(..., help="Shard folder made by `asr-cli shards` (holds dataset.json)."),
+    shards: Path = typer.Option(..., help=f"Shard folder made by `asr-cli shards` (holds {DATASET})."),
     out: Optional[Path] = typer.Option(None, help="Run folder for checkpoints and logs [default: runs/<lang>-<model>]."),
     model: str = typer.Option("ctc", help="ctc (Graves) or las (Listen, Attend and Spell)."),
     preset: str = typer.Option("small", help="Model size: tiny, small, lab (ctc); tiny, small, small-pyramid, lab (las)."),
@@ -228,8 +230,10 @@ def bench_loader(
     train_preset: str = typer.Option("small", help="CTC preset whose training rate is shown ('' to skip)."),
 ):
     """Shard loader throughput side by side with decoding MP3s on the fly."""
-    from asr.loader_bench import bench_loader as run, format_rows
+    import runpy
 
+    bench = runpy.run_path(str(Path(__file__).parent / "bench" / "bench_loader.py"))  # not in the package
+    run, format_rows = bench["bench_loader"], bench["format_rows"]
     try:
         rows = run(shards, workers=workers, batch_frames=batch_frames, utterances=utterances, seconds=seconds,
                    train_preset=train_preset or None)
@@ -427,12 +431,10 @@ def demo(
 
 
 def _shards_lang(shards: Path) -> str:
-    import json
-
     try:
-        return json.loads((shards / "dataset.json").read_text())["lang"]
+        return read_dataset(shards)["lang"]
     except (OSError, ValueError, KeyError):
-        fail(f"{shards}/dataset.json not found: --shards must be a folder made by `asr-cli shards`")
+        fail(f"{dataset_path(shards)} not found: --shards must be a folder made by `asr-cli shards`")
 
 
 def main() -> None:

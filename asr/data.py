@@ -1,7 +1,7 @@
 """Streaming shard loader: webdataset tars -> CMVN-normalised, length-bucketed, padded batches.
 
-    shards (local paths read whole, with their tar headers parsed directly; URLs or
-            `pipe:` commands through webdataset's openers)
+    shards (`pipeline.shardformat.read_samples`: local paths read whole, with their tar
+            headers parsed directly; URLs or `pipe:` commands through webdataset's openers)
       -> per epoch, a seeded permutation of the shard list, the same on every rank
       -> split over (rank, dataloader worker) "slots": whole shards when there are at
          least as many shards as slots, otherwise every slot reads every shard and keeps
@@ -24,77 +24,18 @@ a resumed run regenerates it and skips the batches it already trained on.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import functools
-import io
 import json
 import math
 import random
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-
-# --------------------------------------------------------------------------------------
-# what the shards folder says
-# --------------------------------------------------------------------------------------
-@dataclass
-class ShardSet:
-    """A shard folder's dataset.json, with where its tars are read from.
-
-    `url` is how tars are reached: by default the folder itself; else a prefix
-    ("http://host/shards/fr", a tar's relative path is appended) or a template with
-    "{path}" ("pipe:aws s3 cp s3://bucket/fr/{path} -"), as webdataset opens them.
-    """
-
-    root: Path
-    dataset: dict
-    url: str | None = None
-
-    @classmethod
-    def open(cls, root: str | Path, url: str | None = None) -> "ShardSet":
-        root = Path(root)
-        meta = root / "dataset.json"
-        if not meta.is_file():
-            raise FileNotFoundError(
-                f"{meta} not found: --shards must be a folder made by `asr-cli shards` "
-                f"(or `make shards` / `make demo`)")
-        return cls(root, json.loads(meta.read_text()), url)
-
-    @property
-    def vocab(self) -> list[str]:
-        return self.dataset["vocab"]
-
-    @property
-    def cmvn(self) -> tuple[np.ndarray, np.ndarray]:
-        c = self.dataset["cmvn"]
-        if c.get("mean") is None:
-            raise ValueError(f"{self.root}/dataset.json has no CMVN statistics (empty train split?)")
-        return np.asarray(c["mean"], np.float32), np.asarray(c["std"], np.float32)
-
-    def split(self, name: str) -> dict:
-        if name not in self.dataset["splits"]:
-            raise ValueError(f"no split {name!r} in {self.root} (have {', '.join(self.dataset['splits'])})")
-        return self.dataset["splits"][name]
-
-    def urls(self, split: str) -> list[str]:
-        paths = [s["path"] for s in self.split(split)["shards"]]
-        if not paths:
-            raise ValueError(f"split {split!r} of {self.root} has no shards (no utterance kept)")
-        if self.url is None:
-            return [str(self.root / p) for p in paths]
-        if "{path}" in self.url:
-            return [self.url.format(path=p) for p in paths]
-        return [f"{self.url.rstrip('/')}/{p}" for p in paths]
-
-    def frames(self, split: str) -> int:
-        return self.split(split)["frames"]
+from pipeline.shardformat import FEATS, META, ShardSet, load_npy, read_samples
 
 
 # --------------------------------------------------------------------------------------
@@ -248,14 +189,11 @@ class ShardStream(IterableDataset):
             r += 1
 
     def _utterances(self, slot: int, slots: int) -> Iterator[Utterance]:
-        import webdataset as wds
-
         for order in self._rounds():
             by_shard = len(order) >= slots
             mine = order[slot::slots] if by_shard else order
             produced = 0
-            samples = _samples(mine, wds)
-            for i, sample in enumerate(samples):
+            for i, sample in enumerate(read_samples(mine)):
                 if not by_shard and i % slots != slot:
                     continue
                 u = self._decode(sample)
@@ -267,102 +205,14 @@ class ShardStream(IterableDataset):
                                    f"frames or without text?)")
 
     def _decode(self, sample: dict) -> Utterance | None:
-        feats = load_npy(sample["feats.npy"])
-        meta = json.loads(bytes(sample["json"]))
+        feats = load_npy(sample[FEATS])
+        meta = json.loads(bytes(sample[META]))
         if feats.shape[0] > self.cfg.max_frames:
             return None
         tokens = self.tokenizer.encode(meta["text"])
         if self.train and not tokens:
             return None
         return Utterance(sample["__key__"], feats, tokens, meta["text"])
-
-
-# --------------------------------------------------------------------------------------
-# reading tars: a fast path for local files
-# --------------------------------------------------------------------------------------
-# webdataset streams a tar through Python's tarfile in stream mode; on local shards that
-# spent ~65 % of the loader's time in small buffered reads. A local shard is read whole and
-# its 512-byte ustar headers parsed here; anything else (URLs, pipes, tar features our
-# writer never produces) goes through webdataset.
-_KEY = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's key / extension split
-
-
-class _NotPlainTar(Exception):
-    pass
-
-
-def _samples(urls: list[str], wds) -> Iterator[dict]:
-    for url in urls:
-        if "://" in url or url.startswith("pipe:"):
-            yield from wds.tarfile_samples(iter([{"url": url}]))
-            continue
-        data = Path(url).read_bytes()
-        try:
-            members = list(_tar_members(data))
-        except _NotPlainTar:
-            yield from wds.tarfile_samples(iter([{"url": url}]))
-            continue
-        yield from _group(members, url)
-
-
-def _tar_members(data: bytes) -> Iterator[tuple[str, memoryview]]:
-    """(name, content) of each regular file of a ustar archive; _NotPlainTar on anything else."""
-    view, pos, n = memoryview(data), 0, len(data)
-    while pos + 512 <= n:
-        header = data[pos:pos + 512]
-        if header.count(0) == 512:  # end-of-archive block
-            return
-        if sum(header[:148]) + 8 * 32 + sum(header[156:]) != int(header[148:156].strip(b"\0 ") or b"-1", 8):
-            raise _NotPlainTar("bad header checksum")
-        kind = header[156:157]
-        size = int(header[124:136].strip(b"\0 ") or b"0", 8)
-        if kind not in (b"0", b"\0", b"5"):  # pax / GNU long names, links ...: not ours
-            raise _NotPlainTar(f"member type {kind!r}")
-        name = header[:100].rstrip(b"\0").decode()
-        prefix = header[345:500].rstrip(b"\0").decode() if header[257:262] == b"ustar" else ""
-        start = pos + 512
-        if start + size > n:
-            raise _NotPlainTar("truncated member")
-        if kind != b"5":
-            yield (f"{prefix}/{name}" if prefix else name), view[start:start + size]
-        pos = start + (size + 511) // 512 * 512
-
-
-def _group(members: Iterable[tuple[str, memoryview]], url: str) -> Iterator[dict]:
-    """Consecutive members sharing a key -> one webdataset-style sample dict."""
-    sample: dict | None = None
-    for name, content in members:
-        m = _KEY.match(name)
-        if not m:
-            continue
-        key, ext = m.groups()
-        if sample is None or sample["__key__"] != key:
-            if sample is not None:
-                yield sample
-            sample = {"__key__": key, "__url__": url}
-        sample[ext] = content
-    if sample is not None:
-        yield sample
-
-
-@functools.lru_cache(maxsize=4096)
-def _npy_header(header: bytes) -> tuple[np.dtype, tuple[int, ...], bool]:
-    d = ast.literal_eval(header.decode("latin1"))
-    return np.lib.format.descr_to_dtype(d["descr"]), tuple(d["shape"]), bool(d["fortran_order"])
-
-
-def load_npy(buf) -> np.ndarray:
-    """np.load of a .npy held in bytes or a memoryview, without copying the array data
-    (read-only result)."""
-    head = bytes(buf[:12])
-    if head[:6] != b"\x93NUMPY" or head[6] not in (1, 2, 3):
-        return np.load(io.BytesIO(bytes(buf)), allow_pickle=False)
-    start = 10 if head[6] == 1 else 12
-    length = int.from_bytes(head[8:start], "little")
-    dtype, shape, fortran = _npy_header(bytes(buf[start:start + length]))
-    if fortran or dtype.hasobject:
-        return np.load(io.BytesIO(bytes(buf)), allow_pickle=False)
-    return np.frombuffer(buf, dtype=dtype, count=math.prod(shape), offset=start + length).reshape(shape)
 
 
 def _shuffled(items: Iterator, size: int, rng: random.Random) -> Iterator:

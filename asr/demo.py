@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from asr.specaug import SpecAugmentConfig
+from pipeline.shardformat import dataset_path, read_index
 
 DEMO_LANG = "fr"
 
@@ -102,7 +103,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     report["stages"]["synth"] = round(time.time() - t, 1)
 
     t = _stage("2/6 shards (16 kHz log-Mel features, webdataset tars)")
-    from pipeline.shards import BuildConfig, build, format_summary
+    from pipeline.build import BuildConfig, build, format_summary
 
     built = build(BuildConfig(cv_root=cfg.data, lang=DEMO_LANG, out=cfg.shards, jobs=cfg.jobs,
                               progress=cfg.progress))
@@ -127,7 +128,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     from asr.lm import build_lm_from_shards
 
     arpa = cfg.run / "lm-3gram.arpa"
-    if not arpa.is_file() or arpa.stat().st_mtime < (cfg.shards / "dataset.json").stat().st_mtime:
+    if not arpa.is_file() or arpa.stat().st_mtime < dataset_path(cfg.shards).stat().st_mtime:
         stats = build_lm_from_shards(cfg.shards, 3, arpa)
         print(f"wrote {arpa}: {stats['vocab_size']} words, n-grams {stats['ngrams']}")
     else:
@@ -214,13 +215,11 @@ def training_curve(metrics: Path) -> dict:
 
 
 def _transcribe_examples(cfg: DemoConfig, ckpt: Path, arpa: Path) -> list[dict]:
-    import pyarrow.parquet as pq
-
     from asr.evaluate import DecodeOptions
     from asr.transcribe import FileFailure, Transcriber
 
-    rows = pq.read_table(cfg.shards / "index.parquet", columns=["id", "split", "path", "text"]).to_pylist()
-    rows = sorted((r for r in rows if r["split"] == "test"), key=lambda r: r["id"])[:cfg.transcribe_clips]
+    rows = read_index(cfg.shards, columns=["id", "path", "text"], split="test")
+    rows = sorted(rows, key=lambda r: r["id"])[:cfg.transcribe_clips]
     transcriber = Transcriber(ckpt, DecodeOptions(lm=arpa), cfg.device)
     out = []
     for r in rows:

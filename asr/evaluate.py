@@ -79,6 +79,7 @@ import torch
 from asr import checkpoint as ckpt_io
 from asr.decode import DEFAULT_BEAM as CTC_DEFAULT_BEAM
 from asr.decode import CTCBeamDecoder, greedy_ctc
+from pipeline.shardformat import INDEX, read_index
 
 DEFAULT_LM_WEIGHT = 1.0  # weight of the LM's log10 probability (see the module docstring)
 DEFAULT_WORD_SCORE = 1.0  # added per word in LM decoding
@@ -272,7 +273,7 @@ def check_coverage(got: list[str], expected: list[str], split: str) -> None:
         parts = [f"{len(v)} {name} (e.g. {', '.join(v[:3])})"
                  for name, v in (("duplicated", duplicates), ("missing", missing), ("not in the split", extra)) if v]
         raise CoverageError(f"the evaluation of split {split!r} did not decode each of its {len(set(expected))} "
-                            f"utterances exactly once: {'; '.join(parts)}. The shards and index.parquet "
+                            f"utterances exactly once: {'; '.join(parts)}. The shards and {INDEX} "
                             "disagree (run `asr-cli shards verify`) or the stream split is broken.")
 
 
@@ -301,13 +302,7 @@ def default_out(checkpoint: Path, split: str, mode: str) -> Path:
 
 def split_durations(shards_root: Path, split: str) -> dict[str, float]:
     """id -> duration (s) of every utterance of `split`, from index.parquet."""
-    import pyarrow.parquet as pq
-
-    index = Path(shards_root) / "index.parquet"
-    if not index.is_file():
-        raise FileNotFoundError(f"{index} not found: --shards must be a folder made by `asr-cli shards`")
-    table = pq.read_table(index, columns=["id", "split", "duration"]).to_pylist()
-    return {r["id"]: float(r["duration"]) for r in table if r["split"] == split}
+    return {r["id"]: float(r["duration"]) for r in read_index(shards_root, columns=["id", "duration"], split=split)}
 
 
 def evaluate(cfg: EvalConfig) -> dict:

@@ -57,7 +57,6 @@ separated by spaces and the word-boundary token `|` (the tokenizer's space), e.g
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -65,6 +64,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from itertools import chain
 from pathlib import Path
+
+from pipeline.shardformat import index_path, read_dataset, read_index
 
 BOS = "<s>"
 EOS = "</s>"
@@ -267,20 +268,12 @@ def build_arpa(
 # --------------------------------------------------------------------------------------
 # From the shards
 # --------------------------------------------------------------------------------------
-def _read_index_texts(index: Path) -> tuple[list[str], set[str]]:
+def _read_index_texts(shards: Path) -> tuple[list[str], set[str]]:
     """Distinct train sentences (in index order) and the set of dev/test sentences."""
-    import pyarrow.parquet as pq
-
-    if not index.is_file():
-        raise FileNotFoundError(f"{index} not found: build the shards first (asr-cli shards)")
-    names = pq.read_schema(index).names
-    missing = [c for c in ("split", "text") if c not in names]
-    if missing:
-        raise ValueError(f"{index} has no column(s) {missing}; columns are {names}")
-    table = pq.read_table(index, columns=["split", "text"])
     train: dict[str, None] = {}
     heldout: set[str] = set()
-    for split, text in zip(table["split"].to_pylist(), table["text"].to_pylist()):
+    for row in read_index(shards, columns=["split", "text"]):
+        split, text = row["split"], row["text"]
         if not text:
             continue
         if split == TRAIN_SPLIT:
@@ -308,11 +301,7 @@ def _extra_sentences(path: Path, normalizer, heldout: set[str], stats: dict) -> 
 
 def _dataset_normalizer(shards: Path):
     """The `pipeline.text` normaliser for the dataset's language (warns on a version change)."""
-    meta_path = shards / "dataset.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path} not found: it names the language and the text "
-                                "normaliser that --extra-text must go through")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta = read_dataset(shards)  # it names the language and the normaliser --extra-text goes through
     from pipeline.text import get_normalizer  # lazy: the offline stage is not needed otherwise
 
     normalizer = get_normalizer(meta["lang"])
@@ -332,9 +321,9 @@ def _shard_sentences(shards: Path,
     Files are checked here; the extra lines are read lazily and `counts` filled as they go.
     """
     shards = Path(shards)
-    train, heldout = _read_index_texts(shards / "index.parquet")
+    train, heldout = _read_index_texts(shards)
     if not train:
-        raise ValueError(f"{shards / 'index.parquet'} has no train sentences")
+        raise ValueError(f"{index_path(shards)} has no train sentences")
     counts = {"train_sentences": len(train), "extra_sentences": 0, "extra_rejected": 0,
               "extra_heldout_dropped": 0}
     extra: Iterator[str] = iter(())

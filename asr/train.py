@@ -27,14 +27,13 @@ from pathlib import Path
 
 import jiwer
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from asr import checkpoint
-from asr.data import LoaderConfig, ShardSet, ShardStream, make_loader, steps_per_epoch
+from asr.data import LoaderConfig, ShardStream, make_loader, steps_per_epoch
 from asr.distributed import (Dist, any_rank, autocast_dtype, cpu_threads, max_over_ranks, pick_device,
                              run_distributed, spawn_local)
 from asr.models import build_model, count_parameters, model_config
@@ -43,6 +42,7 @@ from asr.subword import UnigramTokenizer
 from asr.tokenizer import CharTokenizer, tokenizer_from_state
 from pipeline import atomic
 from pipeline.audio import FeatureConfig
+from pipeline.shardformat import ShardSet
 
 
 @dataclass
@@ -111,8 +111,7 @@ def make_tokenizer(cfg: TrainConfig, shards: ShardSet, out: Path):
         return CharTokenizer(shards.vocab)
     if cfg.tokens.startswith("unigram:"):
         size = int(cfg.tokens.split(":", 1)[1])
-        index = pq.read_table(shards.root / "index.parquet", columns=["split", "text"]).to_pylist()
-        texts = [r["text"] for r in index if r["split"] == cfg.train_split]
+        texts = [r["text"] for r in shards.read_index(columns=["text"], split=cfg.train_split)]
         return UnigramTokenizer.train(texts, size, out / "unigram")
     raise ValueError(f"--tokens must be 'char' or 'unigram:N', not {cfg.tokens!r}")
 

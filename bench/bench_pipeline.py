@@ -101,7 +101,7 @@ def bench_features(paths) -> float:
 
 
 def bench_pipeline(cv_root: Path, lang: str, out: Path, jobs: int) -> tuple[float, dict]:
-    from pipeline.shards import BuildConfig, build
+    from pipeline.build import BuildConfig, build
 
     cfg = BuildConfig(cv_root=cv_root, lang=lang, out=out, jobs=jobs, force=True, progress=False,
                       shard_size=500)

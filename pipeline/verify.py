@@ -3,12 +3,13 @@
 Checks every shard listed in dataset.json: it exists, its size and sha256 match, every
 sample has its .feats.npy and .json, the features are float16 [frames, n_mels], the ids
 and frame counts are those of index.parquet, and nothing else lies in the split folders.
+The tars are read by the loader's own reader (`shardformat.read_samples`), so a sample
+verify accepts is one training reads the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tarfile
 from collections import defaultdict
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cv import SPLITS
+from pipeline.shardformat import DATASET, FEATS, INDEX, META, load_npy, read_dataset, read_index, read_samples
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -29,16 +31,15 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def verify(root: Path, progress: bool = True) -> list[str]:
     """Every disagreement found, as one line each (empty list: all good)."""
-    import pyarrow.parquet as pq
     from tqdm import tqdm
 
     root = Path(root)
     problems: list[str] = []
     try:
-        dataset = json.loads((root / "dataset.json").read_text())
-        index = pq.read_table(root / "index.parquet").to_pylist()
+        dataset = read_dataset(root)
+        index = read_index(root)
     except (OSError, ValueError) as e:
-        return [f"cannot read {root}/dataset.json or index.parquet: {e}"]
+        return [f"cannot read {root}/{DATASET} or {INDEX}: {e}"]
     n_mels = dataset["features"]["n_mels"]
     by_shard: dict[str, dict[str, dict]] = defaultdict(dict)
     for row in index:
@@ -49,9 +50,9 @@ def verify(root: Path, progress: bool = True) -> list[str]:
         info = dataset["splits"].get(split, {})
         n_index = sum(1 for r in index if r["split"] == split)
         if info.get("utterances") != n_index:
-            problems.append(f"{split}: dataset.json counts {info.get('utterances')} utterances, index has {n_index}")
+            problems.append(f"{split}: {DATASET} counts {info.get('utterances')} utterances, index has {n_index}")
     extra = set(by_shard) - {s["path"] for _, s in listed}
-    problems += [f"{path}: in index.parquet but not listed in dataset.json" for path in sorted(extra)]
+    problems += [f"{path}: in {INDEX} but not listed in {DATASET}" for path in sorted(extra)]
     on_disk = {f"{p.parent.name}/{p.name}" for split in SPLITS for p in (root / split).glob("*") if p.is_file()}
     problems += [f"{path}: unexpected file in a split folder" for path in sorted(on_disk - {s['path'] for _, s in listed})]
 
@@ -67,37 +68,38 @@ def _verify_shard(root: Path, shard: dict, rows: dict[str, dict], n_mels: int) -
         return [f"{name}: missing"]
     out = []
     if path.stat().st_size != shard["bytes"]:
-        out.append(f"{name}: {path.stat().st_size} bytes, dataset.json says {shard['bytes']}")
+        out.append(f"{name}: {path.stat().st_size} bytes, {DATASET} says {shard['bytes']}")
     if sha256_file(path) != shard["sha256"]:
-        out.append(f"{name}: sha256 differs from dataset.json (corrupted or rewritten)")
-    members: dict[str, dict[str, bytes]] = defaultdict(dict)
+        out.append(f"{name}: sha256 differs from {DATASET} (corrupted or rewritten)")
+    members: dict[str, dict] = {}
     try:
-        with tarfile.open(path) as tar:
-            for m in tar:
-                key, _, ext = m.name.partition(".")
-                members[key][ext] = tar.extractfile(m).read()
-    except (tarfile.TarError, OSError, EOFError) as e:
+        for sample in read_samples([str(path)]):
+            key = sample["__key__"]
+            if key in members:
+                out.append(f"{name}: sample {key} appears twice")
+            members[key] = {k: v for k, v in sample.items() if not k.startswith("__")}
+    except (tarfile.TarError, OSError, EOFError, ValueError) as e:
         return out + [f"{name}: unreadable tar ({e})"]
     if set(members) != set(rows):
         missing, extra = set(rows) - set(members), set(members) - set(rows)
         out.append(f"{name}: {len(missing)} indexed utterances missing from the tar, {len(extra)} not in the index")
     if len(members) != shard["utterances"]:
-        out.append(f"{name}: {len(members)} samples, dataset.json says {shard['utterances']}")
+        out.append(f"{name}: {len(members)} samples, {DATASET} says {shard['utterances']}")
     for key, parts in members.items():
-        if set(parts) != {"feats.npy", "json"}:
+        if set(parts) != {FEATS, META}:
             out.append(f"{name}: sample {key} has parts {sorted(parts)}")
             continue
         try:
-            feats = np.load(io.BytesIO(parts["feats.npy"]), allow_pickle=False)
-            meta = json.loads(parts["json"])
-        except ValueError as e:
+            feats = load_npy(parts[FEATS])
+            meta = json.loads(bytes(parts[META]))
+        except (ValueError, SyntaxError, KeyError) as e:  # a bad npy header or JSON
             out.append(f"{name}: sample {key} unreadable ({e})")
             continue
         row = rows.get(key)
         if feats.dtype != np.float16 or feats.ndim != 2 or feats.shape[1] != n_mels:
             out.append(f"{name}: sample {key} features {feats.dtype} {feats.shape}, expected float16 [T, {n_mels}]")
         elif row is not None and (feats.shape[0] != row["frames"] or meta.get("text") != row["text"]):
-            out.append(f"{name}: sample {key} disagrees with index.parquet (frames or text)")
+            out.append(f"{name}: sample {key} disagrees with {INDEX} (frames or text)")
         elif not np.isfinite(feats.astype(np.float32)).all():
             out.append(f"{name}: sample {key} has non-finite features")
     return out

@@ -112,7 +112,7 @@ def broken_root(synth_root, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def shards_dir(broken_root, tmp_path_factory) -> Path:
     """Shards of the broken corpus, 8 clips a shard, 2 jobs."""
-    from pipeline.shards import BuildConfig, build
+    from pipeline.build import BuildConfig, build
 
     out = tmp_path_factory.mktemp("shards") / LANG
     build(BuildConfig(cv_root=broken_root, lang=LANG, out=out, jobs=2, shard_size=8, progress=False,
@@ -134,7 +134,7 @@ def tiny_ctc(shards_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def handful_shards(synth_root, tmp_path_factory) -> Path:
     """Shards of 6 train utterances (dev/test kept), for overfitting."""
-    from pipeline.shards import BuildConfig, build
+    from pipeline.build import BuildConfig, build
 
     root = tmp_path_factory.mktemp("cv-handful")
     src, dst = synth_root / LANG, root / LANG

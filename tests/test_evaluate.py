@@ -81,7 +81,7 @@ def lm_setup(tmp_path_factory) -> dict:
     from asr.lm import build_lm_from_shards
     from asr.specaug import SpecAugmentConfig
     from asr.train import TrainConfig, train
-    from pipeline.shards import BuildConfig, build
+    from pipeline.build import BuildConfig, build
 
     cv = tmp_path_factory.mktemp("cv-lm")
     make_lm_corpus(cv)

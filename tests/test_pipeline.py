@@ -3,46 +3,32 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tarfile
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 import soxr
 import torch
 import torchaudio
+import webdataset as wds
 
-from conftest import BROKEN, LANG, ROOT, UNSEEN_CHAR, tsv_row
+from conftest import BROKEN, LANG, ROOT, UNSEEN_CHAR
 from pipeline.audio import FeatureConfig, compute_features
 from pipeline.cv import ReleaseError, open_release, read_tsv, unquote
-from pipeline.shards import BuildConfig, build
+from pipeline.build import BuildConfig, build
+from pipeline.shardformat import dataset_path, load_npy, read_dataset, read_index, read_rejects
 from pipeline.verify import verify
 
 
-def read_index(shards: Path) -> list[dict]:
-    return pq.read_table(shards / "index.parquet").to_pylist()
-
-
-def read_rejects(shards: Path) -> list[dict]:
-    return pq.read_table(shards / "rejects.parquet").to_pylist()
-
-
 def tar_samples(path: Path) -> dict[str, dict[str, bytes]]:
-    out: dict[str, dict[str, bytes]] = defaultdict(dict)
-    with tarfile.open(path) as tar:
-        for m in tar:
-            key, _, ext = m.name.partition(".")
-            out[key][ext] = tar.extractfile(m).read()
-    return out
+    """key -> {extension: content} of one shard, as webdataset itself reads it."""
+    return {s["__key__"]: {k: v for k, v in s.items() if not k.startswith("__")}
+            for s in wds.tarfile_samples(iter([{"url": str(path)}]))}
 
 
 def tsv_ids(root: Path, split: str) -> list[str]:
@@ -73,7 +59,7 @@ def test_every_row_is_kept_or_rejected_with_its_reason(broken_root, shards_dir):
             assert (split, clip) in kept, f"{clip} should be kept"
         else:
             assert rejected.get((split, clip)) == reason, f"{clip}: {rejected.get((split, clip))} != {reason}"
-    dataset = json.loads((shards_dir / "dataset.json").read_text())
+    dataset = read_dataset(shards_dir)
     for split in ("train", "dev", "test"):
         assert dataset["splits"][split]["utterances"] == sum(1 for r in index if r["split"] == split)
 
@@ -96,7 +82,7 @@ def test_index_rows_describe_their_clips(shards_dir):
 
 
 def test_vocabulary_comes_from_train_and_unseen_dev_chars_are_kept(shards_dir):
-    dataset = json.loads((shards_dir / "dataset.json").read_text())
+    dataset = read_dataset(shards_dir)
     index = read_index(shards_dir)
     train_chars = sorted({c for r in index if r["split"] == "train" for c in r["text"]})
     assert dataset["vocab"] == train_chars
@@ -107,11 +93,11 @@ def test_vocabulary_comes_from_train_and_unseen_dev_chars_are_kept(shards_dir):
 
 
 def test_cmvn_matches_train_features(shards_dir):
-    dataset = json.loads((shards_dir / "dataset.json").read_text())
+    dataset = read_dataset(shards_dir)
     feats = []
     for shard in dataset["splits"]["train"]["shards"]:
         for parts in tar_samples(shards_dir / shard["path"]).values():
-            feats.append(np.load(io.BytesIO(parts["feats.npy"])).astype(np.float64))
+            feats.append(load_npy(parts["feats.npy"]).astype(np.float64))
     allf = np.concatenate(feats)
     assert dataset["cmvn"]["frames"] == allf.shape[0]
     np.testing.assert_allclose(dataset["cmvn"]["mean"], allf.mean(0), atol=1e-4)
@@ -119,7 +105,7 @@ def test_cmvn_matches_train_features(shards_dir):
 
 
 def test_shards_hold_what_the_index_says(shards_dir):
-    dataset = json.loads((shards_dir / "dataset.json").read_text())
+    dataset = read_dataset(shards_dir)
     by_id = {r["id"]: r for r in read_index(shards_dir)}
     seen = set()
     for split, info in dataset["splits"].items():
@@ -130,7 +116,7 @@ def test_shards_hold_what_the_index_says(shards_dir):
             assert len(samples) == shard["utterances"]
             for key, parts in samples.items():
                 assert set(parts) == {"feats.npy", "json"}
-                feats = np.load(io.BytesIO(parts["feats.npy"]))
+                feats = load_npy(parts["feats.npy"])
                 meta = json.loads(parts["json"])
                 row = by_id[key]
                 assert feats.dtype == np.float16 and feats.shape == (row["frames"], 80)
@@ -145,7 +131,7 @@ def test_train_is_shuffled_and_shards_follow_the_plan(shards_dir, broken_root):
     train_ids = [r["id"] for r in index if r["split"] == "train"]
     tsv_order = [i for i in tsv_ids(broken_root, "train") if i in set(train_ids)]
     assert sorted(train_ids) == sorted(tsv_order) and train_ids != tsv_order
-    dataset = json.loads((shards_dir / "dataset.json").read_text())
+    dataset = read_dataset(shards_dir)
     assert all(s["utterances"] <= 8 for s in dataset["splits"]["train"]["shards"])
 
 
@@ -165,7 +151,7 @@ def direct_log_mel(path: Path) -> np.ndarray:
 @pytest.mark.parametrize("clip", ["common_voice_fr_stereo44", "common_voice_fr_quoted"])
 def test_stored_features_equal_a_direct_computation(shards_dir, broken_root, clip):
     row = next(r for r in read_index(shards_dir) if r["id"] == clip)
-    stored = np.load(io.BytesIO(tar_samples(shards_dir / row["shard"])[clip]["feats.npy"]))
+    stored = load_npy(tar_samples(shards_dir / row["shard"])[clip]["feats.npy"])
     path = broken_root / LANG / "clips" / row["path"]
     direct = direct_log_mel(path)
     assert stored.shape == direct.shape
@@ -180,7 +166,7 @@ def test_stored_features_equal_a_direct_computation(shards_dir, broken_root, cli
 DIE_AFTER_TAR = """
 import os, sys
 sys.path.insert(0, {root!r})
-import pipeline.shards as S
+import pipeline.build as S
 from pathlib import Path
 calls = 0
 real = S.write_tar
@@ -203,7 +189,7 @@ def test_killed_build_resumes_to_identical_shards(broken_root, shards_dir, tmp_p
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == 137, proc.stderr
     assert list(out.glob("*/*.tmp")), "the kill should leave a half-finished shard behind"
-    assert not (out / "dataset.json").exists()
+    assert not dataset_path(out).exists()
     finished = set(shard_hashes(out))
     assert 0 < len(finished) < len(shard_hashes(shards_dir))
 
@@ -213,8 +199,8 @@ def test_killed_build_resumes_to_identical_shards(broken_root, shards_dir, tmp_p
     assert shard_hashes(out) == shard_hashes(shards_dir)  # jobs=1 resumed == jobs=2 in one go
     assert not list(out.glob("*/*.tmp"))
     assert read_index(out) == read_index(shards_dir)
-    assert (out / "dataset.json").read_text().replace(str(out), "") == \
-        (shards_dir / "dataset.json").read_text().replace(str(shards_dir), "")
+    assert dataset_path(out).read_text().replace(str(out), "") == \
+        dataset_path(shards_dir).read_text().replace(str(shards_dir), "")
 
     again = build(BuildConfig(cv_root=broken_root, lang=LANG, out=out, jobs=2, shard_size=8,
                               progress=False, max_duration=15.0))

@@ -1,12 +1,8 @@
 """Common Voice release -> webdataset shards of log-Mel features, with index and stats.
 
-    out/
-      dataset.json       feature config, normaliser, vocabulary, CMVN, per-split counts, shards
-      index.parquet      one row per kept utterance
-      rejects.parquet    one row per clip left out, with its reason
-      train/train-000000.tar ...   <id>.feats.npy (float16 [T, n_mels]) + <id>.json
-      dev/ test/
-      .parts/            per-shard metadata (what makes a killed build resumable)
+The folder it writes is described, named and written through `pipeline.shardformat`
+(dataset.json, index.parquet, rejects.parquet, the split folders of tars and `.parts/`,
+the per-shard metadata that makes a killed build resumable).
 
 How a build runs:
 1. The split TSVs are read (`pipeline.cv`), train clips shuffled with the seed, and every
@@ -27,30 +23,25 @@ How a build runs:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import math
 import multiprocessing as mp
 import os
 import shutil
 import sys
-import tarfile
 import time
 import traceback
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from pipeline import atomic
 from pipeline.audio import AudioError, FeatureConfig, compute_features
 from pipeline.cv import SPLITS, Clip, Release, open_release, shuffled
+from pipeline.shardformat import (DATASET, FORMAT_VERSION, INDEX, PARTS, REJECT_COLUMNS, REJECTS, TAR,
+                                  json_text, parts_path, shard_name, shard_path, write_tables, write_tar)
 from pipeline.text import get_normalizer
-
-FORMAT_VERSION = 1
-PARTS = ".parts"
-INDEX_COLUMNS = ("id", "split", "shard", "frames", "duration", "text", "sentence", "client_id",
-                 "gender", "age", "accent", "sample_rate", "channels", "path")
 
 
 @dataclass
@@ -82,11 +73,11 @@ class ShardPlan:
 
     @property
     def name(self) -> str:
-        return f"{self.split}-{self.number:06d}"
+        return shard_name(self.split, self.number)
 
     @property
     def tar_path(self) -> str:  # relative to the output folder
-        return f"{self.split}/{self.name}.tar"
+        return shard_path(self.split, self.number)
 
 
 # --------------------------------------------------------------------------------------
@@ -120,7 +111,7 @@ def _is_done(out: Path, plan: ShardPlan) -> bool:
 
 
 def _read_meta(out: Path, plan: ShardPlan) -> dict | None:
-    path = out / PARTS / f"{plan.name}.json"
+    path = parts_path(out, plan.name)
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -163,58 +154,6 @@ def _extract(task: tuple) -> tuple:
 # --------------------------------------------------------------------------------------
 # shard writing
 # --------------------------------------------------------------------------------------
-class _HashingWriter(io.RawIOBase):
-    def __init__(self, fh):
-        self.fh, self.sha, self.size = fh, hashlib.sha256(), 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b) -> int:
-        self.sha.update(b)
-        self.size += len(b)
-        return self.fh.write(b)
-
-    def tell(self) -> int:
-        return self.size
-
-
-def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    tar.addfile(info, io.BytesIO(data))
-
-
-def npy_bytes(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return buf.getvalue()
-
-
-def write_tar(path: Path, samples: list[tuple[str, np.ndarray, dict]]) -> tuple[int, str]:
-    """Write samples (key, feats, json meta) as a webdataset tar with fixed metadata.
-
-    The same samples always give the same bytes. Returns (bytes, sha256).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        writer = _HashingWriter(fh)
-        with tarfile.open(fileobj=writer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for key, feats, meta in samples:
-                _add_member(tar, f"{key}.feats.npy", npy_bytes(feats))
-                _add_member(tar, f"{key}.json", json.dumps(meta, ensure_ascii=False, sort_keys=True).encode())
-    return writer.size, writer.sha.hexdigest()
-
-
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 class _ShardAccumulator:
     """Collects one planned shard's results until it can be written."""
 
@@ -260,13 +199,12 @@ class _ShardAccumulator:
         }
         tar_path = out / self.plan.tar_path
         if self.samples:  # tar written aside, metadata saved, then the tar renamed into place
-            tmp = tar_path.with_name(tar_path.name + ".tmp")
-            meta["bytes"], meta["sha256"] = write_tar(tmp, self.samples)
-            _write_json(out / PARTS / f"{self.plan.name}.json", meta)
-            os.replace(tmp, tar_path)
+            with atomic.atomic_path(tar_path) as tmp:
+                meta["bytes"], meta["sha256"] = write_tar(tmp, self.samples)
+                atomic.write_text(parts_path(out, self.plan.name), json_text(meta))
         else:
             tar_path.unlink(missing_ok=True)
-            _write_json(out / PARTS / f"{self.plan.name}.json", meta)
+            atomic.write_text(parts_path(out, self.plan.name), json_text(meta))
         return meta
 
 
@@ -280,11 +218,11 @@ def build(cfg: BuildConfig) -> dict:
     normalizer = get_normalizer(cfg.lang)
     out = Path(cfg.out)
     if cfg.force and out.exists():
-        for name in (*SPLITS, PARTS, "index.parquet", "rejects.parquet", "dataset.json"):
+        for name in (*SPLITS, PARTS, INDEX, REJECTS, DATASET):
             p = out / name
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     (out / PARTS).mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("*/*.tmp"):  # left by a killed run
+    for stale in out.glob(f"*/*{atomic.TMP_SUFFIX}"):  # left by a killed run
         stale.unlink()
 
     plans = plan_shards(release, cfg, normalizer.version)
@@ -393,29 +331,17 @@ def _duration_problem(duration: float, text: str, cfg: BuildConfig) -> tuple[str
 # assembly: index.parquet, rejects.parquet, dataset.json
 # --------------------------------------------------------------------------------------
 def assemble(out: Path, plans: list[ShardPlan], release: Release, cfg: BuildConfig, normalizer) -> dict:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     metas = [_read_meta(out, p) for p in plans]
     if any(m is None for m in metas):
         raise RuntimeError("a shard's metadata is missing after the build; rerun to resume")
     rows = [r for m in metas for r in m["rows"]]
     rejects = [{"id": p.id, "split": p.split, "reason": p.reason, "detail": p.detail} for p in release.problems]
-    rejects += [{k: r[k] for k in ("id", "split", "reason", "detail")} for m in metas for r in m["rejects"]]
-
-    index = pa.table({c: [r[c] for r in rows] for c in INDEX_COLUMNS},
-                     schema=pa.schema([(c, pa.int64() if c in ("frames", "sample_rate", "channels")
-                                        else pa.float64() if c == "duration" else pa.string())
-                                       for c in INDEX_COLUMNS]))
-    _write_parquet(index, out / "index.parquet")
-    rej = pa.table({c: [r[c] for r in rejects] for c in ("id", "split", "reason", "detail")},
-                   schema=pa.schema([(c, pa.string()) for c in ("id", "split", "reason", "detail")]))
-    _write_parquet(rej, out / "rejects.parquet")
+    rejects += [{k: r[k] for k in REJECT_COLUMNS} for m in metas for r in m["rejects"]]
 
     # stale shards from an earlier build with another plan
     planned = {p.tar_path for p in plans}
     for split in SPLITS:
-        for tar in sorted((out / split).glob("*.tar")) if (out / split).is_dir() else []:
+        for tar in sorted((out / split).glob(f"*{TAR}")) if (out / split).is_dir() else []:
             if f"{split}/{tar.name}" not in planned:
                 tar.unlink()
     planned_meta = {f"{p.name}.json" for p in plans}
@@ -452,7 +378,7 @@ def assemble(out: Path, plans: list[ShardPlan], release: Release, cfg: BuildConf
                         "bytes": m["bytes"], "sha256": m["sha256"]}
                        for m in metas if m["split"] == split and m["shard"]],
         }
-    _write_json(out / "dataset.json", dataset)
+    write_tables(out, dataset, rows, rejects)
     return dataset
 
 
@@ -467,14 +393,6 @@ def _cmvn(parts: list[dict]) -> dict:
     std = np.sqrt(np.maximum(total_sq / frames - mean**2, 1e-8))
     return {"frames": int(frames), "mean": [round(float(x), 6) for x in mean],
             "std": [round(float(x), 6) for x in std]}
-
-
-def _write_parquet(table, path: Path) -> None:
-    import pyarrow.parquet as pq
-
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
 
 
 def format_summary(summary: dict) -> str:

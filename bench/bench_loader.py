@@ -1,4 +1,7 @@
-"""`asr-cli bench-loader`: the shard loader side by side with decoding on the fly.
+"""The shard loader side by side with decoding on the fly.
+
+    make bench            (or: .venv/bin/python bench/bench_loader.py --shards shards/fr,
+                           or: asr-cli bench-loader --shards shards/fr)
 
 Rows, each over the train split with the same number of DataLoader workers:
   shards (this loader)   webdataset tars -> float16 features -> CMVN -> bucketed batches
@@ -11,16 +14,24 @@ Rows, each over the train split with the same number of DataLoader workers:
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from asr.data import LoaderConfig, ShardSet, Utterance, collate, make_loader
-from asr.tokenizer import CharTokenizer
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from asr.data import LoaderConfig, Utterance, collate, make_loader  # noqa: E402
+from asr.models import build_model, model_config  # noqa: E402
+from asr.specaug import SpecAugment  # noqa: E402
+from asr.tokenizer import CharTokenizer  # noqa: E402
+from pipeline.audio import FeatureConfig, compute_features  # noqa: E402
+from pipeline.shardformat import ShardSet  # noqa: E402
 
 
 @dataclass
@@ -51,8 +62,6 @@ class OnTheFly(Dataset):
         return len(self.rows)
 
     def __getitem__(self, i: int) -> Utterance:
-        from pipeline.audio import compute_features
-
         row = self.rows[i]
         feats, _ = compute_features(self.clips_dir / row["path"])
         return Utterance(row["id"], feats, self.tokenizer.encode(row["text"]), row["text"])
@@ -77,9 +86,6 @@ def _measure(name: str, batches, limit_utts: int, limit_s: float, fps: float, wo
 
 
 def _training_rate(shards: ShardSet, tokenizer, lcfg: LoaderConfig, preset: str, steps: int, fps: float) -> Throughput:
-    from asr.models import build_model, model_config
-    from asr.specaug import SpecAugment
-
     model = build_model(model_config("ctc", preset, len(tokenizer), shards.dataset["features"]["n_mels"]))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     aug = SpecAugment()
@@ -108,10 +114,6 @@ def _training_rate(shards: ShardSet, tokenizer, lcfg: LoaderConfig, preset: str,
 def bench_loader(shards_dir: Path, workers: int = 2, batch_frames: int = 20000, utterances: int = 2000,
                  seconds: float = 30.0, fly_batch: int = 16, train_preset: str | None = "small",
                  train_steps: int = 5) -> list[Throughput]:
-    import pyarrow.parquet as pq
-
-    from pipeline.audio import FeatureConfig
-
     shards = ShardSet.open(shards_dir)
     tokenizer = CharTokenizer(shards.vocab)
     fps = FeatureConfig.from_dict(shards.dataset["features"]).frames_per_second()
@@ -123,7 +125,7 @@ def bench_loader(shards_dir: Path, workers: int = 2, batch_frames: int = 20000, 
 
     build = shards.dataset["build"]
     clips_dir = Path(build["cv_root"]) / shards.dataset["lang"] / "clips"
-    index = [r for r in pq.read_table(shards.root / "index.parquet").to_pylist() if r["split"] == "train"]
+    index = shards.read_index(split="train")
     if clips_dir.is_dir() and index:
         mean, std = shards.cmvn
         fly = DataLoader(OnTheFly(index, clips_dir, tokenizer, mean, std), batch_size=fly_batch, shuffle=True,
@@ -150,3 +152,24 @@ def format_rows(rows: list[Throughput]) -> str:
     if consume:
         lines.append(f"shards / training consumption: {shard.utt_per_s / consume.utt_per_s:.1f}x")
     return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shards", type=Path, required=True, help="shard folder made by `asr-cli shards`")
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers for both paths")
+    ap.add_argument("--batch-frames", type=int, default=20000, help="padded frames per batch of the shard loader")
+    ap.add_argument("--utterances", type=int, default=2000, help="utterances to time the shard loader on")
+    ap.add_argument("--seconds", type=float, default=30.0, help="time limit per row")
+    ap.add_argument("--train-preset", default="small", help="CTC preset whose training rate is shown ('' to skip)")
+    args = ap.parse_args()
+    try:
+        rows = bench_loader(args.shards, workers=args.workers, batch_frames=args.batch_frames,
+                            utterances=args.utterances, seconds=args.seconds, train_preset=args.train_preset or None)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(str(e))
+    print(format_rows(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,384 @@
+"""The shard format: the one contract between the offline pipeline and the trainer.
+
+    <root>/
+      dataset.json       feature config, normaliser, vocabulary, CMVN, per-split counts, shards
+      index.parquet      one row per kept utterance (INDEX_COLUMNS)
+      rejects.parquet    one row per clip left out, with its reason (REJECT_COLUMNS)
+      train/train-000000.tar ...   webdataset tar: <id>.feats.npy (float16 [T, n_mels]) + <id>.json
+      dev/ test/
+      .parts/            the builder's per-shard metadata (what makes a killed build resumable)
+
+`pipeline.build` writes a folder (`write_tar`, `write_tables`), `pipeline.verify` checks
+one and the loader (`asr.data`) streams one (`ShardSet`, `read_samples`); everything else
+reads it through `ShardSet` / `read_dataset` / `read_index`, so only this module knows the
+file names. A tar member `<key>.<ext>` is split into key and extension by webdataset's
+rule (`split_name`) by every reader, and the writer refuses a key that would not survive it.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import io
+import json
+import math
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from pipeline import atomic
+
+FORMAT_VERSION = 1
+
+DATASET = "dataset.json"
+INDEX = "index.parquet"
+REJECTS = "rejects.parquet"
+PARTS = ".parts"  # the builder's own folder
+TAR = ".tar"
+FEATS = "feats.npy"  # member extensions of a sample
+META = "json"
+
+INDEX_COLUMNS = ("id", "split", "shard", "frames", "duration", "text", "sentence", "client_id",
+                 "gender", "age", "accent", "sample_rate", "channels", "path")
+_INT_COLUMNS = ("frames", "sample_rate", "channels")
+REJECT_COLUMNS = ("id", "split", "reason", "detail")
+
+
+def shard_name(split: str, number: int) -> str:
+    """`train-000000`: a shard's name, also that of its `.parts` metadata file."""
+    return f"{split}-{number:06d}"
+
+
+def shard_path(split: str, number: int) -> str:
+    """`train/train-000000.tar`, relative to the shard folder (as dataset.json lists it)."""
+    return f"{split}/{shard_name(split, number)}{TAR}"
+
+
+def dataset_path(root: str | Path) -> Path:
+    return Path(root) / DATASET
+
+
+def index_path(root: str | Path) -> Path:
+    return Path(root) / INDEX
+
+
+def rejects_path(root: str | Path) -> Path:
+    return Path(root) / REJECTS
+
+
+def parts_path(root: str | Path, name: str) -> Path:
+    return Path(root) / PARTS / f"{name}.json"
+
+
+# --------------------------------------------------------------------------------------
+# dataset.json, index.parquet, rejects.parquet
+# --------------------------------------------------------------------------------------
+def json_text(obj) -> str:
+    """The JSON of dataset.json and the `.parts` files: sorted keys, so reruns give the same bytes."""
+    return json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True) + "\n"
+
+
+def write_tables(root: Path, dataset: dict, rows: list[dict], rejects: list[dict]) -> None:
+    """Write index.parquet, rejects.parquet and, last, dataset.json (each atomically): a
+    folder with a dataset.json is a finished build."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def table(records: list[dict], types: dict):
+        return pa.table({c: [r[c] for r in records] for c in types}, schema=pa.schema(list(types.items())))
+
+    index_types = {c: pa.int64() if c in _INT_COLUMNS else pa.float64() if c == "duration" else pa.string()
+                   for c in INDEX_COLUMNS}
+    for path, t in ((index_path(root), table(rows, index_types)),
+                    (rejects_path(root), table(rejects, {c: pa.string() for c in REJECT_COLUMNS}))):
+        with atomic.atomic_path(path) as tmp:
+            pq.write_table(t, tmp, compression="zstd")
+    atomic.write_text(dataset_path(root), json_text(dataset))
+
+
+def read_dataset(root: str | Path) -> dict:
+    """A shard folder's dataset.json; FileNotFoundError that says what --shards must be."""
+    path = dataset_path(root)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: --shards must be a folder made by `asr-cli shards` "
+                                f"(or `make shards` / `make demo`)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _read_table(path: Path, columns: list[str] | None, split: str | None) -> list[dict]:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: build the shards first (asr-cli shards)")
+    names = pq.read_schema(path).names
+    wanted = list(columns) if columns is not None else names
+    needed = wanted + (["split"] if split is not None and "split" not in wanted else [])
+    missing = [c for c in needed if c not in names]
+    if missing:
+        raise ValueError(f"{path} has no column(s) {missing}; columns are {names}")
+    table = pq.read_table(path, columns=needed)
+    if split is not None:
+        table = table.filter(pc.equal(table["split"], split))
+    return table.select(wanted).to_pylist()
+
+
+def read_index(root: str | Path, columns: list[str] | None = None, split: str | None = None) -> list[dict]:
+    """Rows of index.parquet (in file order): only `columns` if given, only `split`'s if given."""
+    return _read_table(index_path(root), columns, split)
+
+
+def read_rejects(root: str | Path, split: str | None = None) -> list[dict]:
+    """Rows of rejects.parquet: id, split, reason, detail."""
+    return _read_table(rejects_path(root), None, split)
+
+
+@dataclass
+class ShardSet:
+    """A shard folder's dataset.json, with where its tars are read from.
+
+    `url` is how tars are reached: by default the folder itself; else a prefix
+    ("http://host/shards/fr", a tar's relative path is appended) or a template with
+    "{path}" ("pipe:aws s3 cp s3://bucket/fr/{path} -"), as webdataset opens them.
+    """
+
+    root: Path
+    dataset: dict
+    url: str | None = None
+
+    @classmethod
+    def open(cls, root: str | Path, url: str | None = None) -> "ShardSet":
+        return cls(Path(root), read_dataset(root), url)
+
+    @property
+    def vocab(self) -> list[str]:
+        return self.dataset["vocab"]
+
+    @property
+    def cmvn(self) -> tuple[np.ndarray, np.ndarray]:
+        c = self.dataset["cmvn"]
+        if c.get("mean") is None:
+            raise ValueError(f"{dataset_path(self.root)} has no CMVN statistics (empty train split?)")
+        return np.asarray(c["mean"], np.float32), np.asarray(c["std"], np.float32)
+
+    def split(self, name: str) -> dict:
+        if name not in self.dataset["splits"]:
+            raise ValueError(f"no split {name!r} in {self.root} (have {', '.join(self.dataset['splits'])})")
+        return self.dataset["splits"][name]
+
+    def urls(self, split: str) -> list[str]:
+        paths = [s["path"] for s in self.split(split)["shards"]]
+        if not paths:
+            raise ValueError(f"split {split!r} of {self.root} has no shards (no utterance kept)")
+        if self.url is None:
+            return [str(self.root / p) for p in paths]
+        if "{path}" in self.url:
+            return [self.url.format(path=p) for p in paths]
+        return [f"{self.url.rstrip('/')}/{p}" for p in paths]
+
+    def frames(self, split: str) -> int:
+        return self.split(split)["frames"]
+
+    def read_index(self, columns: list[str] | None = None, split: str | None = None) -> list[dict]:
+        return read_index(self.root, columns, split)
+
+    def read_rejects(self, split: str | None = None) -> list[dict]:
+        return read_rejects(self.root, split)
+
+
+# --------------------------------------------------------------------------------------
+# the npy codec
+# --------------------------------------------------------------------------------------
+def npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+@functools.lru_cache(maxsize=4096)
+def _npy_header(header: bytes) -> tuple[np.dtype, tuple[int, ...], bool]:
+    d = ast.literal_eval(header.decode("latin1"))
+    return np.lib.format.descr_to_dtype(d["descr"]), tuple(d["shape"]), bool(d["fortran_order"])
+
+
+def load_npy(buf) -> np.ndarray:
+    """np.load of a .npy held in bytes or a memoryview, without copying the array data
+    (read-only result)."""
+    head = bytes(buf[:12])
+    if head[:6] != b"\x93NUMPY" or head[6] not in (1, 2, 3):
+        return np.load(io.BytesIO(bytes(buf)), allow_pickle=False)
+    start = 10 if head[6] == 1 else 12
+    length = int.from_bytes(head[8:start], "little")
+    dtype, shape, fortran = _npy_header(bytes(buf[start:start + length]))
+    if fortran or dtype.hasobject:
+        return np.load(io.BytesIO(bytes(buf)), allow_pickle=False)
+    return np.frombuffer(buf, dtype=dtype, count=math.prod(shape), offset=start + length).reshape(shape)
+
+
+# --------------------------------------------------------------------------------------
+# member names: the one key / extension rule
+# --------------------------------------------------------------------------------------
+_KEY = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset.tariterators.base_plus_ext's
+
+
+def split_name(name: str) -> tuple[str, str] | None:
+    """`common_voice_fr_1.feats.npy` -> ("common_voice_fr_1", "feats.npy"): the key ends at
+    the first dot of the file name, as webdataset reads it; None for a name without one."""
+    m = _KEY.match(name)
+    return (m.group(1), m.group(2).lower()) if m else None
+
+
+def check_key(key: str) -> None:
+    """ValueError unless every reader gives `key` back from `<key>.feats.npy` (no dot in it:
+    `pipeline.cv.clip_id` turns the dots of a clip's file name into underscores)."""
+    if not key or split_name(f"{key}.{FEATS}") != (key, FEATS):
+        raise ValueError(f"{key!r} cannot be a sample key: webdataset would split it at its first dot")
+
+
+# --------------------------------------------------------------------------------------
+# the writer
+# --------------------------------------------------------------------------------------
+class _HashingWriter(io.RawIOBase):
+    def __init__(self, fh):
+        self.fh, self.sha, self.size = fh, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self.sha.update(b)
+        self.size += len(b)
+        return self.fh.write(b)
+
+    def tell(self) -> int:
+        return self.size
+
+
+def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(data))
+
+
+class ShardWriter:
+    """A webdataset tar with fixed member metadata (mtime 0, uid 0, mode 644), hashed while
+    written: the same samples in the same order always give the same bytes.
+
+        with ShardWriter(path) as shard:
+            shard.write(key, feats, meta)      # feats float16 [T, n_mels], meta JSON-able
+        shard.size, shard.sha256
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.size, self.sha256 = 0, ""
+
+    def __enter__(self) -> "ShardWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "wb")
+        self._hashing = _HashingWriter(self._fh)
+        self._tar = tarfile.open(fileobj=self._hashing, mode="w", format=tarfile.PAX_FORMAT)
+        return self
+
+    def write(self, key: str, feats: np.ndarray, meta: dict) -> None:
+        check_key(key)
+        _add_member(self._tar, f"{key}.{FEATS}", npy_bytes(feats))
+        _add_member(self._tar, f"{key}.{META}", json.dumps(meta, ensure_ascii=False, sort_keys=True).encode())
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._tar.__exit__(*exc)  # the end-of-archive blocks, unless the block failed
+        finally:
+            self._fh.close()
+        self.size, self.sha256 = self._hashing.size, self._hashing.sha.hexdigest()
+
+
+def write_tar(path: Path, samples: list[tuple[str, np.ndarray, dict]]) -> tuple[int, str]:
+    """Write samples (key, feats, json meta) as one shard. Returns (bytes, sha256)."""
+    with ShardWriter(path) as shard:
+        for key, feats, meta in samples:
+            shard.write(key, feats, meta)
+    return shard.size, shard.sha256
+
+
+# --------------------------------------------------------------------------------------
+# the reader: a fast path for local files
+# --------------------------------------------------------------------------------------
+# webdataset streams a tar through Python's tarfile in stream mode; on local shards that
+# spent ~65 % of the loader's time in small buffered reads. A local shard is read whole and
+# its 512-byte ustar headers parsed here; anything else (URLs, pipes, tar features our
+# writer never produces) goes through webdataset.
+class _NotPlainTar(Exception):
+    pass
+
+
+def read_samples(urls: Iterable[str]) -> Iterator[dict]:
+    """Samples of the tars at `urls`, in order, as webdataset gives them:
+    {"__key__": id, "__url__": url, "feats.npy": npy bytes, "json": JSON bytes} (contents as
+    memoryviews on the fast path; `load_npy` decodes them without a copy)."""
+    for url in urls:
+        if "://" in url or url.startswith("pipe:"):
+            yield from _webdataset_samples(url)
+            continue
+        data = Path(url).read_bytes()
+        try:
+            members = list(_tar_members(data))
+        except _NotPlainTar:
+            yield from _webdataset_samples(url)
+            continue
+        yield from _group(members, url)
+
+
+def _webdataset_samples(url: str) -> Iterator[dict]:
+    import webdataset as wds
+
+    yield from wds.tarfile_samples(iter([{"url": url}]))
+
+
+def _tar_members(data: bytes) -> Iterator[tuple[str, memoryview]]:
+    """(name, content) of each regular file of a ustar archive; _NotPlainTar on anything else."""
+    view, pos, n = memoryview(data), 0, len(data)
+    while pos + 512 <= n:
+        header = data[pos:pos + 512]
+        if header.count(0) == 512:  # end-of-archive block
+            return
+        if sum(header[:148]) + 8 * 32 + sum(header[156:]) != int(header[148:156].strip(b"\0 ") or b"-1", 8):
+            raise _NotPlainTar("bad header checksum")
+        kind = header[156:157]
+        size = int(header[124:136].strip(b"\0 ") or b"0", 8)
+        if kind not in (b"0", b"\0", b"5"):  # pax / GNU long names, links ...: not ours
+            raise _NotPlainTar(f"member type {kind!r}")
+        name = header[:100].rstrip(b"\0").decode()
+        prefix = header[345:500].rstrip(b"\0").decode() if header[257:262] == b"ustar" else ""
+        start = pos + 512
+        if start + size > n:
+            raise _NotPlainTar("truncated member")
+        if kind != b"5":
+            yield (f"{prefix}/{name}" if prefix else name), view[start:start + size]
+        pos = start + (size + 511) // 512 * 512
+
+
+def _group(members: Iterable[tuple[str, memoryview]], url: str) -> Iterator[dict]:
+    """Consecutive members sharing a key -> one webdataset-style sample dict."""
+    sample: dict | None = None
+    for name, content in members:
+        parts = split_name(name)
+        if parts is None:
+            continue
+        key, ext = parts
+        if sample is None or sample["__key__"] != key:
+            if sample is not None:
+                yield sample
+            sample = {"__key__": key, "__url__": url}
+        if ext in sample:  # webdataset refuses it too
+            raise ValueError(f"{name}: duplicate file name in tar file {url}")
+        sample[ext] = content
+    if sample is not None:
+        yield sample
