@@ -1,6 +1,6 @@
 """Out-of-domain check: French sentences and voicings the demo corpus never produces.
 
-The demo model is trained on sentences from `pipeline.french_text`. This script measures
+The demo model is trained on sentences from `pipeline.synth.french`. This script measures
 it on speech from elsewhere: everyday, news-like and literary French written by hand below
 (not produced by the project's generator), voiced by espeak-ng with speaking rates, pitches
 and a sample rate outside the ranges the synthetic corpus uses, and no added noise. The
@@ -158,7 +158,7 @@ def make_clips(out: Path, seed: int = 123) -> list[tuple[Path, str]]:
     import soundfile as sf
     import soxr
 
-    from pipeline.synth import ESPEAK_RATE, _wav_samples
+    from pipeline.synth.render import ESPEAK_RATE, wav_samples
 
     clips = out / "clips"
     clips.mkdir(parents=True, exist_ok=True)
@@ -173,7 +173,7 @@ def make_clips(out: Path, seed: int = 123) -> list[tuple[Path, str]]:
         pitch = rng.choice([5, 15, 85, 95])
         cmd = ["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "--stdout", sentence]
         wav = subprocess.run(cmd, capture_output=True, check=True).stdout
-        x = _wav_samples(wav)  # espeak streams its WAV with placeholder sizes: read the PCM
+        x = wav_samples(wav)  # espeak streams its WAV with placeholder sizes: read the PCM
         x = soxr.resample(x, ESPEAK_RATE, 16000).astype(np.float32)
         name = f"external_{i:04d}.wav"
         sf.write(clips / name, 0.8 * x / max(1e-3, float(np.abs(x).max())), 16000)

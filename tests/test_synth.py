@@ -1,4 +1,4 @@
-"""Synthetic Common Voice corpus (pipeline/synth.py) and its French sentence generator."""
+"""Synthetic Common Voice corpus (pipeline/synth/) and its French sentence generator."""
 
 from __future__ import annotations
 
@@ -13,16 +13,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline import synth
-from pipeline.french_lexicon import lexicon, number_to_words
-from pipeline.french_text import (
+from pipeline.cv import SPLITS
+from pipeline.synth import SynthConfig, render, synthesize
+from pipeline.synth.french import (
     Style,
     generate_sentences,
+    lexicon,
+    number_to_words,
     prep_np,
     realize,
     sentence_key,
     word_count,
 )
+from pipeline.synth.plan import make_plan
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng is not installed (make setup)")
@@ -55,14 +58,14 @@ def plain(sentence: str) -> str:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("cv") / "fr"
-    summary = synth.synthesize(out, num_clips=N_CLIPS, seed=SEED, jobs=2, progress=False)
+    summary = synthesize(out, num_clips=N_CLIPS, seed=SEED, jobs=2, progress=False)
     return out, summary
 
 
 @pytest.fixture(scope="module")
 def corpus_one_job(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cv1") / "fr"
-    synth.synthesize(out, num_clips=N_CLIPS, seed=SEED, jobs=1, progress=False)
+    synthesize(out, num_clips=N_CLIPS, seed=SEED, jobs=1, progress=False)
     return out
 
 
@@ -183,7 +186,7 @@ def test_rerun_with_same_parameters_is_a_no_op(corpus):
     files = [p for p in out.rglob("*") if p.is_file()]
     before = {p: p.stat().st_mtime_ns for p in files}
     start = time.time()
-    again = synth.synthesize(out, num_clips=N_CLIPS, seed=SEED, jobs=2, progress=False)
+    again = synthesize(out, num_clips=N_CLIPS, seed=SEED, jobs=2, progress=False)
     assert time.time() - start < 2.0
     assert again["skipped"] is True
     assert {k: v for k, v in again.items() if k not in ("skipped", "seconds")} == \
@@ -195,9 +198,9 @@ def test_rerun_with_same_parameters_is_a_no_op(corpus):
 @needs_espeak
 def test_changed_parameters_or_incomplete_stamp_regenerate(tmp_path):
     out = tmp_path / "fr"
-    synth.synthesize(out, num_clips=8, seed=1, jobs=1, progress=False)
+    synthesize(out, num_clips=8, seed=1, jobs=1, progress=False)
     first = {p.name for p in (out / "clips").iterdir()}
-    summary = synth.synthesize(out, num_clips=10, seed=2, jobs=1, progress=False)
+    summary = synthesize(out, num_clips=10, seed=2, jobs=1, progress=False)
     assert not summary["skipped"] and summary["clips"]["validated"] == 10
     listed = {r["path"] for r in read_tsv(out / "validated.tsv")}
     assert {p.name for p in (out / "clips").iterdir()} == listed  # stale clips removed
@@ -206,7 +209,7 @@ def test_changed_parameters_or_incomplete_stamp_regenerate(tmp_path):
     assert stamp["complete"] and stamp["config"]["num_clips"] == 10
     stamp["complete"] = False  # as a run killed half-way leaves it
     (out / ".synth.json").write_text(json.dumps(stamp))
-    again = synth.synthesize(out, num_clips=10, seed=2, jobs=1, progress=False)
+    again = synthesize(out, num_clips=10, seed=2, jobs=1, progress=False)
     assert again["skipped"] is False
     assert json.loads((out / ".synth.json").read_text())["complete"] is True
 
@@ -216,31 +219,31 @@ def test_refuses_to_overwrite_a_real_release(tmp_path):
     (out / "clips").mkdir(parents=True)
     (out / "validated.tsv").write_text(HEADER + "\n")
     with pytest.raises(FileExistsError, match="refusing") as err:
-        synth.synthesize(out, num_clips=8, progress=False)
+        synthesize(out, num_clips=8, progress=False)
     assert isinstance(err.value, RuntimeError)  # the CLI reports RuntimeErrors cleanly
     assert (out / "validated.tsv").read_text() == HEADER + "\n"
 
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="fr"):
-        synth.synthesize(tmp_path / "de", lang="de", num_clips=8, progress=False)
+        synthesize(tmp_path / "de", lang="de", num_clips=8, progress=False)
     with pytest.raises(ValueError, match="at least 3"):
-        synth.synthesize(tmp_path / "fr", num_clips=2, progress=False)
+        synthesize(tmp_path / "fr", num_clips=2, progress=False)
     assert not (tmp_path / "de").exists() and not (tmp_path / "fr").exists()
 
 
 def test_missing_espeak_says_how_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr(synth, "ESPEAK", "espeak-ng-not-installed-here")
+    monkeypatch.setattr(render, "ESPEAK", "espeak-ng-not-installed-here")
     with pytest.raises(RuntimeError, match="apt-get install espeak-ng"):
-        synth.synthesize(tmp_path / "fr", num_clips=8, progress=False)
+        synthesize(tmp_path / "fr", num_clips=8, progress=False)
 
 
 # ---------------------------------------------------------------- the plan (no audio)
 
 def test_plan_for_five_hours_speakers_and_voices(tmp_path):
-    n = round(5 * 3600 / synth.SynthConfig.mean_clip_seconds)
-    plan = synth.make_plan(tmp_path, synth.SynthConfig(num_clips=n, seed=0))
-    by_split = {s: [p for p in plan.speakers if p.split == s] for s in synth.SPLITS}
+    n = round(5 * 3600 / SynthConfig.mean_clip_seconds)
+    plan = make_plan(tmp_path, SynthConfig(num_clips=n, seed=0))
+    by_split = {s: [p for p in plan.speakers if p.split == s] for s in SPLITS}
     assert len(plan.speakers) >= 300
     assert all(len(v) >= 20 for v in by_split.values())
     counts = {s: plan.split_of.count(s) for s in ("train", "dev", "test", "extra")}
@@ -267,16 +270,16 @@ def test_plan_for_five_hours_speakers_and_voices(tmp_path):
 
 
 def test_plan_depends_on_seed():
-    a = synth.make_plan(Path("x"), synth.SynthConfig(num_clips=50, seed=0))
-    b = synth.make_plan(Path("x"), synth.SynthConfig(num_clips=50, seed=0))
-    c = synth.make_plan(Path("x"), synth.SynthConfig(num_clips=50, seed=1))
+    a = make_plan(Path("x"), SynthConfig(num_clips=50, seed=0))
+    b = make_plan(Path("x"), SynthConfig(num_clips=50, seed=0))
+    c = make_plan(Path("x"), SynthConfig(num_clips=50, seed=1))
     assert [j.path for j in a.jobs] == [j.path for j in b.jobs]
     assert [j.sentence for j in a.jobs] != [j.sentence for j in c.jobs]
 
 
 def test_small_corpus_guarantees_every_format():
     for n in (8, 9, 13):
-        plan = synth.make_plan(Path("x"), synth.SynthConfig(num_clips=n, seed=n))
+        plan = make_plan(Path("x"), SynthConfig(num_clips=n, seed=n))
         kinds = {(j.sample_rate, j.channels) for j in plan.jobs}
         assert {(44100, 1), (32000, 1), (48000, 1)} <= kinds
         assert any(j.channels == 2 for j in plan.jobs)
@@ -290,10 +293,10 @@ def test_audio_helpers():
     sr = 16000
     tone = np.sin(2 * np.pi * 440 * np.arange(sr) / sr).astype(np.float32)
     padded = np.concatenate([np.zeros(sr // 2, np.float32), tone, np.zeros(sr // 2, np.float32)])
-    trimmed = synth.trim_silence(padded, sr)
+    trimmed = render.trim_silence(padded, sr)
     assert sr <= len(trimmed) < sr + sr // 10
-    pink = synth.colored_noise(2 * sr, "pink", sr, rng)
-    white = synth.colored_noise(2 * sr, "white", sr, rng)
+    pink = render.colored_noise(2 * sr, "pink", sr, rng)
+    white = render.colored_noise(2 * sr, "white", sr, rng)
     assert abs(np.sqrt((pink ** 2).mean()) - 1) < 1e-3
 
     def low_share(x):
@@ -302,9 +305,9 @@ def test_audio_helpers():
     assert low_share(pink) > 2 * low_share(white)
     high = np.sin(2 * np.pi * 7500 * np.arange(sr) / sr).astype(np.float32)
     middle = slice(sr // 4, 3 * sr // 4)  # away from the edges of the clip
-    assert np.abs(synth.band_limit(high, sr, 300, 3400)[middle]).max() < 0.1
-    assert np.abs(synth.band_limit(tone, sr, 300, 3400)[middle]).max() > 0.8
-    wet = synth.reverb(tone, sr, 0.3, 0.3, rng)
+    assert np.abs(render.band_limit(high, sr, 300, 3400)[middle]).max() < 0.1
+    assert np.abs(render.band_limit(tone, sr, 300, 3400)[middle]).max() > 0.8
+    wet = render.reverb(tone, sr, 0.3, 0.3, rng)
     assert len(wet) == len(tone) + int(0.3 * sr) and np.abs(wet[len(tone):]).max() > 0
 
 
