@@ -14,7 +14,7 @@ from conftest import ROOT
 
 PACKAGES = ("asr", "pipeline")
 MAX_LINES = 600
-DATA_TABLES = {"pipeline/synth/french_lexicon.py"}  # word lists: data, not logic
+DATA_TABLES = {"pipeline/synth/french/lexicon.py"}  # word lists: data, not logic
 FORMAT_OWNER = "pipeline/shardformat.py"
 FORMAT_NAMES = ("dataset.json", "index.parquet", "rejects.parquet")
 ATOMIC_OWNER = "pipeline/atomic.py"
