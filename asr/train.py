@@ -31,6 +31,7 @@ import torch.distributed as dist
 
 from asr import checkpoint
 from asr.data import LoaderConfig, ShardSet, ShardStream, make_loader, steps_per_epoch
+from asr.decoding import greedy_texts
 from asr.models import build_model, count_parameters, model_config
 from asr.specaug import SpecAugment, SpecAugmentConfig
 from asr.tokenizer import CharTokenizer, tokenizer_from_state
@@ -189,11 +190,10 @@ def evaluate(model, batches: list, tokenizer, device, amp_dtype) -> dict:
         batch = batch.to(device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             out = model(batch)
-            ids = model.greedy(batch.feats, batch.feat_lens)
+            hyps += greedy_texts(model, tokenizer, batch.feats, batch.feat_lens)
         loss_sum += float(out["loss"]) * float(out["tokens"])
         tokens += int(out["tokens"])
         refs += batch.texts
-        hyps += [tokenizer.decode(i) for i in ids]
     model.train()
     return {
         "loss": loss_sum / max(tokens, 1),
