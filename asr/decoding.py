@@ -29,10 +29,9 @@ import torch
 from asr.ctc_decoding import CTCBeamDecoder, CTCGreedyDecoder, tidy
 from asr.decode_options import DecodeOptions
 from asr.las_decoding import LASBeamSearch, LASGreedyDecoder
+from asr.models import KINDS
 
-__all__ = ["MODEL_KINDS", "DecodeOptions", "Decoder", "greedy_texts", "normalize_hypothesis"]
-
-MODEL_KINDS = ("ctc", "las")
+__all__ = ["DecodeOptions", "Decoder", "greedy_texts", "normalize_hypothesis"]
 
 
 class Decoder:
@@ -44,8 +43,8 @@ class Decoder:
 
     def __init__(self, model, tokenizer, options: DecodeOptions, normalizer=None):
         self.kind = getattr(model, "kind", None)
-        if self.kind not in MODEL_KINDS:
-            raise ValueError(f"cannot decode a model of kind {self.kind!r} (known: {', '.join(MODEL_KINDS)})")
+        if self.kind not in KINDS:
+            raise ValueError(f"cannot decode a model of kind {self.kind!r} (known: {', '.join(KINDS)})")
         options.check(self.kind)
         self.model, self.tokenizer, self.options, self.normalizer = model, tokenizer, options, normalizer
         self.beam = options.search_beam(self.kind) if options.searches() else None
@@ -84,8 +83,9 @@ class Decoder:
 
 
 def greedy_texts(model, tokenizer, feats: torch.Tensor, lengths: torch.Tensor, normalizer=None) -> list[str]:
-    """Greedy hypotheses of a CTC or LAS model, exactly as `asr-cli eval` makes them in greedy
-    mode (the training loop's dev CER): feats [B, T, F], lengths [B] -> B strings."""
+    """Greedy hypotheses of a CTC or LAS model, as `asr-cli eval` makes them in greedy mode (the
+    training loop's dev CER): feats [B, T, F], lengths [B] -> B strings, spaces tidied, and
+    normalised too when `normalizer` (eval's: the dataset's) is given."""
     return Decoder(model, tokenizer, DecodeOptions(), normalizer)(feats, lengths)
 
 

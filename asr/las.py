@@ -6,13 +6,13 @@
 
 Listener (`listener` option):
   * "conv"    asr/encoder.py's RNNEncoder: two stride-2 convs (x4) + BiGRU/BiLSTM
-  * "pyramid" asr/encoder.py's PyramidListener, Chan et al.'s pyramidal BiRNN: `frame_stack` input frames concatenated, a
-              Linear to `proj_dim`, then `rnn_layers` BiRNN layers of which the last
-              `pyramid_layers` first concatenate adjacent frames (time / 2 each); the
-              defaults (stack 2, 2 pyramid layers) reduce time x8. At x8 there are ~12
-              encoder frames per second: with characters, fast speech has more units than
-              frames, its CTC term is zeroed (`zero_infinity`), so pair it with
-              `--tokens unigram:N` (or `--ctc-weight 0`).
+  * "pyramid" asr/encoder.py's PyramidListener, Chan et al.'s pyramidal BiRNN: `frame_stack`
+              input frames concatenated, a Linear to `proj_dim`, then `rnn_layers` BiRNN
+              layers of which the last `pyramid_layers` first concatenate adjacent frames
+              (time / 2 each); the defaults (stack 2, 2 pyramid layers) reduce time x8. At
+              x8 there are ~12 encoder frames per second: with characters, fast speech has
+              more units than frames, its CTC term is zeroed (`zero_infinity`), so pair it
+              with `--tokens unigram:N` (or `--ctc-weight 0`).
 
 Attention (`attention` option), additive (Bahdanau) over the encoder frames:
     e_t = w . tanh(W s + V h_t + U f_t + b),   f = Conv1d(a_prev)  [location-aware only]
@@ -32,8 +32,8 @@ Speller: `decoder_layers` LSTM cells over [embedding(y_{i-1}); context_{i-1}] (i
 feeding), attention with the top state s_i, then logits = Linear(tanh(Linear([s_i; c_i]))).
 <sos> and <eos> are both id 1; the blank (id 0) is never predicted (its logit is masked).
 
-Training (`forward(batch)`; `configure_training(cfg, tokenizer)` and `on_step(step, max_steps)` are
-called by asr/train.py):
+Training (`forward(batch)`; `configure_training(cfg, tokenizer)` and `on_step(step, max_steps)`
+are called by asr/train.py):
   * teacher forcing; scheduled sampling (Bengio et al. 2015): each input token is replaced,
     with probability p, by a token sampled from the speller's own previous distribution;
     p ramps linearly from 0 at step 0 to `cfg.sampling_rate` at `max_steps`

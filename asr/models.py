@@ -48,13 +48,13 @@ LAS_PRESETS: dict[str, dict] = {
                           dropout=0.1, embed_dim=64, decoder_hidden=256, att_dim=128, att_conv_channels=10,
                           att_conv_kernel=15),
     # Chan et al.'s LAS on a GPU: stacked frames, 1 BLSTM + 2 pBLSTM of 512 per direction (x8),
-    # 2 x 512 LSTM speller (32.3 M); use with --tokens unigram:N (see the module docstring)
+    # 2 x 512 LSTM speller (32.3 M); use with --tokens unigram:N (see asr/las.py's docstring)
     "lab": dict(listener="pyramid", proj_dim=512, rnn="lstm", rnn_layers=3, rnn_hidden=512, dropout=0.2,
                 embed_dim=256, decoder_layers=2, decoder_hidden=512, att_dim=256, att_conv_channels=10,
                 att_conv_kernel=31),
 }
 
-KINDS = ("ctc", "las")
+KINDS = ("ctc", "las")  # model.kind of every model build_model makes
 ENCODER_FIELDS = {f.name for f in dataclasses.fields(EncoderConfig)} - {"n_mels"}
 LAS_FIELDS = {f.name for f in dataclasses.fields(LASConfig)} - {"vocab_size", "encoder"}
 DECODING_KEYS = ("features", "cmvn", "lang")  # what a checkpoint needs besides the model to decode

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from asr.ctc_decoding import CTCBeamDecoder, CTCGreedyDecoder
-from asr.decoding import DecodeOptions
+from asr.decoding import DecodeOptions, Decoder, greedy_texts
 from asr.lm import build_arpa
 from asr.tokenizer import CharTokenizer
 
@@ -75,6 +75,27 @@ def test_greedy_respects_lengths_and_zero_length():
     assert CTCGreedyDecoder(TOK).decode(x, torch.tensor([2, 0])) == ["ch", ""]
     with pytest.raises(ValueError, match="lengths"):
         CTCGreedyDecoder(TOK).decode(x, torch.tensor([5, 1]))
+
+
+class FixedCTC(torch.nn.Module):
+    """A CTC "model" whose log-probs are given: log_probs(feats, lengths) -> (them, lengths)."""
+
+    kind = "ctc"
+
+    def __init__(self, log_probs: torch.Tensor):
+        super().__init__()
+        self.fixed = log_probs
+
+    def log_probs(self, feats, lengths):
+        return self.fixed, lengths
+
+
+def test_training_greedy_is_eval_greedy():
+    """The training loop's dev CER decodes with greedy_texts: eval's greedy, spaces tidied."""
+    x, lengths = batch(frames(spell(" le  chat ")), frames(spell("oo^ui_")))
+    model = FixedCTC(x)
+    texts = greedy_texts(model, TOK, torch.zeros(2, 10, 3), lengths)
+    assert texts == Decoder(model, TOK, DecodeOptions())(torch.zeros(2, 10, 3), lengths) == ["le chat", "oui"]
 
 
 # --------------------------------------------------------------------------------------
