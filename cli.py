@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 
+from asr.decode_options import DecodeOptions
 from pipeline.shardformat import DATASET, INDEX, REJECTS, dataset_path, read_dataset
 
 app = typer.Typer(
@@ -259,7 +260,7 @@ def plot(
         if attention:
             if checkpoint is None:
                 fail("--attention needs --checkpoint (an attention model, --model las)")
-            from asr.las import plot_attention
+            from asr.plot import plot_attention
 
             path = plot_attention(checkpoint, shards, split, out, n=n)
         else:
@@ -274,17 +275,16 @@ def plot(
 # --------------------------------------------------------------------------------------
 # evaluation, language model, transcription
 # --------------------------------------------------------------------------------------
-_BEAM_HELP = "Beam search with this many hypotheses (default: greedy; with --lm: 50 for ctc, the model's own for las)."
+_BEAM_HELP = (f"Beam search with this many hypotheses (default: greedy; with --lm or --ctc-weight: "
+              f"{DecodeOptions.ctc_beam} for ctc, {DecodeOptions.las_beam} for las).")
 _LM_HELP = "Word n-gram LM (ARPA, from `asr-cli lm build`) for beam search."
-_LM_WEIGHT_HELP = "Weight of the LM's log10 probability; tune on dev (default: asr.evaluate.DEFAULT_LM_WEIGHT, 1.0)."
-_WORD_SCORE_HELP = "Score added per word with --lm; tune on dev (default: asr.evaluate.DEFAULT_WORD_SCORE, 1.0)."
+_LM_WEIGHT_HELP = f"Weight of the LM's log10 probability; tune on dev (default: {DecodeOptions.lm_weight:g})."
+_WORD_SCORE_HELP = f"Score added per word with --lm; tune on dev (default: {DecodeOptions.word_score:g})."
 _CTC_WEIGHT_HELP = "las only: CTC weight of joint CTC/attention beam search (default: the training weight)."
 
 
-def _decode_options(beam, lm, lm_weight, word_score, ctc_weight):
+def _decode_options(beam, lm, lm_weight, word_score, ctc_weight) -> DecodeOptions:
     """DecodeOptions from the shared eval / transcribe options (None: the tuned default)."""
-    from asr.evaluate import DecodeOptions
-
     given = {"lm_weight": lm_weight, "word_score": word_score}
     return DecodeOptions(beam=beam, lm=lm, ctc_weight=ctc_weight, **{k: v for k, v in given.items() if v is not None})
 

@@ -1,4 +1,5 @@
-"""Self-contained checkpoints: one .pt is enough to transcribe and to resume.
+"""Self-contained checkpoints: one .pt is enough to transcribe and to resume (file I/O only:
+asr/models.py's `load_model` rebuilds the model and tokenizer from one).
 
 Contents: format tag, model config and weights, tokenizer, feature config, normaliser,
 CMVN, language, training step / epoch position, optimizer, scheduler, scaler and RNG
@@ -7,12 +8,13 @@ states, training config, and the metrics at the time it was written.
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from pipeline.atomic import atomic_path
 
 FORMAT = "cv-asr-checkpoint-1"
 
@@ -25,9 +27,8 @@ def save(path: Path, payload: dict) -> None:
     """Write atomically: a crash mid-write never leaves a half checkpoint under `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, **payload}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, **payload}, tmp)
 
 
 def load(path: Path, map_location="cpu") -> dict:
@@ -41,18 +42,6 @@ def load(path: Path, map_location="cpu") -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a cv-asr checkpoint (made by `asr-cli train`)")
     return ckpt
-
-
-def load_model(path: Path, device="cpu"):
-    """-> (model in eval mode on `device`, tokenizer, checkpoint dict)."""
-    from asr.models import build_model
-    from asr.tokenizer import tokenizer_from_state
-
-    ckpt = load(path)
-    model = build_model(ckpt["model"])
-    model.load_state_dict(ckpt["state_dict"])
-    model.to(device).eval()
-    return model, tokenizer_from_state(ckpt["tokenizer"]), ckpt
 
 
 def rng_state() -> dict:

@@ -10,7 +10,8 @@ characters per second) it did not train faster, so it is off by default.
 
 V is the tokenizer's size (blank = 0 and <eos> = 1 included: <eos> is never a CTC target,
 its output simply learns to stay improbable). The loss is CTC with `zero_infinity`, summed
-over utterances and divided by the number of target tokens.
+over utterances and divided by the number of target tokens. Decoding (greedy, beam search,
+word LM) is asr/ctc_decoding.py's, on `log_probs`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from asr.encoder import EncoderConfig, RNNEncoder
-from asr.tokenizer import BLANK
+from asr.units import BLANK
 
 
 @dataclass
@@ -40,7 +41,7 @@ class CTCModel(nn.Module):
         self.cfg = cfg
         self.encoder = RNNEncoder(cfg.encoder)
         self.upsample = cfg.upsample
-        self.head = nn.Linear(cfg.encoder.output_dim, cfg.vocab_size * cfg.upsample)
+        self.head = nn.Linear(self.encoder.output_dim, cfg.vocab_size * cfg.upsample)
 
     def log_probs(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feats [B, T, F], lengths [B] -> float32 log-probabilities [B, T' * U, V], lengths [B]."""
@@ -57,21 +58,3 @@ class CTCModel(nn.Module):
         loss = F.ctc_loss(log_probs.transpose(0, 1), batch.targets, lengths, batch.target_lens,
                           blank=BLANK, reduction="sum", zero_infinity=True) / tokens
         return {"loss": loss, "tokens": tokens, "log_probs": log_probs, "lengths": lengths}
-
-    @torch.no_grad()
-    def greedy(self, feats: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
-        """Best path: argmax per frame, repeats collapsed, blanks dropped -> token ids per utterance."""
-        log_probs, lengths = self.log_probs(feats, lengths)
-        return ctc_best_path(log_probs, lengths)
-
-
-def ctc_best_path(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
-    """[B, T, V] log-probs -> token ids (repeats collapsed, blank dropped) per utterance."""
-    best = log_probs.argmax(-1).cpu()
-    out = []
-    for seq, n in zip(best, lengths.cpu().tolist()):
-        seq = seq[:n]
-        keep = torch.ones_like(seq, dtype=torch.bool)
-        keep[1:] = seq[1:] != seq[:-1]
-        out.append([t for t in seq[keep].tolist() if t != BLANK])
-    return out

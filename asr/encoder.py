@@ -1,4 +1,12 @@
-"""The encoder every model shares: conv subsampling (x4 in time) then a bidirectional RNN.
+"""Encoders: the interface every model's encoder implements, and its implementations.
+
+    EncoderInterface   forward(feats [B, T, F], lengths [B]) -> (encodings [B, T', D], lengths [B]);
+                       output_dim (D), time_reduction (T / T'), output_lengths(lengths)
+
+    RNNEncoder         conv subsampling (x4 in time) then a bidirectional RNN; CTC and LAS
+    PyramidListener    Chan et al.'s pyramidal BiRNN (x8); LAS's `listener="pyramid"`
+
+RNNEncoder:
 
     feats [B, T, F] --Conv2d s2 + ReLU--> --Conv2d s2 + ReLU--> [B, C, T/4, F/4]
         --flatten + Linear--> [B, T/4, D] --BiGRU/BiLSTM x N (packed)--> [B, T/4, 2H]
@@ -6,13 +14,19 @@
 The conv kernels are options: 3x3 for the small CPU model, DeepSpeech2's wide kernels
 (11x41 then 11x21, time x freq) for the `lab` preset. Conv outputs are zeroed past each
 utterance's length after every layer, so padding never leaks into real frames.
+
+A new encoder (a Conformer, say) subclasses EncoderInterface, takes its sizes from an
+EncoderConfig (new fields there, with defaults, keep old checkpoints loading), and is
+picked by the model from a config option, as LAS picks its listener.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -41,6 +55,31 @@ class EncoderConfig:
     @property
     def output_dim(self) -> int:
         return 2 * self.rnn_hidden
+
+
+class EncoderInterface(nn.Module):
+    """What a model needs from its encoder (icefall's EncoderInterface).
+
+    forward(feats [B, T, F] float, lengths [B] long) -> (encodings [B, T', D], lengths [B]):
+    frames past an utterance's length are padding, in the input and in the output.
+    """
+
+    @property
+    def output_dim(self) -> int:
+        """D, the size of each output frame."""
+        raise NotImplementedError
+
+    @property
+    def time_reduction(self) -> int:
+        """Input frames per output frame (T / T', up to rounding)."""
+        raise NotImplementedError
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """[B] input frames -> [B] output frames, without running the encoder."""
+        raise NotImplementedError
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
 
 
 def conv_out_length(lengths: torch.Tensor, kernel: int, stride: int = 2) -> torch.Tensor:
@@ -87,8 +126,8 @@ class ConvSubsampling(nn.Module):
         return self.dropout(x), lengths
 
 
-class RNNEncoder(nn.Module):
-    """Conv front then a bidirectional RNN stack over packed sequences."""
+class RNNEncoder(EncoderInterface):
+    """Conv front then a bidirectional RNN stack over packed sequences: [B, T, F] -> [B, T/4, 2H]."""
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
@@ -104,6 +143,14 @@ class RNNEncoder(nn.Module):
             self.rnn = rnn(cfg.proj_dim, cfg.rnn_hidden, num_layers=cfg.rnn_layers, batch_first=True,
                            bidirectional=True, dropout=cfg.dropout if cfg.rnn_layers > 1 else 0.0)
         self.dropout = nn.Dropout(cfg.dropout)
+
+    @property
+    def output_dim(self) -> int:
+        return self.cfg.output_dim
+
+    @property
+    def time_reduction(self) -> int:
+        return math.prod(self.cfg.time_strides)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return self.front.output_lengths(lengths)
@@ -125,3 +172,63 @@ class RNNEncoder(nn.Module):
         packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         out, _ = rnn(packed)
         return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+
+
+def _stack_frames(x: torch.Tensor, lengths: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, T, D] -> [B, ceil(T/k), k*D]: k consecutive frames side by side (zero-padded)."""
+    if k == 1:
+        return x, lengths
+    b, t, d = x.shape
+    pad = (-t) % k
+    if pad:
+        x = F.pad(x, (0, 0, 0, pad))
+    return x.reshape(b, (t + pad) // k, k * d), torch.div(lengths + k - 1, k, rounding_mode="floor")
+
+
+class PyramidListener(EncoderInterface):
+    """Chan et al.'s pyramidal BiRNN: [B, T, F] -> [B, T / (stack * 2^pyramid_layers), 2H].
+
+        stack `frame_stack` frames -> Linear(stack*F -> proj_dim) -> BiRNN
+        -> (concatenate frame pairs -> BiRNN) x pyramid_layers
+    """
+
+    def __init__(self, enc: EncoderConfig, frame_stack: int, pyramid_layers: int):
+        super().__init__()
+        self.frame_stack, self.pyramid_layers = frame_stack, pyramid_layers
+        self._output_dim = 2 * enc.rnn_hidden
+        self.proj = nn.Linear(enc.n_mels * frame_stack, enc.proj_dim)
+        rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[enc.rnn]
+        n_plain = enc.rnn_layers - pyramid_layers
+        sizes = [enc.proj_dim] + [2 * enc.rnn_hidden * (1 if i < n_plain else 2) for i in range(1, enc.rnn_layers)]
+        if n_plain == 0:
+            sizes[0] = 2 * enc.proj_dim
+        self.layers = nn.ModuleList(rnn(size, enc.rnn_hidden, batch_first=True, bidirectional=True) for size in sizes)
+        self.halves = [i >= n_plain for i in range(enc.rnn_layers)]
+        self.dropout = nn.Dropout(enc.dropout)
+
+    @property
+    def output_dim(self) -> int:
+        return self._output_dim
+
+    @property
+    def time_reduction(self) -> int:
+        return self.frame_stack * 2 ** self.pyramid_layers
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        lengths = torch.div(lengths + self.frame_stack - 1, self.frame_stack, rounding_mode="floor")
+        for _ in range(self.pyramid_layers):
+            lengths = torch.div(lengths + 1, 2, rounding_mode="floor")
+        return lengths
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """feats [B, T, F], lengths [B] -> encodings [B, T', 2H], lengths [B]."""
+        x, lengths = _stack_frames(feats, lengths, self.frame_stack)
+        x = self.dropout(self.proj(x))
+        for rnn, halve in zip(self.layers, self.halves):
+            if halve:
+                x, lengths = _stack_frames(x, lengths, 2)
+            packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+            out, _ = rnn(packed)
+            x, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+            x = self.dropout(x)
+        return x, lengths

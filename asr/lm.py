@@ -46,7 +46,7 @@ rather than in memory, with pruning if wanted (e.g. `--prune 0 1 1`):
     lmplz -o 3 --discount_fallback < lm/fr.txt > lm/fr.arpa
     build_binary lm/fr.arpa lm/fr.bin     # optional: loads at once, smaller
 
-The beam decoder (`asr.decode.CTCBeamDecoder`) reads either file. For a KenLM binary it
+The beam decoder (`asr.ctc_decoding.CTCBeamDecoder`) reads either file. For a KenLM binary it
 needs the word list too (`lexicon=`: one word per line, or `write_lexicon`'s output for the
 ARPA it was built from), since the lexicon is read from an ARPA file's unigrams.
 
@@ -58,13 +58,13 @@ separated by spaces and the word-boundary token `|` (the tokenizer's space), e.g
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from itertools import chain
 from pathlib import Path
 
+from pipeline.atomic import atomic_open, write_text
 from pipeline.shardformat import index_path, read_dataset, read_index
 
 BOS = "<s>"
@@ -192,31 +192,25 @@ def write_arpa(adjusted: list[dict[tuple, int]], discounts: list[tuple], out: Pa
     sizes = [len(adjusted[0]) + 1] + [len(level) for level in adjusted[1:]]  # +1: <s>
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write("\\data\\\n")
-            for n, size in enumerate(sizes, start=1):
-                f.write(f"ngram {n}={size}\n")
-            contexts, lower = context_stats(adjusted[0], discounts[0]), None
-            for n in range(1, order + 1):
-                level = adjusted[n - 1]
-                probs = level_probabilities(level, discounts[n - 1], contexts, lower)
-                above = context_stats(adjusted[n], discounts[n]) if n < order else {}
-                f.write(f"\n\\{n}-grams:\n")
-                grams = _sorted_grams([*level, (BOS,)] if n == 1 else level, n)
-                for gram in grams:
-                    logp = BOS_LOG10_PROB if gram == (BOS,) else math.log10(probs[gram])
-                    line = LOG10_FORMAT.format(logp) + "\t" + " ".join(gram)
-                    if gram in above:
-                        line += "\t" + LOG10_FORMAT.format(math.log10(above[gram][1]))
-                    f.write(line + "\n")
-                contexts, lower = above, probs
-            f.write("\n\\end\\\n")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(out) as f:
+        f.write("\\data\\\n")
+        for n, size in enumerate(sizes, start=1):
+            f.write(f"ngram {n}={size}\n")
+        contexts, lower = context_stats(adjusted[0], discounts[0]), None
+        for n in range(1, order + 1):
+            level = adjusted[n - 1]
+            probs = level_probabilities(level, discounts[n - 1], contexts, lower)
+            above = context_stats(adjusted[n], discounts[n]) if n < order else {}
+            f.write(f"\n\\{n}-grams:\n")
+            grams = _sorted_grams([*level, (BOS,)] if n == 1 else level, n)
+            for gram in grams:
+                logp = BOS_LOG10_PROB if gram == (BOS,) else math.log10(probs[gram])
+                line = LOG10_FORMAT.format(logp) + "\t" + " ".join(gram)
+                if gram in above:
+                    line += "\t" + LOG10_FORMAT.format(math.log10(above[gram][1]))
+                f.write(line + "\n")
+            contexts, lower = above, probs
+        f.write("\n\\end\\\n")
     return sizes
 
 
@@ -359,15 +353,9 @@ def write_lm_text(shards: Path, out: Path, extra_text: Path | None = None) -> di
     train, extra, counts = _shard_sentences(shards, extra_text)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            for sentence in chain(train, extra):
-                f.write(sentence + "\n")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(out) as f:
+        for sentence in chain(train, extra):
+            f.write(sentence + "\n")
     return counts
 
 
@@ -429,10 +417,7 @@ def write_lexicon_from_words(words: Iterable[str], vocab_chars: list[str], out: 
                          "was the LM built from this dataset's normalised text?")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(f"{w}\t{' '.join(w)} {WORD_BOUNDARY}\n" for w in kept),
-                   encoding="utf-8")
-    os.replace(tmp, out)
+    write_text(out, "".join(f"{w}\t{' '.join(w)} {WORD_BOUNDARY}\n" for w in kept))
     return kept
 
 

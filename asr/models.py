@@ -1,19 +1,28 @@
-"""Model presets and construction: one place that maps (kind, preset, options) to a model.
+"""Model presets, construction and loading: one place that maps (kind, preset, options) to a model.
 
     ctc/tiny    tests: a few seconds on a CPU
     ctc/small   the demo: 3.3 M parameters, learns the synthetic corpus on 2 CPU cores in minutes
     ctc/lab     the original lab's DeepSpeech2-like model: two wide convs, 4 x 1024 BiGRU (~70 M)
-    las/...     Listen, Attend and Spell presets live in asr/las.py
+    las/tiny, las/small, las/small-pyramid, las/lab   Listen, Attend and Spell (asr/las.py)
+
+A model config is a plain dict (what checkpoints store): kind, preset, vocab_size, n_mels and
+the flat options (EncoderConfig fields, then the model's own: CTC's `upsample`, LASConfig's
+fields). `load_model` rebuilds a model and its tokenizer from a checkpoint file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
+import numpy as np
 from torch import nn
 
+from asr import checkpoint
 from asr.ctc import CTCConfig, CTCModel
 from asr.encoder import EncoderConfig
+from asr.las import LASConfig, LASModel
+from asr.tokenizer import tokenizer_from_state
 
 CTC_PRESETS: dict[str, dict] = {
     "tiny": dict(conv_channels=8, proj_dim=64, rnn_layers=1, rnn_hidden=64, dropout=0.0),
@@ -23,22 +32,44 @@ CTC_PRESETS: dict[str, dict] = {
     "lab": dict(conv_channels=32, conv_kernels=((11, 41), (11, 21)), proj_dim=1024, rnn_layers=4,
                 rnn_hidden=1024, dropout=0.1),
 }
-KINDS = ("ctc", "las")
+
+# name -> options (EncoderConfig fields and LASConfig fields); parameters with 45 units
+LAS_PRESETS: dict[str, dict] = {
+    # tests: seconds on a CPU (0.20 M)
+    "tiny": dict(conv_channels=8, proj_dim=64, rnn="gru", rnn_layers=1, rnn_hidden=64, dropout=0.0,
+                 embed_dim=32, decoder_hidden=96, att_dim=48, att_conv_channels=4, att_conv_kernel=15),
+    # the demo: ctc/small's encoder (conv front + 3 x 256 BiGRU with LayerNorm, padded batches, see
+    # asr/encoder.py) + a 1 x 256 LSTM speller (1.17 M)
+    "small": dict(conv_channels=32, proj_dim=256, rnn="gru", rnn_layers=3, rnn_hidden=256, dropout=0.1,
+                  pack=False, layer_norm=True, embed_dim=64, decoder_hidden=256, att_dim=128, att_conv_channels=10,
+                  att_conv_kernel=31),
+    # the same sizes with Chan et al.'s pyramidal listener (x8, 5.96 M): use with --tokens unigram:N
+    "small-pyramid": dict(listener="pyramid", proj_dim=256, rnn="gru", rnn_layers=3, rnn_hidden=256,
+                          dropout=0.1, embed_dim=64, decoder_hidden=256, att_dim=128, att_conv_channels=10,
+                          att_conv_kernel=15),
+    # Chan et al.'s LAS on a GPU: stacked frames, 1 BLSTM + 2 pBLSTM of 512 per direction (x8),
+    # 2 x 512 LSTM speller (32.3 M); use with --tokens unigram:N (see asr/las.py's docstring)
+    "lab": dict(listener="pyramid", proj_dim=512, rnn="lstm", rnn_layers=3, rnn_hidden=512, dropout=0.2,
+                embed_dim=256, decoder_layers=2, decoder_hidden=512, att_dim=256, att_conv_channels=10,
+                att_conv_kernel=31),
+}
+
+KINDS = ("ctc", "las")  # model.kind of every model build_model makes
+ENCODER_FIELDS = {f.name for f in dataclasses.fields(EncoderConfig)} - {"n_mels"}
+LAS_FIELDS = {f.name for f in dataclasses.fields(LASConfig)} - {"vocab_size", "encoder"}
+DECODING_KEYS = ("features", "cmvn", "lang")  # what a checkpoint needs besides the model to decode
 
 
 def presets(kind: str) -> dict[str, dict]:
     if kind == "ctc":
         return CTC_PRESETS
     if kind == "las":
-        from asr.las import LAS_PRESETS
-
         return LAS_PRESETS
     raise ValueError(f"unknown model kind {kind!r} (choose from {', '.join(KINDS)})")
 
 
 def encoder_config(n_mels: int, options: dict) -> EncoderConfig:
-    fields = {f.name for f in dataclasses.fields(EncoderConfig)}
-    enc = {k: v for k, v in options.items() if k in fields}
+    enc = {k: v for k, v in options.items() if k in ENCODER_FIELDS}
     if "conv_kernels" in enc:
         enc["conv_kernels"] = tuple(tuple(k) for k in enc["conv_kernels"])
     return EncoderConfig(n_mels=n_mels, **enc)
@@ -58,16 +89,42 @@ def build_model(config: dict) -> nn.Module:
     kind, options = config["kind"], dict(config["options"])
     if kind == "ctc":
         upsample = options.pop("upsample", 1)
-        unknown = set(options) - {f.name for f in dataclasses.fields(EncoderConfig)}
+        unknown = set(options) - ENCODER_FIELDS
         if unknown:
             raise ValueError(f"options {sorted(unknown)} do not apply to the CTC model")
         return CTCModel(CTCConfig(config["vocab_size"], encoder_config(config["n_mels"], options), upsample))
     if kind == "las":
-        from asr.las import build_las
-
-        return build_las(config["vocab_size"], config["n_mels"], options)
+        unknown = set(options) - ENCODER_FIELDS - LAS_FIELDS
+        if unknown:
+            raise ValueError(f"options {sorted(unknown)} do not apply to the LAS model "
+                             f"(known: {', '.join(sorted(ENCODER_FIELDS | LAS_FIELDS))})")
+        las = {k: v for k, v in options.items() if k in LAS_FIELDS}
+        return LASModel(LASConfig(config["vocab_size"], encoder_config(config["n_mels"], options), **las))
     raise ValueError(f"unknown model kind {kind!r}")
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def load_model(path: Path, device="cpu") -> tuple[nn.Module, object, dict]:
+    """A checkpoint written by `asr-cli train` -> (model in eval mode on `device`, tokenizer,
+    checkpoint dict). Raises checkpoint.CheckpointError when `path` is not one, or lacks what
+    decoding needs (the feature config, CMVN, language)."""
+    ckpt = checkpoint.load(Path(path))
+    missing = [k for k in DECODING_KEYS if k not in ckpt]
+    if missing:
+        raise checkpoint.CheckpointError(f"{path} lacks {', '.join(missing)}: not a checkpoint written by "
+                                         "`asr-cli train`")
+    if ckpt["cmvn"].get("mean") is None:
+        raise checkpoint.CheckpointError(f"{path} holds no CMVN statistics")
+    model = build_model(ckpt["model"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.to(device).eval()
+    return model, tokenizer_from_state(ckpt["tokenizer"]), ckpt
+
+
+def checkpoint_cmvn(ckpt: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The training data's CMVN a checkpoint holds: mean [F], std [F] (float32), applied to
+    features as (feats - mean) / std."""
+    return np.asarray(ckpt["cmvn"]["mean"], np.float32), np.asarray(ckpt["cmvn"]["std"], np.float32)

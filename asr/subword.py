@@ -1,4 +1,4 @@
-"""SentencePiece unigram sub-word units (Kudo 2018), with the tokenizer.py id layout.
+"""SentencePiece unigram sub-word units (Kudo 2018), with the asr/units.py id layout.
 
     asr-cli train --model las --tokens unigram:500 ...
 
@@ -25,7 +25,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from asr.tokenizer import SPECIALS
+from asr.units import SPECIALS
 
 WORD_START = "\u2581"  # SentencePiece's "▁": the piece begins a word
 UNK_PIECE = "<unk>"

@@ -1,21 +1,19 @@
 """Text <-> token ids, shared by every model, the loader and the decoders.
 
-Id layout (fixed, so CTC and attention models share one output layer size):
+The id layout (<blank>, <eos>, then the units) is asr/units.py's. Two kinds of units:
 
-    0            <blank>  CTC blank; also the padding value of target tensors
-    1            <eos>    end of sentence, also used as <sos> by the attention speller
-    2 .. V-1     units    characters of the dataset's vocabulary (or SentencePiece pieces)
+    char       CharTokenizer: the characters of the dataset's vocabulary (the space included)
+    unigram    asr/subword.py's UnigramTokenizer: SentencePiece pieces (`--tokens unigram:N`)
 
-The word separator is the space character " " (a unit like any other for characters).
+`tokenizer_from_state` rebuilds either from the `state_dict()` a checkpoint holds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-BLANK = 0
-EOS = 1
-SPECIALS = ("<blank>", "<eos>")
+from asr.subword import UnigramTokenizer
+from asr.units import SPECIALS
 
 
 @dataclass
@@ -58,7 +56,5 @@ def tokenizer_from_state(state: dict):
     if state["kind"] == "char":
         return CharTokenizer(state["vocab"])
     if state["kind"] == "unigram":
-        from asr.subword import UnigramTokenizer  # attention model's SentencePiece units
-
         return UnigramTokenizer.from_state(state)
     raise ValueError(f"unknown tokenizer kind {state['kind']!r}")

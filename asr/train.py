@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from asr import checkpoint
 from asr.data import LoaderConfig, ShardStream, make_loader, steps_per_epoch
+from asr.decoding import greedy_texts
 from asr.distributed import (Dist, any_rank, autocast_dtype, cpu_threads, max_over_ranks, pick_device,
                              run_distributed, spawn_local)
 from asr.models import build_model, count_parameters, model_config
@@ -353,11 +354,10 @@ def compute_validation_loss(model, batches: list, tokenizer, device, amp_dtype) 
         batch = batch.to(device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             out = model(batch)
-            ids = model.greedy(batch.feats, batch.feat_lens)
+            hyps += greedy_texts(model, tokenizer, batch.feats, batch.feat_lens)
         loss_sum += float(out["loss"]) * float(out["tokens"])
         tokens += int(out["tokens"])
         refs += batch.texts
-        hyps += [tokenizer.decode(i) for i in ids]
     model.train()
     return {
         "loss": loss_sum / max(tokens, 1),

@@ -7,7 +7,7 @@ Per file (MP3 / WAV / FLAC, any sample rate, mono or stereo):
 
     file --pipeline.audio.compute_features (the checkpoint's FeatureConfig: the very function
          that made the training shards)--> float16 [T, F]
-         --checkpoint CMVN--> float32 [1, T, F] --asr.evaluate.Decoder (same modes and options
+         --checkpoint CMVN--> float32 [1, T, F] --asr.decoding.Decoder (same modes and options
          as `asr-cli eval`)--> text, normalised like eval's hypotheses
 
 Files are decoded one at a time, in the order given. A file that cannot be read (missing,
@@ -26,8 +26,11 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from asr.evaluate import DecodeOptions, Decoder, load_for_decoding
+from asr.decoding import DecodeOptions, Decoder
+from asr.models import checkpoint_cmvn, load_model
+from asr.distributed import Dist, pick_device
 from pipeline.audio import AudioError, FeatureConfig, compute_features, load_audio
+from pipeline.text import get_normalizer
 
 # AudioError reasons -> what the user is told
 AUDIO_PROBLEMS = {
@@ -65,13 +68,12 @@ class Transcriber:
     """A checkpoint loaded once, then `transcriber(path)` per file."""
 
     def __init__(self, checkpoint: Path, options: DecodeOptions | None = None, device: str = "auto"):
-        from asr.train import Dist, pick_device
-        from pipeline.text import get_normalizer
-
-        self.loaded = load_for_decoding(checkpoint, pick_device(device, Dist()))
-        self.features = FeatureConfig.from_dict(self.loaded.features)
-        self.decoder = Decoder(self.loaded.model, self.loaded.tokenizer, options or DecodeOptions(),
-                               get_normalizer(self.loaded.lang))
+        self.device = pick_device(device, Dist())
+        model, tokenizer, ckpt = load_model(checkpoint, self.device)
+        self.lang = ckpt["lang"]
+        self.features = FeatureConfig.from_dict(ckpt["features"])
+        self.mean, self.std = checkpoint_cmvn(ckpt)  # [F] each
+        self.decoder = Decoder(model, tokenizer, options or DecodeOptions(), get_normalizer(self.lang))
 
     def compute(self, path: Path) -> tuple[np.ndarray | None, float]:
         """The file's features as the shards store them (float16 [T, F]) and its duration (s).
@@ -97,9 +99,9 @@ class Transcriber:
                                else reason)
         if feats is None:
             return Transcript(path.stem, str(path), "", duration, 0.0)
-        device = self.loaded.device
-        x = torch.from_numpy(self.loaded.normalise(feats))[None].to(device)  # [1, T, F]
-        lengths = torch.tensor([x.shape[1]], device=device)
+        x = (feats.astype(np.float32) - self.mean) / self.std  # CMVN, as the loader applies it
+        x = torch.from_numpy(x)[None].to(self.device)  # [1, T, F]
+        lengths = torch.tensor([x.shape[1]], device=self.device)
         t0 = time.perf_counter()
         text = self.decoder(x, lengths)[0]
         return Transcript(path.stem, str(path), text, round(duration, 3), round(time.perf_counter() - t0, 4))

@@ -185,7 +185,7 @@ def make_clips(out: Path, seed: int = 123) -> list[tuple[Path, str]]:
 def main() -> None:
     import jiwer
 
-    from asr.evaluate import DecodeOptions
+    from asr.decoding import DecodeOptions
     from asr.transcribe import FileFailure, Transcriber
     from pipeline.text import get_normalizer
 
@@ -206,7 +206,7 @@ def main() -> None:
     print(f"{len(pairs)} external utterances ({args.work})")
     for name, options in modes.items():
         transcriber = Transcriber(args.checkpoint, options, "cpu")
-        norm = get_normalizer(transcriber.loaded.lang)
+        norm = get_normalizer(transcriber.lang)
         refs = [norm.normalize(s) or "" for _, s in pairs]
         hyps = []
         for path, _ in pairs:

@@ -1,4 +1,4 @@
-"""CTC decoding (asr/decode.py): greedy on hand-made log-probs, flashlight beam search with and
+"""CTC decoding (asr/ctc_decoding.py): greedy on hand-made log-probs, flashlight beam search with and
 without a word LM, edge cases."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asr.decode import CTCBeamDecoder, greedy_ctc
+from asr.ctc_decoding import CTCBeamDecoder, CTCGreedyDecoder
+from asr.decoding import DecodeOptions, Decoder, greedy_texts
 from asr.lm import build_arpa
 from asr.tokenizer import CharTokenizer
 
@@ -65,15 +66,36 @@ def test_greedy_collapses_repeats_and_keeps_blank_separated_ones():
         frames(spell(" le  chat ")),       # spaces tidied
         frames(spell("____")),             # all blanks
     )
-    assert greedy_ctc(x, lengths, TOK) == ["chat", "aall", "oui", "le chat", ""]
+    assert CTCGreedyDecoder(TOK).decode(x, lengths) == ["chat", "aall", "oui", "le chat", ""]
 
 
 def test_greedy_respects_lengths_and_zero_length():
     x, _ = batch(frames(spell("chat")))
     x = torch.cat([x, x])
-    assert greedy_ctc(x, torch.tensor([2, 0]), TOK) == ["ch", ""]
+    assert CTCGreedyDecoder(TOK).decode(x, torch.tensor([2, 0])) == ["ch", ""]
     with pytest.raises(ValueError, match="lengths"):
-        greedy_ctc(x, torch.tensor([5, 1]), TOK)
+        CTCGreedyDecoder(TOK).decode(x, torch.tensor([5, 1]))
+
+
+class FixedCTC(torch.nn.Module):
+    """A CTC "model" whose log-probs are given: log_probs(feats, lengths) -> (them, lengths)."""
+
+    kind = "ctc"
+
+    def __init__(self, log_probs: torch.Tensor):
+        super().__init__()
+        self.fixed = log_probs
+
+    def log_probs(self, feats, lengths):
+        return self.fixed, lengths
+
+
+def test_training_greedy_is_eval_greedy():
+    """The training loop's dev CER decodes with greedy_texts: eval's greedy, spaces tidied."""
+    x, lengths = batch(frames(spell(" le  chat ")), frames(spell("oo^ui_")))
+    model = FixedCTC(x)
+    texts = greedy_texts(model, TOK, torch.zeros(2, 10, 3), lengths)
+    assert texts == Decoder(model, TOK, DecodeOptions())(torch.zeros(2, 10, 3), lengths) == ["le chat", "oui"]
 
 
 # --------------------------------------------------------------------------------------
@@ -83,8 +105,8 @@ def test_beam_finds_the_more_likely_labelling_than_greedy():
     # Two frames, p(blank) = 0.6, p(a) = 0.4 each: greedy takes "_ _" -> "" (p = 0.36), but
     # "a" has three alignments "aa", "a_", "_a": 0.16 + 0.24 + 0.24 = 0.64.
     x = frames([{"_": 0.6, "a": 0.4}] * 2)
-    assert greedy_ctc(x[None], torch.tensor([2]), TOK) == [""]
-    assert CTCBeamDecoder(TOK, beam=10).decode(x[None], torch.tensor([2])) == ["a"]
+    assert CTCGreedyDecoder(TOK).decode(x[None], torch.tensor([2])) == [""]
+    assert CTCBeamDecoder(TOK, DecodeOptions(beam=10)).decode(x[None], torch.tensor([2])) == ["a"]
     assert ctc_log_likelihood(x, "a") == pytest.approx(math.log(0.64), abs=1e-2)
 
 
@@ -97,8 +119,8 @@ def test_beam_is_at_least_as_likely_as_greedy_on_random_emissions():
     scores[..., 1:3] = -30.0
     x = scores.log_softmax(-1)
     lengths = torch.full((16,), 7)
-    beams = CTCBeamDecoder(tok, beam=64).decode(x, lengths)
-    greedy = greedy_ctc(x, lengths, tok)
+    beams = CTCBeamDecoder(tok, DecodeOptions(beam=64)).decode(x, lengths)
+    greedy = CTCGreedyDecoder(tok).decode(x, lengths)
     gains = [ctc_log_likelihood(x[b], beams[b], tok) - ctc_log_likelihood(x[b], greedy[b], tok)
              for b in range(16)]
     assert min(gains) > -1e-3
@@ -107,12 +129,12 @@ def test_beam_is_at_least_as_likely_as_greedy_on_random_emissions():
 
 def test_beam_equals_greedy_on_peaky_emissions():
     x, lengths = batch(frames(spell("bb_onn_jour")), frames(spell("__l'été ")))
-    decoder = CTCBeamDecoder(TOK, beam=8)
-    assert decoder.decode(x, lengths) == greedy_ctc(x, lengths, TOK) == ["bonjour", "l'été"]
+    decoder = CTCBeamDecoder(TOK, DecodeOptions(beam=8))
+    assert decoder.decode(x, lengths) == CTCGreedyDecoder(TOK).decode(x, lengths) == ["bonjour", "l'été"]
 
 
 def test_beam_edge_cases_without_lm():
-    decoder = CTCBeamDecoder(TOK, beam=8)
+    decoder = CTCBeamDecoder(TOK, DecodeOptions(beam=8))
     x, _ = batch(frames(spell("____")), frames(spell("oui_")))
     assert decoder.decode(x, torch.tensor([4, 0])) == ["", ""]  # all blanks; zero length
     assert decoder.decode(x[:0], torch.tensor([], dtype=torch.long)) == []
@@ -126,10 +148,10 @@ def test_beam_edge_cases_without_lm():
 
 def test_tokenizer_checks():
     with pytest.raises(ValueError, match="space"):
-        CTCBeamDecoder(CharTokenizer(list("abc")))
+        CTCBeamDecoder(CharTokenizer(list("abc")), DecodeOptions())
     with pytest.raises(ValueError, match="boundary"):
-        CTCBeamDecoder(CharTokenizer(list(" ab|")))
-    decoder = CTCBeamDecoder(TOK)
+        CTCBeamDecoder(CharTokenizer(list(" ab|")), DecodeOptions())
+    decoder = CTCBeamDecoder(TOK, DecodeOptions())
     assert decoder.symbols[:3] == ["<blank>", "<eos>", "|"]  # the space is the boundary
 
 
@@ -167,7 +189,7 @@ def test_acoustics_alone_cannot_choose():
 
 
 def test_lm_picks_the_spelling_it_knows_in_context(toy_lm):
-    decoder = CTCBeamDecoder(TOK, beam=20, lm=toy_lm, lm_weight=1.0)
+    decoder = CTCBeamDecoder(TOK, DecodeOptions(beam=20, lm=toy_lm, lm_weight=1.0, word_score=0.0))
     assert decoder.lexicon_size == 14  # every word of LM_TEXT is spelt with TOK's characters
     x, lengths = batch(ambiguous("un "), ambiguous("est "))
     # the same acoustics: "un verre" (seen 3 times, "un vert" never) but "est vert"
@@ -175,7 +197,7 @@ def test_lm_picks_the_spelling_it_knows_in_context(toy_lm):
 
 
 def test_lm_decoder_keeps_the_last_word_and_handles_edges(toy_lm):
-    decoder = CTCBeamDecoder(TOK, beam=20, lm=toy_lm)
+    decoder = CTCBeamDecoder(TOK, DecodeOptions(beam=20, lm=toy_lm, word_score=0.0))
     # no trailing space after "vin": the appended boundary frame completes the last word
     x, lengths = batch(frames(spell("un_ ver_re de vin")), frames(spell("___")),
                        frames(spell("de")))
@@ -186,26 +208,26 @@ def test_lm_decoder_keeps_the_last_word_and_handles_edges(toy_lm):
 def test_lm_decoder_only_outputs_lexicon_words(toy_lm, tmp_path):
     # "chat" is not in the LM: the lexicon decoder cannot spell it (unk_score = -inf)
     x = frames(spell("un chat"))[None]
-    decoder = CTCBeamDecoder(TOK, beam=20, lm=toy_lm)
+    decoder = CTCBeamDecoder(TOK, DecodeOptions(beam=20, lm=toy_lm, word_score=0.0))
     text = decoder.decode(x, torch.tensor([7]))[0]
     assert "chat" not in text.split()
     assert set(text.split()) <= {w for s in LM_TEXT for w in s.split()}
     # an explicit word list narrows the lexicon further
     words = tmp_path / "words.txt"
     words.write_text("un\nvert\n", encoding="utf-8")
-    narrow = CTCBeamDecoder(TOK, beam=20, lm=toy_lm, lexicon=words)
+    narrow = CTCBeamDecoder(TOK, DecodeOptions(beam=20, lm=toy_lm, word_score=0.0), lexicon=words)
     assert narrow.lexicon_size == 2
     assert narrow.decode(ambiguous("un ")[None], torch.tensor([9])) == ["un vert"]
 
 
 def test_lm_decoder_errors(tmp_path, toy_lm):
     with pytest.raises(FileNotFoundError, match="nope.arpa"):
-        CTCBeamDecoder(TOK, lm=tmp_path / "nope.arpa")
+        CTCBeamDecoder(TOK, DecodeOptions(lm=tmp_path / "nope.arpa"))
     foreign = tmp_path / "foreign.arpa"
     build_arpa(["ζωή και θάνατος"], 2, foreign)
     with pytest.raises(ValueError, match="can be spelt"):
-        CTCBeamDecoder(TOK, lm=foreign)
+        CTCBeamDecoder(TOK, DecodeOptions(lm=foreign))
     binary = tmp_path / "lm.bin"
     binary.write_bytes(b"mmap lm http://kheafield.com/code format version 5\n\0\0")
     with pytest.raises(ValueError, match="lexicon="):
-        CTCBeamDecoder(TOK, lm=binary)
+        CTCBeamDecoder(TOK, DecodeOptions(lm=binary))

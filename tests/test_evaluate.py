@@ -17,10 +17,13 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from asr.decode import CTCBeamDecoder
-from asr.evaluate import (DEFAULT_LM_WEIGHT, DEFAULT_WORD_SCORE, SUMMARY_FILE, UTTERANCES_FILE, CoverageError,
-                          DecodeOptions, EvalConfig, check_coverage, error_counts, evaluate, normalize_hypothesis)
-from asr.lm import read_arpa_unigrams, spellable_words
+from asr.ctc_decoding import CTCBeamDecoder
+from asr.decoding import DecodeOptions, Decoder, normalize_hypothesis
+from asr.evaluate import (SUMMARY_FILE, UTTERANCES_FILE, CoverageError, EvalConfig, check_coverage, error_counts,
+                          evaluate)
+from asr.las_decoding import LASBeamSearch, LASGreedyDecoder
+from asr.lm import build_arpa, read_arpa_unigrams, spellable_words
+from asr.models import build_model, model_config
 from asr.tokenizer import CharTokenizer
 from cli import app
 from conftest import LANG, ROOT, TSV_HEADER, espeak_clip, tsv_row
@@ -213,7 +216,7 @@ def test_beam_search_with_the_lm_lowers_wer(lm_setup, greedy_cli):
     assert beam["mode"] == "beam50" and Path(beam["out"]) == run_dir / "eval-test-beam50"
     assert with_lm["mode"] == "beam50-lm" and Path(with_lm["out"]) == run_dir / "eval-test-beam50-lm"
     assert (with_lm["lm"], with_lm["lm_weight"], with_lm["word_score"]) == (
-        str(lm_setup["lm"]), DEFAULT_LM_WEIGHT, DEFAULT_WORD_SCORE)
+        str(lm_setup["lm"]), DecodeOptions.lm_weight, DecodeOptions.word_score)
     rows, written = read_results(run_dir / "eval-test-beam50-lm")
     assert written["wer"] == with_lm["wer"] and len(rows) == TEST_CLIPS
     lexicon = set(read_arpa_unigrams(lm_setup["lm"]))
@@ -296,46 +299,29 @@ def test_normalize_hypothesis():
     assert normalize_hypothesis("a  b", None) == "a b"
 
 
-class FakeLAS(torch.nn.Module):
-    """Stands in for asr.las.LASModel: records how the decoder calls it."""
-
-    kind = "las"
-    ctc_weight = 0.3
-
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def greedy(self, feats, lens):
-        self.calls.append(("greedy", {}))
-        return [[2, 3]] * feats.shape[0]
-
-    def beam_search(self, feats, lens, beam, ctc_weight, lm_path, lm_weight, word_bonus):
-        self.calls.append(("beam_search", dict(beam=beam, ctc_weight=ctc_weight, lm_path=lm_path,
-                                               lm_weight=lm_weight, word_bonus=word_bonus)))
-        return [[3, 2]] * feats.shape[0]
-
-
-def test_attention_models_decode_through_their_own_interface(tmp_path):
-    from asr.evaluate import Decoder
-
+def test_attention_models_decode_with_the_options_they_are_given(tmp_path):
     tok = CharTokenizer(list(" ab"))  # ids 2 = " ", 3 = "a", 4 = "b"
-    feats, lens = torch.zeros(2, 8, 80), torch.tensor([8, 5])
-    model = FakeLAS()
+    torch.manual_seed(0)
+    model = build_model(model_config("las", "tiny", len(tok), 80)).eval()  # untrained, joint CTC weight 0.3
+    feats, lens = torch.randn(2, 8, 80), torch.tensor([8, 5])
     greedy = Decoder(model, tok, DecodeOptions())
-    assert greedy(feats, lens) == ["a", "a"] and model.calls[-1][0] == "greedy"
+    assert isinstance(greedy.strategy, LASGreedyDecoder)
+    ids = LASGreedyDecoder(model, DecodeOptions())(feats, lens)
+    assert greedy(feats, lens) == [" ".join(tok.decode(h).split()) for h in ids]
     assert greedy.describe()["ctc_weight"] is None and greedy.mode == "greedy"
 
     lm = tmp_path / "lm.arpa"
-    lm.write_text("\\data\\\n")
+    build_arpa(["a b", "b a a", "a a"], 2, lm)
     fused = Decoder(model, tok, DecodeOptions(beam=4, lm=lm, lm_weight=0.7, word_score=0.2, ctc_weight=0.5))
-    assert fused(feats, lens) == ["a", "a"]
-    assert model.calls[-1] == ("beam_search", dict(beam=4, ctc_weight=0.5, lm_path=lm, lm_weight=0.7, word_bonus=0.2))
+    search = fused.strategy
+    assert isinstance(search, LASBeamSearch) and search.fusion is not None
+    assert (search.beam, search.ctc_weight, search.lm_weight, search.word_score) == (4, 0.5, 0.7, 0.2)
+    assert len(fused(feats, lens)) == 2
     assert fused.mode == "beam4-lm" and fused.describe()["ctc_weight"] == 0.5
 
-    joint = Decoder(model, tok, DecodeOptions(beam=3))  # no LM: no word bonus; CTC weight: the model's
-    joint(feats, lens)
-    assert model.calls[-1][1]["word_bonus"] == 0.0 and model.calls[-1][1]["ctc_weight"] is None
+    joint = Decoder(model, tok, DecodeOptions(beam=3))  # no LM: no word score; CTC weight: the model's
+    assert joint.strategy.fusion is None and joint.strategy.word_score == 0.0 and joint.strategy.ctc_weight == 0.3
+    assert len(joint(feats, lens)) == 2
     assert joint.describe()["ctc_weight"] == 0.3
     with pytest.raises(ValueError, match="beam must be at least 1"):
         Decoder(model, tok, DecodeOptions(beam=0))
@@ -356,7 +342,7 @@ def test_lm_build_cli_writes_an_lm_the_decoder_loads(shards_dir, tmp_path, monke
 
     vocab = json.loads((shards_dir / "dataset.json").read_text())["vocab"]
     tok = CharTokenizer(vocab)
-    decoder = CTCBeamDecoder(tok, beam=8, lm=arpa)
+    decoder = CTCBeamDecoder(tok, DecodeOptions(beam=8, lm=arpa, word_score=0.0))
     assert decoder.lexicon_size == len(spellable_words(read_arpa_unigrams(arpa), vocab)) == len(train_words)
     log_probs = torch.log_softmax(torch.randn(1, 40, len(tok), generator=torch.Generator().manual_seed(0)), -1)
     text = decoder.decode(log_probs, torch.tensor([40]))[0]

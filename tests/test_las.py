@@ -1,4 +1,5 @@
-"""Listen, Attend and Spell (asr/las.py) and SentencePiece units (asr/subword.py).
+"""Listen, Attend and Spell (asr/las.py), its decoding (asr/las_decoding.py, asr/scorers.py) and
+SentencePiece units (asr/subword.py).
 
 Two corpora:
 * a toy "acoustic" corpus built here in memory: every character of a sentence is a few
@@ -22,11 +23,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asr.data import Batch, LoaderConfig, ShardSet, ShardStream
-from asr.las import LAS_PRESETS, CTCPrefixScorer, LASModel, build_las
-from asr.models import build_model, count_parameters, model_config
+from asr.data import Batch, LoaderConfig, ShardStream
+from asr.decoding import DecodeOptions, greedy_texts
+from asr.las import LASModel
+from asr.las_decoding import LASBeamSearch, LASGreedyDecoder
+from asr.models import LAS_PRESETS, build_model, count_parameters, model_config
+from asr.scorers import CTCPrefixScorer
 from asr.subword import UnigramTokenizer
-from asr.tokenizer import BLANK, EOS, SPECIALS, CharTokenizer
+from asr.tokenizer import CharTokenizer
+from asr.units import BLANK, EOS, SPECIALS
+from pipeline.shardformat import ShardSet
 
 TOY_WORDS = ("la", "la", "le", "chat", "dort", "un", "chien", "mange")  # "la" twice as likely as "le"
 TOY_VOCAB = sorted(set("".join(TOY_WORDS)) | {" "})
@@ -127,8 +133,28 @@ def train_direct(model: LASModel, batches, steps: int, lr: float) -> None:
 
 def toy_config(ctc_weight: float) -> SimpleNamespace:
     """The TrainConfig fields configure_training reads."""
-    return SimpleNamespace(ctc_weight=ctc_weight, label_smoothing=0.0, sampling_rate=0.0, tokens="char",
-                           shards="", out="")
+    return SimpleNamespace(ctc_weight=ctc_weight, label_smoothing=0.0, sampling_rate=0.0)
+
+
+def build_las(vocab_size: int, n_mels: int, options: dict) -> LASModel:
+    return build_model({"kind": "las", "preset": "custom", "vocab_size": vocab_size, "n_mels": n_mels,
+                        "options": options})
+
+
+def las_greedy(model: LASModel, feats, lengths) -> list[list[int]]:
+    return LASGreedyDecoder(model, DecodeOptions())(feats, lengths)
+
+
+def las_greedy_with_attention(model: LASModel, feats, lengths):
+    return LASGreedyDecoder(model, DecodeOptions()).with_attention(feats, lengths)
+
+
+def las_beam(model: LASModel, feats, lengths, **options) -> list[list[int]]:
+    return LASBeamSearch(model, DecodeOptions(**options))(feats, lengths)
+
+
+def las_nbest(model: LASModel, feats, lengths, **options):
+    return LASBeamSearch(model, DecodeOptions(**options)).nbest(feats, lengths)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +190,7 @@ def fold(text: str) -> str:
 
 def test_toy_model_learns_the_acoustics(toy_model, toy_test):
     batch, _ = toy_test
-    hyps = toy_texts(toy_model.greedy(batch.feats, batch.feat_lens))
+    hyps = toy_texts(las_greedy(toy_model, batch.feats, batch.feat_lens))
     assert jiwer.cer([fold(t) for t in batch.texts], [fold(h) for h in hyps]) < 0.03, list(zip(batch.texts, hyps))
 
 
@@ -180,7 +206,7 @@ def alignment_stats(model: LASModel, batch: Batch, spans) -> dict:
     in_segment: fraction of steps whose argmax frame lies in the unit's frames +- 1
     encoder frame; used: utterances measured.
     """
-    hyps, atts = model.greedy_with_attention(batch.feats, batch.feat_lens)
+    hyps, atts = las_greedy_with_attention(model, batch.feats, batch.feat_lens)
     forward, correlation, in_segment, used = [], [], [], 0
     r = model.time_reduction
     for h, att, span, n in zip(hyps, atts, spans, batch.target_lens.tolist()):
@@ -207,7 +233,7 @@ def test_attention_is_monotonic_and_follows_the_true_alignment(toy_model):
     # frames do not follow the true alignment
     torch.manual_seed(0)
     untrained = build_model(model_config("las", "tiny", len(TOY_VOCAB) + 2, TOY_MELS)).eval()
-    _, atts = untrained.greedy_with_attention(batch.feats, batch.feat_lens)
+    _, atts = las_greedy_with_attention(untrained, batch.feats, batch.feat_lens)
     correlation = []
     for att, span in zip(atts, spans):
         k = min(len(att), len(span))
@@ -219,13 +245,13 @@ def test_attention_is_monotonic_and_follows_the_true_alignment(toy_model):
 
 def test_attention_weights_are_normalised_and_masked(toy_model, toy_test):
     batch, _ = toy_test
-    _, atts = toy_model.greedy_with_attention(batch.feats, batch.feat_lens)
+    _, atts = las_greedy_with_attention(toy_model, batch.feats, batch.feat_lens)
     enc_lens = toy_model.encoder.output_lengths(batch.feat_lens)
     for att, n in zip(atts, enc_lens.tolist()):
         assert att.shape[1] == n
         assert torch.allclose(att.sum(-1), torch.ones(att.shape[0]), atol=1e-4)
     # padding frames never get weight: an utterance alone or padded in a batch aligns the same
-    _, alone = toy_model.greedy_with_attention(batch.feats[:1, : batch.feat_lens[0]], batch.feat_lens[:1])
+    _, alone = las_greedy_with_attention(toy_model, batch.feats[:1, : batch.feat_lens[0]], batch.feat_lens[:1])
     assert int(batch.feat_lens[0]) < batch.feats.shape[1]  # it is padded in the batch
     assert torch.allclose(alone[0], atts[0], atol=1e-4)
 
@@ -235,8 +261,8 @@ def test_attention_weights_are_normalised_and_masked(toy_model, toy_test):
 # --------------------------------------------------------------------------------------
 def test_beam_one_is_greedy(toy_model, toy_test):
     batch, _ = toy_test
-    greedy = toy_model.greedy(batch.feats, batch.feat_lens)
-    assert toy_model.beam_search(batch.feats, batch.feat_lens, beam=1, ctc_weight=0) == greedy
+    greedy = las_greedy(toy_model, batch.feats, batch.feat_lens)
+    assert las_beam(toy_model, batch.feats, batch.feat_lens, beam=1, ctc_weight=0) == greedy
     assert any(len(h) > 0 for h in greedy)
 
 
@@ -244,7 +270,7 @@ def test_beam_one_is_greedy(toy_model, toy_test):
 def test_nbest_scores_are_sorted_and_length_normalised(toy_model, toy_test, length_penalty):
     batch, _ = toy_test
     feats, lens = batch.feats[:6], batch.feat_lens[:6]
-    nbest = toy_model.beam_search_nbest(feats, lens, beam=4, ctc_weight=0, length_penalty=length_penalty)
+    nbest = las_nbest(toy_model, feats, lens, beam=4, ctc_weight=0, length_penalty=length_penalty)
     for b, hyps in enumerate(nbest):
         assert len(hyps) == 4
         norms = [h.normalized for h in hyps]
@@ -262,7 +288,7 @@ def test_nbest_scores_are_sorted_and_length_normalised(toy_model, toy_test, leng
 def test_joint_scores_add_ctc_sequence_probability(toy_model, toy_test):
     batch, _ = toy_test
     feats, lens, lam = batch.feats[:4], batch.feat_lens[:4], 0.3
-    nbest = toy_model.beam_search_nbest(feats, lens, beam=3, ctc_weight=lam)
+    nbest = las_nbest(toy_model, feats, lens, beam=3, ctc_weight=lam)
     with torch.no_grad():
         enc, enc_lens = toy_model.encode(feats, lens)
         log_probs = toy_model.ctc_log_probs(enc)
@@ -275,7 +301,7 @@ def test_joint_scores_add_ctc_sequence_probability(toy_model, toy_test):
             assert h.ctc_score == pytest.approx(float(ctc), abs=1e-3)
             assert h.score == pytest.approx((1 - lam) * h.att_score + lam * h.ctc_score, abs=1e-3)
     # ctc_weight None is the training weight
-    assert toy_model.beam_search(feats, lens, beam=3) == [h[0].tokens for h in nbest]
+    assert las_beam(toy_model, feats, lens, beam=3) == [h[0].tokens for h in nbest]
 
 
 def ctc_frames_needed(tokens: list[int]) -> int:
@@ -293,9 +319,9 @@ def test_joint_ctc_decoding_respects_the_ctc_length_limit(toy_model, toy_test):
     with torch.no_grad():
         runaway.speller.out.bias[EOS] -= 30.0
     t_enc = runaway.encoder.output_lengths(lens).tolist()
-    att_only = runaway.beam_search(feats, lens, beam=3, ctc_weight=0, max_len_ratio=3.0)
+    att_only = las_beam(runaway, feats, lens, beam=3, ctc_weight=0, max_len_ratio=3.0)
     assert all(ctc_frames_needed(h) > t for h, t in zip(att_only, t_enc))  # the check can fail
-    joint = runaway.beam_search_nbest(feats, lens, beam=3, ctc_weight=0.5, max_len_ratio=3.0)
+    joint = las_nbest(runaway, feats, lens, beam=3, ctc_weight=0.5, max_len_ratio=3.0)
     for hyps, t in zip(joint, t_enc):
         assert hyps
         assert all(ctc_frames_needed(h.tokens) <= t for h in hyps), ([h.tokens for h in hyps], t)
@@ -347,12 +373,12 @@ def test_lm_fusion_moves_the_best_hypothesis_to_the_lm_word(toy_model, tmp_path)
     build_arpa(["le chat dort", "le chien mange", "un chat dort", "le chat mange", "un chien dort"], 2, arpa)
     sentences = ["le chat dort", "le chien mange"]
     batch, _ = toy_batch(sentences, 99)
-    plain = toy_texts(toy_model.beam_search(batch.feats, batch.feat_lens, beam=4, ctc_weight=0))
+    plain = toy_texts(las_beam(toy_model, batch.feats, batch.feat_lens, beam=4, ctc_weight=0))
     # the acoustics cannot tell "le" from "la": the speller's prior picks "la"
     assert plain == ["la chat dort", "la chien mange"]
     lm_weight, bonus = 2.0, 0.5
-    nbest = toy_model.beam_search_nbest(batch.feats, batch.feat_lens, beam=4, ctc_weight=0, lm_path=arpa,
-                                        lm_weight=lm_weight, word_bonus=bonus)
+    nbest = las_nbest(toy_model, batch.feats, batch.feat_lens, beam=4, ctc_weight=0, lm=arpa,
+                      lm_weight=lm_weight, word_score=bonus)
     assert toy_texts([h[0].tokens for h in nbest]) == sentences
     # the fused score is the attention score plus the documented LM and bonus terms
     words = read_arpa_unigrams(arpa)
@@ -369,8 +395,8 @@ def test_lm_fusion_moves_the_best_hypothesis_to_the_lm_word(toy_model, tmp_path)
             assert h.words == len(text.split())
             assert h.score == pytest.approx(h.att_score + lm_weight * h.lm_score + bonus * h.words, abs=1e-3)
     # a larger LM weight never makes the LM's own score of the best hypothesis worse
-    light = toy_model.beam_search_nbest(batch.feats, batch.feat_lens, beam=4, ctc_weight=0, lm_path=arpa,
-                                        lm_weight=0.01)
+    light = las_nbest(toy_model, batch.feats, batch.feat_lens, beam=4, ctc_weight=0, lm=arpa, lm_weight=0.01,
+                      word_score=0.0)
     assert all(h[0].lm_score >= l[0].lm_score - 1e-6 for h, l in zip(nbest, light))
 
 
@@ -400,14 +426,14 @@ def test_ctc_head_follows_the_ctc_weight_and_every_parameter_trains():
         assert fresh.ctc_weight == w and fresh.units == tok.units
     with pytest.raises(ValueError, match="CTC head"):
         fresh.ctc_head = None
-        fresh.beam_search(batch.feats, batch.feat_lens, beam=2, ctc_weight=0.3)
+        las_beam(fresh, batch.feats, batch.feat_lens, beam=2, ctc_weight=0.3)
 
 
 def test_scheduled_sampling_ramp_and_label_smoothing():
     batch, _ = toy_batch(["la chat", "un chien dort"], 3)
     model = build_model(model_config("las", "tiny", len(TOY_VOCAB) + 2, TOY_MELS, {"ctc_weight": 0.0}))
-    model.configure_training(SimpleNamespace(ctc_weight=0.0, label_smoothing=0.0, sampling_rate=0.4, tokens="char",
-                                             shards="", out=""))
+    model.configure_training(SimpleNamespace(ctc_weight=0.0, label_smoothing=0.0, sampling_rate=0.4),
+                             CharTokenizer(TOY_VOCAB))
     probs = []
     for step in (0, 50, 100, 200):
         model.on_step(step, 100)
@@ -449,7 +475,7 @@ def test_listener_and_attention_options(options):
     out["loss"].backward()
     assert torch.isfinite(out["loss"])
     model.eval()
-    _, atts = model.greedy_with_attention(batch.feats, batch.feat_lens)
+    _, atts = las_greedy_with_attention(model, batch.feats, batch.feat_lens)
     assert all(torch.allclose(a.sum(-1), torch.ones(a.shape[0]), atol=1e-4) for a in atts)
 
 
@@ -492,11 +518,11 @@ def test_overfits_a_handful_of_utterances(handful):
     model = build_model(model_config("las", "tiny", len(tok), 80, {"dropout": 0.0}))
     model.configure_training(SimpleNamespace(ctc_weight=0.3, label_smoothing=0.0, sampling_rate=0.0), tok)
     train_direct(model, lambda step: batch, 120, 5e-3)
-    greedy = model.greedy(batch.feats, batch.feat_lens)
+    greedy = las_greedy(model, batch.feats, batch.feat_lens)
     assert jiwer.cer(batch.texts, [tok.decode(h) for h in greedy]) < 0.02
-    joint = model.beam_search(batch.feats, batch.feat_lens, beam=4)  # training ctc weight 0.3
+    joint = las_beam(model, batch.feats, batch.feat_lens, beam=4)  # training ctc weight 0.3
     assert jiwer.cer(batch.texts, [tok.decode(h) for h in joint]) < 0.02
-    assert model.beam_search(batch.feats, batch.feat_lens, beam=1, ctc_weight=0) == greedy
+    assert las_beam(model, batch.feats, batch.feat_lens, beam=1, ctc_weight=0) == greedy
 
 
 # --------------------------------------------------------------------------------------
@@ -538,15 +564,15 @@ def test_ctc_model_trains_on_unigram_units(shards_dir, corpus_texts):
     out = model(batch)
     assert torch.isfinite(out["loss"]) and int(out["tokens"]) == int(batch.target_lens.sum())
     out["loss"].backward()
-    hyps = [tok.decode(h) for h in model.greedy(batch.feats, batch.feat_lens)]
+    hyps = greedy_texts(model, tok, batch.feats, batch.feat_lens)
     assert len(hyps) == len(batch) and all(isinstance(h, str) for h in hyps)
 
 
 def test_cli_trains_las_with_unigram_units_and_the_checkpoint_decodes(shards_dir, tmp_path):
     from typer.testing import CliRunner
 
-    from asr.checkpoint import load_model
-    from asr.las import plot_attention
+    from asr.models import load_model
+    from asr.plot import plot_attention
     from asr.lm import build_lm_from_shards
     from cli import app
 
@@ -565,11 +591,11 @@ def test_cli_trains_las_with_unigram_units_and_the_checkpoint_decodes(shards_dir
     shards = ShardSet.open(shards_dir)
     batch = next(iter(ShardStream(shards.urls("dev"), tok, shards.cmvn, LoaderConfig(batch_frames=4000, workers=0),
                                   train=False)))
-    greedy = model.greedy(batch.feats, batch.feat_lens)
-    assert model.beam_search(batch.feats, batch.feat_lens, beam=1, ctc_weight=None) == greedy
+    greedy = las_greedy(model, batch.feats, batch.feat_lens)
+    assert las_beam(model, batch.feats, batch.feat_lens, beam=1, ctc_weight=None) == greedy
     build_lm_from_shards(shards_dir, order=2, out=tmp_path / "lm.arpa")
-    fused = model.beam_search(batch.feats, batch.feat_lens, beam=3, lm_path=tmp_path / "lm.arpa", lm_weight=1.0,
-                              word_bonus=1.0)
+    fused = las_beam(model, batch.feats, batch.feat_lens, beam=3, lm=tmp_path / "lm.arpa", lm_weight=1.0,
+                      word_score=1.0)
     assert len(fused) == len(batch) and all(isinstance(tok.decode(h), str) for h in fused)
     png = plot_attention(out / "last.pt", shards_dir, "dev", tmp_path / "att.png", n=2)
     assert png.stat().st_size > 10_000
@@ -614,7 +640,7 @@ def test_training_loop_trains_a_las_model_and_logs_both_losses(shards_dir, tmp_p
     and the checkpoint decodes through the evaluation path."""
     import json
 
-    from asr.evaluate import DecodeOptions, EvalConfig, evaluate
+    from asr.evaluate import EvalConfig, evaluate
     from asr.train import TrainConfig, train
 
     out = tmp_path / "las"

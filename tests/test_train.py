@@ -18,11 +18,13 @@ import pytest
 import torch
 
 from asr import checkpoint
-from asr.data import Batch, ShardSet
+from asr.data import Batch
 from asr.models import build_model, model_config
 from asr.specaug import SpecAugmentConfig
-from asr.train import Dist, TrainConfig, train, train_step
+from asr.distributed import Dist
+from asr.train import TrainConfig, train, train_step
 from conftest import LANG, ROOT
+from pipeline.shardformat import ShardSet
 
 NO_AUG = SpecAugmentConfig(freq_masks=0, time_masks=0)
 

@@ -1,11 +1,17 @@
-"""CTC decoding: greedy best path, and beam search with an optional word n-gram LM.
+"""Decoding a CTC model (asr/ctc.py): greedy best path, and beam search with an optional word LM.
+
+    CTCGreedyDecoder   the best unit per frame (the one CTC greedy decoder: eval, transcribe
+                       and the training loop's dev CER all go through it)
+    CTCBeamDecoder     flashlight-text's beam search (torchaudio), lexicon-free or with a word LM
+
+The beam decoder takes a DecodeOptions (asr/decoding.py: every default is there).
 
 Both take the acoustic model's log-probabilities `[B, T, V]` (natural log, softmax over the
 tokenizer's V units: 0 = blank, 1 = <eos>, 2.. = characters) and the valid lengths `[B]`,
 and return one string per utterance, words joined by single spaces, no leading/trailing
 space.
 
-`greedy_ctc` takes the best unit per frame, collapses repeats, drops blanks and <eos>.
+`CTCGreedyDecoder` takes the best unit per frame, collapses repeats, drops blanks and <eos>.
 
 `CTCBeamDecoder` wraps torchaudio's flashlight-text decoder
 (`torchaudio.models.decoder.ctc_decoder`):
@@ -53,19 +59,15 @@ from pathlib import Path
 
 import torch
 
+from asr.decode_options import DecodeOptions
 from asr.lm import UNK, WORD_BOUNDARY, is_arpa, read_arpa_unigrams, write_lexicon_from_words
-from asr.tokenizer import BLANK, EOS, SPECIALS
+from asr.units import BLANK, EOS, SPACE, SPECIALS
 
-SPACE = " "
 BLANK_SYMBOL, EOS_SYMBOL = SPECIALS  # the flashlight token list uses the tokenizer's names
 CLOSING_FRAME_OTHERS = -1e4  # log-prob of every unit but '|' in the appended final frame
-DEFAULT_BEAM = 50
-DEFAULT_BEAM_THRESHOLD = 25.0
-DEFAULT_LM_WEIGHT = 1.0
-DEFAULT_WORD_SCORE = 0.0
 
 
-def _tidy(text: str) -> str:
+def tidy(text: str) -> str:
     """Single spaces between words, none at the ends."""
     return " ".join(text.split())
 
@@ -83,21 +85,26 @@ def _check_inputs(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[int]:
     return lengths
 
 
-def greedy_ctc(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer) -> list[str]:
-    """Best-path CTC decoding.
+class CTCGreedyDecoder:
+    """Best-path CTC decoding with `tokenizer` (characters or SentencePiece pieces)."""
 
-    log_probs: [B, T, V] (any float dtype/device); lengths: [B] valid frames.
-    Per utterance: argmax per frame, collapse repeats, drop blanks (0) and <eos> (1), map
-    through `tokenizer.decode`, tidy spaces. A blank between two equal units keeps both
-    ("a _ a" -> "aa").
-    """
-    lengths = _check_inputs(log_probs, lengths)
-    best = log_probs.detach().argmax(dim=-1).cpu()  # [B, T]
-    texts = []
-    for b, n in enumerate(lengths):
-        ids = torch.unique_consecutive(best[b, :n]).tolist()
-        texts.append(_tidy(tokenizer.decode([i for i in ids if i not in (BLANK, EOS)])))
-    return texts
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        """log_probs: [B, T, V] (any float dtype/device); lengths: [B] valid frames -> B strings.
+
+        Per utterance: argmax per frame, collapse repeats, drop blanks (0) and <eos> (1), map
+        through `tokenizer.decode`, tidy spaces. A blank between two equal units keeps both
+        ("a _ a" -> "aa").
+        """
+        lengths = _check_inputs(log_probs, lengths)
+        best = log_probs.detach().argmax(dim=-1).cpu()  # [B, T]
+        texts = []
+        for b, n in enumerate(lengths):
+            ids = torch.unique_consecutive(best[b, :n]).tolist()
+            texts.append(tidy(self.tokenizer.decode([i for i in ids if i not in (BLANK, EOS)])))
+        return texts
 
 
 def _read_word_list(path: Path) -> list[str]:
@@ -110,10 +117,12 @@ class CTCBeamDecoder:
     """CTC beam search (flashlight-text via torchaudio), with an optional word n-gram LM.
 
     tokenizer: a CharTokenizer (`.units` by id, `.vocab` the characters, holding " ").
-    beam: hypotheses kept per frame. beam_threshold: drop hypotheses that far (in score)
-    below the best. beam_size_token: units tried per frame (None = all).
-    lm: ARPA file or KenLM binary (None = no LM, lexicon-free). lm_weight, word_score,
-    unk_score, sil_score: flashlight's score terms (see the module docstring).
+    options (a DecodeOptions): beam (None: options.ctc_beam) hypotheses kept per frame;
+    beam_threshold: drop hypotheses that far (in score) below the best; lm: ARPA file or
+    KenLM binary (None = no LM, lexicon-free); lm_weight, word_score: flashlight's LM score
+    terms (see the module docstring).
+    beam_size_token: units tried per frame (None = all). unk_score, sil_score: flashlight's
+    score of an unknown word and of a '|' frame.
     log_add: merge equal hypotheses by log-sum-exp (the CTC prefix probability) rather than max.
     lexicon: word list (one word per line, or a lexicon file: first field) giving the words
     the decoder may output; default the ARPA file's unigrams (required for a KenLM binary).
@@ -122,11 +131,7 @@ class CTCBeamDecoder:
     def __init__(
         self,
         tokenizer,
-        beam: int = DEFAULT_BEAM,
-        lm: Path | None = None,
-        lm_weight: float = DEFAULT_LM_WEIGHT,
-        word_score: float = DEFAULT_WORD_SCORE,
-        beam_threshold: float = DEFAULT_BEAM_THRESHOLD,
+        options: DecodeOptions,
         unk_score: float = float("-inf"),
         sil_score: float = 0.0,
         beam_size_token: int | None = None,
@@ -151,15 +156,16 @@ class CTCBeamDecoder:
         if len(self.symbols) != len(tokenizer.units):
             raise ValueError("tokenizer units do not follow the <blank> <eos> chars... layout")
         self.boundary_id = self.symbols.index(WORD_BOUNDARY)
-        self.lm = None if lm is None else Path(lm)
+        self.beam = options.search_beam("ctc")
+        self.lm = None if options.lm is None else Path(options.lm)
         self.lexicon_size = 0
-        options = dict(
-            tokens=self.symbols, nbest=1, beam_size=beam, beam_size_token=beam_size_token,
-            beam_threshold=beam_threshold, sil_score=sil_score, log_add=log_add,
+        common = dict(
+            tokens=self.symbols, nbest=1, beam_size=self.beam, beam_size_token=beam_size_token,
+            beam_threshold=options.beam_threshold, sil_score=sil_score, log_add=log_add,
             blank_token=BLANK_SYMBOL, sil_token=WORD_BOUNDARY, unk_word=UNK,
         )
         if self.lm is None:
-            self._decoder = ctc_decoder(lexicon=None, lm=None, **options)
+            self._decoder = ctc_decoder(lexicon=None, lm=None, **common)
             return
 
         if not self.lm.is_file():
@@ -179,7 +185,7 @@ class CTCBeamDecoder:
             self.lexicon_size = len(kept)
             self._decoder = ctc_decoder(
                 lexicon=str(lexicon_path), lm=str(self.lm), lm_dict=str(words_path),
-                lm_weight=lm_weight, word_score=word_score, unk_score=unk_score, **options,
+                lm_weight=options.lm_weight, word_score=options.word_score, unk_score=unk_score, **common,
             )
 
     @property
@@ -211,7 +217,7 @@ class CTCBeamDecoder:
             if not hyps:
                 texts.append("")
             elif self.uses_lexicon:  # the completed words: the tokens may end in an unfinished one
-                texts.append(_tidy(" ".join(hyps[0].words)))
+                texts.append(tidy(" ".join(hyps[0].words)))
             else:
                 texts.append(self._text(hyps[0].tokens.tolist()))
         return texts
@@ -220,4 +226,4 @@ class CTCBeamDecoder:
         """Collapsed token ids (blanks already out) -> text; '|' -> space, <eos> dropped."""
         chars = [SPACE if i == self.boundary_id else self.tokenizer.units[i]
                  for i in ids if i not in (BLANK, EOS)]
-        return _tidy("".join(chars))
+        return tidy("".join(chars))
