@@ -27,8 +27,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from asr.decoding import DecodeOptions
+from asr.evaluate import EvalConfig, evaluate
+from asr.evaluate import format_summary as format_eval
+from asr.lm import build_lm_from_shards
 from asr.specaug import SpecAugmentConfig
+from asr.train import TrainConfig, train_local
+from asr.transcribe import FileFailure, Transcriber
+from pipeline.build import BuildConfig, build, format_summary
 from pipeline.shardformat import dataset_path, read_index
+from pipeline.synth import synthesize
 
 DEMO_LANG = "fr"
 
@@ -92,8 +100,6 @@ def run_demo(cfg: DemoConfig) -> dict:
     report: dict = {"model": cfg.model, "stages": {}}
 
     t = _stage("1/6 synthetic corpus (espeak-ng, Common Voice layout)")
-    from pipeline.synth import synthesize
-
     corpus = synthesize(cfg.data / DEMO_LANG, lang=DEMO_LANG, hours=cfg.hours, seed=cfg.seed,
                         jobs=cfg.jobs or None, progress=cfg.progress)
     report["corpus"] = {"path": str(cfg.data / DEMO_LANG), "reused": corpus["skipped"], "clips": corpus["clips"],
@@ -103,8 +109,6 @@ def run_demo(cfg: DemoConfig) -> dict:
     report["stages"]["synth"] = round(time.time() - t, 1)
 
     t = _stage("2/6 shards (16 kHz log-Mel features, webdataset tars)")
-    from pipeline.build import BuildConfig, build, format_summary
-
     built = build(BuildConfig(cv_root=cfg.data, lang=DEMO_LANG, out=cfg.shards, jobs=cfg.jobs,
                               progress=cfg.progress))
     print(format_summary(built))
@@ -125,8 +129,6 @@ def run_demo(cfg: DemoConfig) -> dict:
     ckpt = cfg.run / "best.pt"
 
     t = _stage("4/6 word 3-gram LM of the train sentences")
-    from asr.lm import build_lm_from_shards
-
     arpa = cfg.run / "lm-3gram.arpa"
     if not arpa.is_file() or arpa.stat().st_mtime < dataset_path(cfg.shards).stat().st_mtime:
         stats = build_lm_from_shards(cfg.shards, 3, arpa)
@@ -137,8 +139,6 @@ def run_demo(cfg: DemoConfig) -> dict:
     report["stages"]["lm"] = round(time.time() - t, 1)
 
     t = _stage("5/6 evaluate on the test split (speakers and sentences unseen in training)")
-    from asr.evaluate import DecodeOptions, EvalConfig, evaluate, format_summary as format_eval
-
     report["eval"] = {}
     for name, options in (("greedy", DecodeOptions()), ("beam+lm", DecodeOptions(lm=arpa))):
         s = evaluate(EvalConfig(checkpoint=ckpt, shards=cfg.shards, split="test", decode=options,
@@ -161,8 +161,6 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 
 def _train(cfg: DemoConfig) -> dict:
-    from asr.train import TrainConfig, train_local
-
     run = cfg.run
     if cfg.retrain and run.exists():
         shutil.rmtree(run)
@@ -215,9 +213,6 @@ def training_curve(metrics: Path) -> dict:
 
 
 def _transcribe_examples(cfg: DemoConfig, ckpt: Path, arpa: Path) -> list[dict]:
-    from asr.evaluate import DecodeOptions
-    from asr.transcribe import FileFailure, Transcriber
-
     rows = read_index(cfg.shards, columns=["id", "path", "text"], split="test")
     rows = sorted(rows, key=lambda r: r["id"])[:cfg.transcribe_clips]
     transcriber = Transcriber(ckpt, DecodeOptions(lm=arpa), cfg.device)

@@ -228,7 +228,7 @@ def test_torchrun_two_ranks_decode_each_utterance_once(lm_setup, tmp_path):
     one = evaluate(EvalConfig(lm_setup["ckpt"], lm_setup["shards"], "test", out=tmp_path / "one", max_batch=1,
                               workers=0, threads=1, progress=False))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29743",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
            str(ROOT / "cli.py"), "eval", "--checkpoint", str(lm_setup["ckpt"]), "--shards", str(lm_setup["shards"]),
            "--split", "test", "--out", str(tmp_path / "two"), "--device", "cpu", "--max-batch", "1",
            "--workers", "1", "--threads", "1", "--no-progress"]

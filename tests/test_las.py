@@ -623,7 +623,7 @@ def test_torchrun_two_cpu_ranks_train_las_in_step(shards_dir, tmp_path):
 
     out = tmp_path / "ddp-las"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29741",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
            str(ROOT / "cli.py"), "train", "--shards", str(shards_dir), "--out", str(out), "--model", "las",
            "--preset", "tiny", "--ctc-weight", "0.3", "--sampling-rate", "0.5", "--max-steps", "4", "--warmup", "2",
            "--batch-frames", "2500", "--eval-every", "0", "--eval-utts", "4", "--workers", "0", "--no-progress",

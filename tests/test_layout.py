@@ -135,3 +135,10 @@ def test_one_temp_then_rename_helper():
                     and node.func.value.id == "os"):
                 renamers.append(path.relative_to(ROOT).as_posix())
     assert renamers and set(renamers) == {ATOMIC_OWNER}, renamers
+
+
+def test_the_offline_stage_never_imports_the_models():
+    offline = {n: p for n, p in MODULES.items() if n.startswith("pipeline")}
+    assert len(offline) > 5
+    leaks = {n: sorted(m for m in _imports(n, p) if m.startswith("asr")) for n, p in offline.items()}
+    assert not {n: m for n, m in leaks.items() if m}, leaks

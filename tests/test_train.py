@@ -70,7 +70,7 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(shards_dir, tmp_pat
 def test_torchrun_two_cpu_ranks_stay_in_step(shards_dir, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29731",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
            str(ROOT / "cli.py"), "train", "--shards", str(shards_dir), "--out", str(out), "--preset", "tiny",
            "--max-steps", "6", "--warmup", "2", "--batch-frames", "2500", "--eval-every", "3",
            "--eval-utts", "4", "--workers", "1", "--no-progress", "--device", "cpu"]
