@@ -193,6 +193,10 @@ def test_train_with_procs_2_into_a_busy_folder_stops_at_once(shards_dir, tmp_pat
         assert "Traceback" not in proc.stderr
         assert time.time() - started < 60
     assert not (out / "last.pt").exists() and not (out / "metrics.jsonl").exists()
+    # free again: the parent holds the lock, its rank 0 writes in the folder on its behalf
+    proc = cli(*train_args(shards_dir, out, "--max-steps", 2, "--eval-every", 0, "--procs", 2))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert checkpoint.load(out / "last.pt")["position"]["step"] == 2
 
 
 def test_torchrun_ranks_all_stop_when_rank_0_cannot_lock(shards_dir, tmp_path):
