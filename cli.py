@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from asr.decode_options import DecodeOptions
+from pipeline.atomic import os_error_message
 from pipeline.shardformat import DATASET, INDEX, REJECTS, dataset_path, read_dataset
 
 app = typer.Typer(
@@ -84,6 +85,7 @@ def shards(
         return
     from pipeline.cv import ReleaseError
     from pipeline.build import BuildConfig, build, format_summary
+    from pipeline.lock import LockedError
 
     if shard_size < 1:
         fail("--shard-size must be at least 1")
@@ -94,8 +96,10 @@ def shards(
                       max_duration=max_duration, train_set=train_set, force=force, progress=progress)
     try:
         summary = build(cfg)
-    except ReleaseError as e:
+    except (ReleaseError, LockedError) as e:
         fail(str(e))
+    except OSError as e:  # a full disk, a read-only --out
+        fail(os_error_message(e))
     typer.echo(format_summary(summary))
     typer.echo(f"shards, {INDEX}, {REJECTS} and {DATASET} are in {cfg.out}")
 
@@ -213,6 +217,8 @@ def train(
         summary = train_local(cfg, procs)
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
         fail(str(e))
+    except OSError as e:  # a full disk: "no space left on <path>"
+        fail(os_error_message(e))
     if int(__import__("os").environ.get("RANK", "0")) == 0:
         dev = summary["dev"]
         typer.echo(f"stopped at step {summary['step']} ({summary['stopped_by']}) after {summary['seconds']:.0f}s; "
@@ -313,6 +319,7 @@ def eval_(
 
     from asr.checkpoint import CheckpointError
     from asr.evaluate import CoverageError, EvalConfig, evaluate, format_summary
+    from pipeline.lock import LockedError
 
     cfg = EvalConfig(checkpoint=checkpoint, shards=shards, split=split,
                      decode=_decode_options(beam, lm, lm_weight, word_score, ctc_weight), out=out, device=device,
@@ -320,8 +327,10 @@ def eval_(
                      shard_url=shard_url, progress=progress)
     try:
         summary = evaluate(cfg)
-    except (CheckpointError, CoverageError, FileNotFoundError, ValueError) as e:
+    except (CheckpointError, CoverageError, FileNotFoundError, ValueError, LockedError) as e:
         fail(str(e))
+    except OSError as e:  # a full disk: "no space left on <path>"
+        fail(os_error_message(e))
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(format_summary(summary))
 

@@ -35,11 +35,14 @@ included), summed over ranks; `rtf` (real-time factor) = decode_seconds / audio 
 Exactly once: the eval stream is one ordered pass split over ranks and loader workers; the
 results of every rank are gathered (`all_gather_object`) and their ids must equal the
 split's ids in index.parquet, each once, or the evaluation fails (`CoverageError`) rather
-than report a number over the wrong utterances. Rank 0 writes the files.
+than report a number over the wrong utterances. Rank 0 writes the files, and holds the output
+folder's lock (`pipeline.lock`) from before the pass to the end: a second eval into the same
+folder stops at once. A failed write (a full disk) leaves the previous results as they were.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -55,10 +58,11 @@ from tqdm import tqdm
 
 from asr.data import LoaderConfig, ShardStream
 from asr.decoding import DecodeOptions, Decoder
-from asr.distributed import pick_device, run_distributed
+from asr.distributed import any_rank, pick_device, run_distributed
 from asr.models import checkpoint_cmvn, load_model
 from pipeline.atomic import write_json, write_text
 from pipeline.audio import FeatureConfig
+from pipeline.lock import lock_folder
 from pipeline.shardformat import INDEX, ShardSet, read_index
 from pipeline.text import get_normalizer
 
@@ -145,6 +149,11 @@ def evaluate(cfg: EvalConfig) -> dict:
 
 
 def _evaluate(cfg: EvalConfig, d) -> dict:
+    with contextlib.ExitStack() as held:  # the output folder's lock, once its name is known
+        return _evaluate_held(cfg, d, held)
+
+
+def _evaluate_held(cfg: EvalConfig, d, held: contextlib.ExitStack) -> dict:
     device = pick_device(cfg.device, d)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads or max(1, len(os.sched_getaffinity(0)) // d.local_world))
@@ -163,6 +172,8 @@ def _evaluate(cfg: EvalConfig, d) -> dict:
                       f"normalised by {normalizer.version}", stacklevel=2)
     decoder = Decoder(model, tokenizer, cfg.decode, normalizer)
     durations = split_durations(shards.root, cfg.split)
+    out = Path(cfg.out) if cfg.out is not None else default_out(cfg.checkpoint, cfg.split, decoder.mode)
+    held.enter_context(lock_folder(out, "eval", d.main, lambda failed: any_rank(failed, d, device)))
 
     lcfg = LoaderConfig(batch_frames=cfg.batch_frames, max_batch=cfg.max_batch, max_frames=NO_FRAME_LIMIT,
                         workers=cfg.workers)
@@ -200,7 +211,6 @@ def _evaluate(cfg: EvalConfig, d) -> dict:
     records = [utterance_record(uid, durations[uid], ref, hyp) for uid, ref, hyp in pairs]
     totals = error_counts([p[1] for p in pairs], [p[2] for p in pairs])
     audio_seconds = sum(durations.values())
-    out = Path(cfg.out) if cfg.out is not None else default_out(cfg.checkpoint, cfg.split, decoder.mode)
     summary = {
         "checkpoint": str(cfg.checkpoint), "model": decoder.kind,
         "step": (ckpt.get("position") or {}).get("step"),

@@ -10,7 +10,10 @@ AdamW, warm-up then cosine decay. Every `eval_every` steps: dev loss and greedy 
 fixed dev subset, `last.pt` and (when the dev CER improves) `best.pt`, each written
 atomically. SIGTERM / Ctrl-C finish the step, write `last.pt` and exit cleanly;
 `--resume` continues from it with the same step count and the same data stream.
-Logs: TensorBoard events in <out>/tb, one JSON line per log step in <out>/metrics.jsonl.
+Logs: TensorBoard events in <out>/tb, one JSON line per log step in <out>/metrics.jsonl
+(on `--resume`, its lines past the checkpoint's step are dropped: they are trained again).
+One process owns <out> at a time (pipeline/lock.py; rank 0 under torchrun, the parent with
+`--procs`); a second run into it stops with the holder's pid.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ import jiwer
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from asr import checkpoint
@@ -43,6 +45,7 @@ from asr.subword import UnigramTokenizer
 from asr.tokenizer import CharTokenizer, tokenizer_from_state
 from pipeline import atomic
 from pipeline.audio import FeatureConfig
+from pipeline.lock import lock_folder
 from pipeline.shardformat import ShardSet
 
 
@@ -269,6 +272,8 @@ def setup(cfg: TrainConfig, d: Dist) -> Run:
               torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16), pos)
     if state:
         restore(run, state)
+        if d.main:  # metrics never ahead of the checkpoint (a failed checkpoint write left them so)
+            checkpoint.trim_log(run.out / "metrics.jsonl", run.pos.step)
     if cfg.compile:
         run.train_model = torch.compile(model)
     if d.active:
@@ -282,7 +287,7 @@ def setup(cfg: TrainConfig, d: Dist) -> Run:
     run.frames_per_second = FeatureConfig.from_dict(shards.dataset["features"]).frames_per_second()
     if d.main:
         run.dev_batches = dev_subset(shards, cfg.dev_split, tokenizer, cfg)
-        run.writer = SummaryWriter(str(run.out / "tb"))
+        run.writer = checkpoint.summary_writer(run.out / "tb")
         print(f"{mconf['kind']}/{mconf['preset']}: {count_parameters(model) / 1e6:.2f} M parameters, "
               f"{len(tokenizer)} units, device {device}{f' x {d.world} ranks' if d.active else ''}, "
               f"precision {amp_dtype or torch.float32}, {run.per_epoch} steps per epoch"
@@ -431,6 +436,13 @@ def train_one_epoch(run: Run, stop: "_StopFlag", meter: "Meter") -> str | None:
 
 
 def _train(cfg: TrainConfig, d: Dist) -> dict:
+    """The run, with its folder locked (by rank 0) from before last.pt is read until the end."""
+    device = pick_device(cfg.device, d)
+    with lock_folder(Path(cfg.out), "train", d.main, lambda failed: any_rank(failed, d, device)):
+        return _train_locked(cfg, d)
+
+
+def _train_locked(cfg: TrainConfig, d: Dist) -> dict:
     run = setup(cfg, d)
     meter = Meter(run)
     reason = "max_steps"
@@ -477,7 +489,8 @@ def train_local(cfg: TrainConfig, procs: int) -> dict:
     The processes are spawned: a script calling this needs `if __name__ == "__main__":`."""
     if procs <= 1:
         return train(cfg)
-    spawn_local(train, (cfg,), procs)
+    with lock_folder(Path(cfg.out), "train"):  # failing here, before any process is started
+        spawn_local(train, (cfg,), procs)
     return json.loads((Path(cfg.out) / "summary.json").read_text())
 
 
@@ -566,8 +579,7 @@ def log_validation(run: Run, result: dict) -> None:
 
 
 def log_line(out: Path, record: dict) -> None:
-    with open(out / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
+    atomic.append_line(out / "metrics.jsonl", json.dumps(record))
 
 
 def _rank_report(run: Run) -> None:
@@ -577,6 +589,6 @@ def _rank_report(run: Run) -> None:
         h.update(name.encode())
         h.update(p.detach().cpu().contiguous().numpy().tobytes())
     (run.out / "ranks").mkdir(parents=True, exist_ok=True)
-    (run.out / "ranks" / f"rank-{run.d.rank}.json").write_text(json.dumps(
+    atomic.write_text(run.out / "ranks" / f"rank-{run.d.rank}.json", json.dumps(
         {"rank": run.d.rank, "world": run.d.world, "batches": run.run_steps, "utterances": run.run_utts,
          "parameters_sha256": h.hexdigest()}) + "\n")

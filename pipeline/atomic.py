@@ -5,7 +5,8 @@ crash must not leave half-written (shards, dataset.json, checkpoints, ARPA files
 results, the synthetic corpus's clips and TSVs), goes through this module. A rename within
 one folder is atomic on POSIX file systems, so a reader sees the old file or the new one,
 never a mix. On any error (a full disk included) the temporary file is removed and the
-previous file stays as it was.
+previous file stays as it was; an OSError without a file name gets the target's, so
+`os_error_message` can say "no space left on <path>".
 
     with atomic_path(out / "model.pt") as tmp:    # any writer that takes a path
         torch.save(obj, tmp)
@@ -17,6 +18,7 @@ previous file stays as it was.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from pathlib import Path
@@ -40,9 +42,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(e, OSError) and not e.filename:  # a write() failure names no file
+            e.filename = str(path)
         raise
 
 
@@ -70,3 +74,36 @@ def write_text(path: Path, text: str) -> None:
 def write_json(path: Path, obj, indent: int | None = 1) -> None:
     """JSON with a trailing newline, non-ASCII characters kept as they are."""
     write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line (a log's) whole or not at all: on an error (a full disk) the file is cut
+    back to its previous length, so it never ends in half a line."""
+    data = (line.rstrip("\n") + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise OSError(e.errno, e.strerror, str(path)) from None
+    finally:
+        os.close(fd)
+
+
+_REASONS = {errno.ENOSPC: "no space left on {}", errno.EDQUOT: "disk quota exceeded on {}",
+            errno.EROFS: "cannot write to {}: read-only file system",
+            errno.EACCES: "cannot write to {}: permission denied", errno.EPERM: "cannot write to {}: permission denied"}
+
+
+def os_error_message(e: OSError) -> str:
+    """One line for a failed write: "no space left on <path>", "cannot write to <path>: read-only
+    file system", ...; other errors as Python words them."""
+    reason = _REASONS.get(e.errno)
+    if reason is None:
+        return str(e)
+    return reason.format(e.filename or "the device")

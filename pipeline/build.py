@@ -18,6 +18,11 @@ How a build runs:
    the same fingerprint is never rebuilt, so a rerun after a kill resumes and ends with
    byte-identical shards.
 4. index.parquet, rejects.parquet and dataset.json are assembled from the metadata.
+
+One build owns the output folder at a time (`pipeline.lock`): a second one into the same
+`--out` stops at once with the first one's pid. Every file is written through
+`pipeline.atomic`, so a full disk fails with an OSError naming the file, leaves no `*.tmp`,
+and leaves the shards already in place as they were.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import numpy as np
 from pipeline import atomic
 from pipeline.audio import AudioError, FeatureConfig, compute_features
 from pipeline.cv import SPLITS, Clip, Release, open_release, shuffled
+from pipeline.lock import lock_folder
 from pipeline.shardformat import (DATASET, FORMAT_VERSION, INDEX, PARTS, REJECT_COLUMNS, REJECTS, TAR,
                                   json_text, parts_path, shard_name, shard_path, write_tables, write_tar)
 from pipeline.text import get_normalizer
@@ -216,6 +222,11 @@ def build(cfg: BuildConfig) -> dict:
     t0 = time.time()
     release = open_release(cfg.cv_root, cfg.lang, cfg.train_set)
     normalizer = get_normalizer(cfg.lang)
+    with lock_folder(Path(cfg.out), "shards"):
+        return _build(release, normalizer, cfg, t0)
+
+
+def _build(release: Release, normalizer, cfg: BuildConfig, t0: float) -> dict:
     out = Path(cfg.out)
     if cfg.force and out.exists():
         for name in (*SPLITS, PARTS, INDEX, REJECTS, DATASET):
