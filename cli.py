@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from asr.decode_options import DecodeOptions
+from asr.option_bounds import bounded as _bounded
 from pipeline.atomic import os_error_message
 from pipeline.shardformat import DATASET, INDEX, REJECTS, dataset_path, read_dataset
 
@@ -28,10 +29,14 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+bounded = _bounded(lambda message: fail(message, 2))  # every numeric option: asr/option_bounds.py
+
+
 # --------------------------------------------------------------------------------------
 # data
 # --------------------------------------------------------------------------------------
 @app.command()
+@bounded
 def synth(
     out: Path = typer.Option(Path("data/demo/fr"), help="Language folder to write (clips/ and the TSVs)."),
     lang: str = typer.Option("fr", help="Language (only French has a sentence generator)."),
@@ -66,6 +71,7 @@ app.add_typer(shards_app, name="shards")
 
 
 @shards_app.callback()
+@bounded
 def shards(
     ctx: typer.Context,
     cv_root: Path = typer.Option(Path("data/cv"), help="Folder holding the extracted language folder (<cv-root>/<lang>/clips, *.tsv)."),
@@ -124,6 +130,7 @@ def shards_verify(
 # models
 # --------------------------------------------------------------------------------------
 @app.command()
+@bounded
 def train(
     shards: Path = typer.Option(..., help=f"Shard folder made by `asr-cli shards` (holds {DATASET})."),
     out: Optional[Path] = typer.Option(None, help="Run folder for checkpoints and logs [default: runs/<lang>-<model>]."),
@@ -199,6 +206,9 @@ def train(
         fail(f"--{next(k for k, v in las_options.items() if v is not None).replace('_', '-')} applies to --model las only")
     if rnn is not None and rnn not in ("gru", "lstm"):
         fail("--rnn must be gru or lstm")
+    if batch_frames < max_frames:  # a batch holds at least one utterance of up to --max-frames frames
+        fail(f"--batch-frames ({batch_frames}) must be at least --max-frames ({max_frames}): a batch holds at least "
+             "one whole utterance; lower --max-frames too to train on short clips in small batches", 2)
     lang = _shards_lang(shards)
     cfg = TrainConfig(
         shards=str(shards), out=str(out or Path("runs") / f"{lang}-{model}"), model=model, preset=preset,
@@ -228,6 +238,7 @@ def train(
 
 
 @app.command("bench-loader")
+@bounded
 def bench_loader(
     shards: Path = typer.Option(..., help="Shard folder made by `asr-cli shards`."),
     workers: int = typer.Option(2, help="DataLoader workers for both paths."),
@@ -250,6 +261,7 @@ def bench_loader(
 
 
 @app.command()
+@bounded
 def plot(
     shards: Optional[Path] = typer.Option(None, help="Shard folder made by `asr-cli shards`."),
     split: str = typer.Option("dev", help="Split to draw utterances from."),
@@ -296,6 +308,7 @@ def _decode_options(beam, lm, lm_weight, word_score, ctc_weight) -> DecodeOption
 
 
 @app.command("eval")
+@bounded
 def eval_(
     checkpoint: Path = typer.Option(..., help="Checkpoint made by `asr-cli train` (e.g. runs/fr-ctc/best.pt)."),
     shards: Path = typer.Option(..., help="Shard folder made by `asr-cli shards`."),
@@ -340,6 +353,7 @@ app.add_typer(lm_app, name="lm")
 
 
 @lm_app.command("build")
+@bounded
 def lm_build(
     shards: Path = typer.Option(..., help="Shard folder: the LM is estimated on its train sentences only."),
     order: int = typer.Option(3, help="N-gram order."),
@@ -378,6 +392,7 @@ def _format_lm_stats(stats: dict, out: Path, seconds: float) -> str:
 
 
 @app.command()
+@bounded
 def transcribe(
     files: list[Path] = typer.Argument(..., help="Audio files: MP3, WAV, FLAC ... any rate, mono or stereo."),
     checkpoint: Path = typer.Option(..., help="Checkpoint made by `asr-cli train`."),
@@ -387,9 +402,11 @@ def transcribe(
     word_score: Optional[float] = typer.Option(None, help=_WORD_SCORE_HELP, show_default=False),
     ctc_weight: Optional[float] = typer.Option(None, help=_CTC_WEIGHT_HELP),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
-    json_lines: bool = typer.Option(False, "--json", help="One JSON object per line: id, path, text, duration, time."),
+    json_lines: bool = typer.Option(False, "--json", help="One JSON object per line and file: id, path, text, "
+                                    "duration, time; id, path, error for a file that failed."),
 ):
-    """Transcribe audio files: one line of text per file, in order (errors on stderr)."""
+    """Transcribe audio files: one line per file, in order: its text, or an empty line for a file
+    that failed (the reason on stderr; the exit status is then 1)."""
     import json
 
     from asr.checkpoint import CheckpointError
@@ -401,6 +418,7 @@ def transcribe(
             if isinstance(result, FileFailure):
                 failures += 1
                 typer.secho(f"error: {result}", fg=typer.colors.RED, err=True)
+                typer.echo(json.dumps(result.to_dict(), ensure_ascii=False) if json_lines else "")  # its line
             elif json_lines:
                 typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
             else:
@@ -412,6 +430,7 @@ def transcribe(
 
 
 @app.command()
+@bounded
 def demo(
     model: str = typer.Option("ctc", help="ctc or las."),
     hours: float = typer.Option(5.0, help="Hours of synthetic speech."),

@@ -230,8 +230,16 @@ def _shuffled(items: Iterator, size: int, rng: random.Random) -> Iterator:
 
 
 def steps_per_epoch(shards: ShardSet, split: str, cfg: LoaderConfig, world: int = 1) -> int:
-    """Training steps per epoch: the split's frames carried once by full batches, per rank."""
-    return max(1, math.ceil(shards.frames(split) / (cfg.batch_frames * world)))
+    """Training steps per epoch: the split's frames carried once by full batches, per rank.
+
+    Bounded by what a batch can hold: at least one utterance (however long, so never more
+    steps than utterances) and at most `max_batch` (so never fewer than that many take).
+    """
+    utterances = shards.split(split).get("utterances", 0)
+    by_frames = math.ceil(shards.frames(split) / (cfg.batch_frames * world))
+    by_count = math.ceil(utterances / (cfg.max_batch * world))
+    one_each = math.ceil(utterances / world)
+    return max(1, min(max(by_frames, by_count), one_each))
 
 
 def make_loader(shards: ShardSet, split: str, tokenizer, cfg: LoaderConfig, train: bool,

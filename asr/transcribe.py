@@ -10,10 +10,11 @@ Per file (MP3 / WAV / FLAC, any sample rate, mono or stereo):
          --checkpoint CMVN--> float32 [1, T, F] --asr.decoding.Decoder (same modes and options
          as `asr-cli eval`)--> text, normalised like eval's hypotheses
 
-Files are decoded one at a time, in the order given. A file that cannot be read (missing,
-empty, not audio, truncated) gives a `FileFailure` with a one-line reason and the others go
-on; a file without audible signal transcribes as "". `Transcript.time` is the decoding
-time (model and search, not file decoding) in seconds.
+Files are decoded one at a time, in the order given, and every path gives exactly one
+result. A file that cannot be read (missing, a directory, empty, not audio, truncated) gives
+a `FileFailure` with a one-line reason and the others go on; a file without audible signal
+transcribes as "". `Transcript.time` is the decoding time (model and search, not file
+decoding) in seconds.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ class FileFailure:
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
 
+    def to_dict(self) -> dict:
+        return {"id": Path(self.path).stem, "path": self.path, "error": self.reason}
+
 
 class Transcriber:
     """A checkpoint loaded once, then `transcriber(path)` per file."""
@@ -91,12 +95,16 @@ class Transcriber:
 
     def __call__(self, path: Path) -> Transcript | FileFailure:
         path = Path(path)
+        if path.is_dir():
+            return FileFailure(str(path), "is a directory, not an audio file")
         try:
             feats, duration = self.compute(path)
+        except OSError as e:  # unreadable (permissions, I/O error): this file fails, the others go on
+            return FileFailure(str(path), e.strerror or type(e).__name__)
         except AudioError as e:
             reason = AUDIO_PROBLEMS.get(e.reason, e.reason)
-            return FileFailure(str(path), f"{reason} ({e.detail})" if e.detail and e.reason != "missing_file"
-                               else reason)
+            detail = e.detail if e.detail != str(path) else ""  # the path is said once, before the reason
+            return FileFailure(str(path), f"{reason} ({detail})" if detail else reason)
         if feats is None:
             return Transcript(path.stem, str(path), "", duration, 0.0)
         x = (feats.astype(np.float32) - self.mean) / self.std  # CMVN, as the loader applies it

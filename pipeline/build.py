@@ -43,7 +43,7 @@ import numpy as np
 
 from pipeline import atomic
 from pipeline.audio import AudioError, FeatureConfig, compute_features
-from pipeline.cv import SPLITS, Clip, Release, open_release, shuffled
+from pipeline.cv import SPLITS, Clip, Release, ReleaseError, open_release, shuffled
 from pipeline.lock import lock_folder
 from pipeline.shardformat import (DATASET, FORMAT_VERSION, INDEX, PARTS, REJECT_COLUMNS, REJECTS, TAR,
                                   json_text, parts_path, shard_name, shard_path, write_tables, write_tar)
@@ -241,6 +241,9 @@ def _build(release: Release, normalizer, cfg: BuildConfig, t0: float) -> dict:
     done_clips = sum(len(p.clips) for p in plans) - sum(len(p.clips) for p in todo)
     stats = _run(todo, out, cfg, normalizer, total=sum(len(p.clips) for p in plans), initial=done_clips)
     summary = assemble(out, plans, release, cfg, normalizer)
+    if not summary["splits"]["train"]["utterances"]:  # nothing to train on: say so, do not exit 0
+        raise ReleaseError(f"no clip of {release.root / cfg.train_set}.tsv could be used (rejects by reason: "
+                           f"{summary['rejects']}; details in {out / REJECTS})")
     summary["run"] = {
         "shards_built": len(todo), "shards_reused": len(plans) - len(todo),
         "seconds": round(time.time() - t0, 2), "jobs": cfg.num_jobs(), **stats,

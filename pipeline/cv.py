@@ -96,6 +96,14 @@ def clip_id(path_field: str) -> str:
     return stem.replace(".", "_")
 
 
+def inside(path: Path, folder: Path) -> bool:
+    """Whether `path` resolves (`..` and symlinks followed) inside the resolved `folder`."""
+    try:
+        return path.resolve().is_relative_to(folder)
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a symlink loop: not a clip either
+        return False
+
+
 def read_tsv(path: Path, split: str, clips_dir: Path) -> tuple[list[Clip], list[TsvProblem], list[str]]:
     """One split TSV -> clips, unreadable rows, header."""
     raw = path.read_bytes()
@@ -109,6 +117,7 @@ def read_tsv(path: Path, split: str, clips_dir: Path) -> tuple[list[Clip], list[
     optional = {out: next((col[n] for n in names if n in col), None) for out, names in OPTIONAL.items()}
     clips: list[Clip] = []
     problems: list[TsvProblem] = []
+    clips_root = clips_dir.resolve()
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -124,8 +133,12 @@ def read_tsv(path: Path, split: str, clips_dir: Path) -> tuple[list[Clip], list[
             problems.append(TsvProblem(cid, split, "malformed_row", f"{path.name}:{lineno}: empty path"))
             continue
         audio = clips_dir / path_field
-        if not audio.suffix and not audio.exists():
+        if inside(audio, clips_root) and not audio.suffix and not audio.exists():
             audio = audio.with_name(audio.name + ".mp3")  # very old releases omit the extension
+        if not inside(audio, clips_root):  # `../x.mp3`, `/etc/passwd`, a symlink out: never opened
+            problems.append(TsvProblem(cid, split, "path_outside_clips",
+                                       f"{path.name}:{lineno}: {path_field!r} is outside {clips_dir}"))
+            continue
         meta = {out: (unquote(fields[i]).strip() if i is not None else "") for out, i in optional.items()}
         clips.append(Clip(cid, split, audio, unquote(fields[col["sentence"]]), meta))
     return clips, problems, header
@@ -173,6 +186,10 @@ def open_release(cv_root: Path, lang: str, train_set: str = "train") -> Release:
         problems += dups
     clips["train"], overlap = _drop_eval_overlap(clips)
     problems += overlap
+    if not clips["train"]:
+        raise ReleaseError(f"{root / (wanted['train'] + '.tsv')} lists no usable training clip "
+                           f"({len([p for p in problems if p.split == 'train'])} train row(s) rejected): "
+                           "a model cannot be trained without train data")
     return Release(root, lang, clips, problems, columns)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -305,3 +306,88 @@ def test_validated_rejected_sentences_do_not_match_each_other(tmp_path):
     release = open_release(tmp_path, "fr", train_set="validated")
     assert [c.id for c in release.clips["train"]] == ["v1"]
     assert [(p.id, p.reason) for p in release.problems] == [("v2", "sentence_in_eval_split")]
+
+
+# --------------------------------------------------------------------------------------
+# TSV paths confined to clips/, an empty train split
+# --------------------------------------------------------------------------------------
+def tiny_release(synth_root: Path, dst: Path, train_rows: int = 3) -> Path:
+    """A copy of the synthetic release with `train_rows` train rows and 1 dev / 1 test row: <dst>/fr."""
+    src, lang = synth_root / LANG, dst / LANG
+    (lang / "clips").mkdir(parents=True)
+    for split, n in (("train", train_rows), ("dev", 1), ("test", 1), ("validated", 0)):
+        lines = (src / f"{split}.tsv").read_text().splitlines()
+        col = lines[0].split("\t").index("path")
+        (lang / f"{split}.tsv").write_text("\n".join(lines[: 1 + n]) + "\n")
+        for line in lines[1 : 1 + n]:
+            name = line.split("\t")[col]
+            shutil.copy(src / "clips" / name, lang / "clips" / name)
+    return lang
+
+
+def shards_cli(cv_root: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), "shards", "--cv-root", str(cv_root), "--lang",
+                           LANG, "--out", str(out), "--jobs", "1", "--no-progress"],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_tsv_paths_outside_clips_are_rejected_unread(synth_root, tmp_path):
+    from conftest import tsv_row
+
+    lang = tiny_release(synth_root, tmp_path / "cv")
+    clips = lang / "clips"
+    good = sorted(clips.glob("*.mp3"))[0].read_bytes()
+    garbage = np.random.default_rng(1).bytes(4000)
+    # real files where the hostile paths point: a good MP3 would be kept and garbage would be a
+    # decode_error if either were opened
+    (lang / "outside.mp3").write_bytes(good)
+    far = tmp_path / "far" / "x.mp3"
+    far.parent.mkdir()
+    far.write_bytes(good)
+    (tmp_path / "far" / "g.mp3").write_bytes(garbage)
+    (clips / "link.mp3").symlink_to(far)  # a symlink inside clips/ pointing out
+    (clips / "sub").mkdir()
+    shutil.copy(sorted(clips.glob("*.mp3"))[0], clips / "sub" / "nested_ok.mp3")
+    hostile = {
+        "outside": "../outside.mp3",
+        "x": os.path.relpath(far, clips),  # ../../far/x.mp3 ...
+        "g": str(tmp_path / "far" / "g.mp3"),  # absolute
+        "passwd": "/etc/passwd",
+        "link": "link.mp3",
+    }
+    assert hostile["x"].startswith("../")
+    with open(lang / "train.tsv", "a") as f:
+        for path in hostile.values():
+            f.write(tsv_row(path, "Une phrase venue d'ailleurs.") + "\n")
+        f.write(tsv_row("sub/../sub/nested_ok.mp3", "Une phrase dans un sous-dossier.") + "\n")  # stays inside
+    out = tmp_path / "shards"
+    proc = shards_cli(tmp_path / "cv", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rejects = {r["id"]: r for r in read_rejects(out)}
+    index = {r["id"]: r for r in read_index(out)}
+    lines = {i: n for n, i in enumerate(hostile, start=5)}  # header + 3 train rows, then the hostile rows
+    for cid, path in hostile.items():
+        assert cid not in index, f"{path} was decoded into the shards"
+        assert rejects[cid]["reason"] == "path_outside_clips", (path, rejects[cid])
+        assert rejects[cid]["detail"].startswith(f"train.tsv:{lines[cid]}: {path!r}")
+    assert "nested_ok" in index and len(index) == 3 + 1 + 1 + 1
+    assert read_dataset(out)["rejects"] == {"path_outside_clips": len(hostile)}
+
+
+def test_a_release_without_train_clips_fails_naming_the_tsv(synth_root, tmp_path):
+    lang = tiny_release(synth_root, tmp_path / "cv", train_rows=0)
+    proc = shards_cli(tmp_path / "cv", tmp_path / "shards")
+    assert proc.returncode == 1, proc.stdout
+    assert f"{lang / 'train.tsv'} lists no usable training clip" in proc.stderr
+    assert "Traceback" not in proc.stderr and "vocabulary" not in proc.stdout
+    assert not dataset_path(tmp_path / "shards").exists()
+
+    # every train row rejected while decoding: the build says so instead of "vocabulary: 0 characters"
+    lang = tiny_release(synth_root, tmp_path / "cv2", train_rows=2)
+    for mp3 in (lang / "clips").glob("*.mp3"):
+        if mp3.name in (lang / "train.tsv").read_text():
+            mp3.write_bytes(b"")
+    proc = shards_cli(tmp_path / "cv2", tmp_path / "shards2")
+    assert proc.returncode == 1, proc.stdout
+    assert f"no clip of {lang / 'train'}.tsv could be used" in proc.stderr and "'empty_file': 2" in proc.stderr
+    assert "Traceback" not in proc.stderr

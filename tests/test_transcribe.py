@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from asr.evaluate import UTTERANCES_FILE, EvalConfig, evaluate
 from asr.models import build_model
 from asr.transcribe import FileFailure, Transcriber, Transcript, transcribe
 from cli import app
-from conftest import LANG
+from conftest import LANG, ROOT
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +128,8 @@ def test_bad_files_are_reported_one_by_one(chatty_ckpt, shards_dir, broken_root,
     result = CliRunner().invoke(app, ["transcribe", "--checkpoint", str(chatty_ckpt), *args])
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
-    assert len(lines) == 3 and lines[0] == lines[2] != "" and lines[1] == ""  # good, silent (""), good
+    # one line per file: good, missing (""), garbage (""), empty (""), silent (""), good
+    assert len(lines) == 6 and lines[0] == lines[5] != "" and lines[1:5] == ["", "", "", ""]
     assert f"{missing}: file not found" in result.stderr
     assert f"{garbage}: not a readable audio file" in result.stderr
     assert f"{empty}: empty file" in result.stderr
@@ -150,3 +153,46 @@ def test_a_file_that_is_not_a_checkpoint_gives_one_clear_message(shards_dir, bro
         assert result.exit_code == 1, result.output
         assert message in result.stderr and result.stdout == ""
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def transcribe_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), "transcribe", "--device", "cpu", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_one_line_per_file_in_order_whatever_fails(chatty_ckpt, shards_dir, broken_root, tmp_path):
+    rows = index_rows(shards_dir)
+    good = clip_path(broken_root, rows["common_voice_fr_quoted"])
+    fake = tmp_path / "fake.mp3"
+    fake.write_bytes(np.random.default_rng(3).bytes(5000))
+    empty = tmp_path / "empty.mp3"
+    empty.write_bytes(b"")
+    wav = as_float_wav(clip_path(broken_root, rows["common_voice_fr_stereo44"]), tmp_path / "clip.wav")
+    folder = tmp_path / "some_dir"
+    folder.mkdir()
+    files = [fake, good, empty, wav, folder]
+    plain = transcribe_cli("--checkpoint", str(chatty_ckpt), *map(str, files))
+    assert plain.returncode == 1, plain.stderr
+    lines = plain.stdout.split("\n")
+    assert lines[-1] == "" and len(lines[:-1]) == len(files), plain.stdout  # exactly one line per file
+    assert lines[0] == lines[2] == lines[4] == "" and lines[1] != "" and lines[3] != "" and lines[1] != lines[3]
+    ours = plain.stderr[plain.stderr.index("error: "):]  # libmpg123 may print notes about the fake MP3 first
+    errors = ours.splitlines()
+    assert f"error: {fake}: not a readable audio file" in errors[0]
+    assert errors[1] == f"error: {empty}: empty file (0 bytes)"
+    assert errors[2] == f"error: {folder}: is a directory, not an audio file"
+    assert "not found" not in plain.stderr
+    assert errors[3] == "3 of 5 file(s) could not be transcribed" and len(errors) == 4
+
+    as_json = transcribe_cli("--checkpoint", str(chatty_ckpt), "--json", *map(str, files))
+    assert as_json.returncode == 1 and as_json.stderr.endswith(ours)
+    objects = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [o["path"] for o in objects] == list(map(str, files))
+    assert [o.get("text") for o in objects] == [None, lines[1], None, lines[3], None]
+    assert objects[0]["error"].startswith("not a readable audio file")
+    assert [o.get("error") for o in objects[1:]] == [None, "empty file (0 bytes)", None,
+                                                     "is a directory, not an audio file"]
+    assert objects[0]["id"] == "fake" and set(objects[2]) == {"id", "path", "error"}
+
+    alone = transcribe_cli("--checkpoint", str(chatty_ckpt), str(good), str(wav))
+    assert alone.returncode == 0 and alone.stdout.split("\n") == [lines[1], lines[3], ""]
