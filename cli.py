@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from asr.decode_options import DecodeOptions
-from pipeline.shardformat import DATASET, INDEX, REJECTS, dataset_path, read_dataset
+from pipeline.shardformat import DATASET, INDEX, REJECTS, ShardReadError, dataset_path, read_dataset
 
 app = typer.Typer(
     add_completion=False,
@@ -212,7 +212,7 @@ def train(
     try:
         summary = train_local(cfg, procs)
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
-        fail(str(e))
+        fail(str(ShardReadError.within(e) or e))  # a shard error from a spawned process: its one line
     if int(__import__("os").environ.get("RANK", "0")) == 0:
         dev = summary["dev"]
         typer.echo(f"stopped at step {summary['step']} ({summary['stopped_by']}) after {summary['seconds']:.0f}s; "
