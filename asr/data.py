@@ -207,17 +207,16 @@ class ShardStream(IterableDataset):
     def _decode(self, sample: dict) -> Utterance | None:
         try:
             feats = load_npy(sample[FEATS])
-            meta = json.loads(bytes(sample[META]))
-            meta["text"]
+            text = json.loads(bytes(sample[META]))["text"]
         except (KeyError, TypeError, ValueError, SyntaxError) as e:  # a member missing, a bad npy header or JSON
             raise ShardReadError.of(sample.get("__url__", "?"), f"sample {sample.get('__key__')} is unreadable "
                                     f"({type(e).__name__}: {e})") from None
         if feats.shape[0] > self.cfg.max_frames:
             return None
-        tokens = self.tokenizer.encode(meta["text"])
+        tokens = self.tokenizer.encode(text)
         if self.train and not tokens:
             return None
-        return Utterance(sample["__key__"], feats, tokens, meta["text"])
+        return Utterance(sample["__key__"], feats, tokens, text)
 
 
 def _shuffled(items: Iterator, size: int, rng: random.Random) -> Iterator:

@@ -399,8 +399,8 @@ def lm_words(path: Path) -> list[str] | None:
     if head.startswith(KENLM_BINARY_MAGIC):
         return None
     if head.lstrip().split(b"\n", 1)[0].strip() != b"\\data\\":
-        raise LMFileError(f"{path} is not a language model: neither an ARPA file (it does not start with "
-                          f"\\data\\) nor a KenLM binary; build one with `asr-cli lm build`")
+        raise LMFileError(f"{path} is not an ARPA file (it does not start with \\data\\) nor a KenLM binary: "
+                          "not a language model; build one with `asr-cli lm build`")
     return check_arpa(path)
 
 
