@@ -14,7 +14,7 @@ import typer
 from asr.decode_options import DecodeOptions
 from asr.option_bounds import bounded as _bounded
 from pipeline.atomic import os_error_message
-from pipeline.shardformat import DATASET, INDEX, REJECTS, dataset_path, read_dataset
+from pipeline.shardformat import DATASET, INDEX, REJECTS, ShardReadError, dataset_path, read_dataset
 
 app = typer.Typer(
     add_completion=False,
@@ -226,7 +226,7 @@ def train(
     try:
         summary = train_local(cfg, procs)
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
-        fail(str(e))
+        fail(str(ShardReadError.within(e) or e))  # a shard error from a spawned process: its one line
     except OSError as e:  # a full disk: "no space left on <path>"
         fail(os_error_message(e))
     if int(__import__("os").environ.get("RANK", "0")) == 0:

@@ -60,7 +60,7 @@ from pathlib import Path
 import torch
 
 from asr.decode_options import DecodeOptions
-from asr.lm import UNK, WORD_BOUNDARY, is_arpa, read_arpa_unigrams, write_lexicon_from_words
+from asr.lm import UNK, WORD_BOUNDARY, kenlm_error, lm_words, write_lexicon_from_words
 from asr.units import BLANK, EOS, SPACE, SPECIALS
 
 BLANK_SYMBOL, EOS_SYMBOL = SPECIALS  # the flashlight token list uses the tokenizer's names
@@ -168,12 +168,11 @@ class CTCBeamDecoder:
             self._decoder = ctc_decoder(lexicon=None, lm=None, **common)
             return
 
-        if not self.lm.is_file():
-            raise FileNotFoundError(f"language model {self.lm} not found")
+        arpa_words = lm_words(self.lm)  # the file checked before KenLM sees it; None: a KenLM binary
         if lexicon is not None:
             words, source = _read_word_list(Path(lexicon)), str(lexicon)
-        elif is_arpa(self.lm):
-            words, source = read_arpa_unigrams(self.lm), str(self.lm)
+        elif arpa_words is not None:
+            words, source = arpa_words, str(self.lm)
         else:
             raise ValueError(f"{self.lm} is not an ARPA file (a KenLM binary?): pass "
                              "lexicon= its word list (e.g. write_lexicon of the ARPA file)")
@@ -183,10 +182,13 @@ class CTCBeamDecoder:
             # the LM's word dictionary: the lexicon's words and <unk> (flashlight needs it)
             words_path.write_text("".join(w + "\n" for w in [*kept, UNK]), encoding="utf-8")
             self.lexicon_size = len(kept)
-            self._decoder = ctc_decoder(
-                lexicon=str(lexicon_path), lm=str(self.lm), lm_dict=str(words_path),
-                lm_weight=options.lm_weight, word_score=options.word_score, unk_score=unk_score, **common,
-            )
+            try:
+                self._decoder = ctc_decoder(
+                    lexicon=str(lexicon_path), lm=str(self.lm), lm_dict=str(words_path),
+                    lm_weight=options.lm_weight, word_score=options.word_score, unk_score=unk_score, **common,
+                )
+            except RuntimeError as e:  # what the checks above cannot see (a damaged KenLM binary)
+                raise kenlm_error(self.lm, e) from None
 
     @property
     def uses_lexicon(self) -> bool:

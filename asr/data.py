@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from pipeline.shardformat import FEATS, META, ShardSet, load_npy, read_samples
+from pipeline.shardformat import FEATS, META, ShardReadError, ShardSet, load_npy, read_samples
 
 
 # --------------------------------------------------------------------------------------
@@ -205,14 +205,18 @@ class ShardStream(IterableDataset):
                                    f"frames or without text?)")
 
     def _decode(self, sample: dict) -> Utterance | None:
-        feats = load_npy(sample[FEATS])
-        meta = json.loads(bytes(sample[META]))
+        try:
+            feats = load_npy(sample[FEATS])
+            text = json.loads(bytes(sample[META]))["text"]
+        except (KeyError, TypeError, ValueError, SyntaxError) as e:  # a member missing, a bad npy header or JSON
+            raise ShardReadError.of(sample.get("__url__", "?"), f"sample {sample.get('__key__')} is unreadable "
+                                    f"({type(e).__name__}: {e})") from None
         if feats.shape[0] > self.cfg.max_frames:
             return None
-        tokens = self.tokenizer.encode(meta["text"])
+        tokens = self.tokenizer.encode(text)
         if self.train and not tokens:
             return None
-        return Utterance(sample["__key__"], feats, tokens, meta["text"])
+        return Utterance(sample["__key__"], feats, tokens, text)
 
 
 def _shuffled(items: Iterator, size: int, rng: random.Random) -> Iterator:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from asr.lm import UNK, is_arpa, read_arpa_unigrams
+from asr.lm import UNK, kenlm_error, lm_words
 from asr.subword import UNK_PIECE, WORD_START
 from asr.units import BLANK, EOS, SPACE
 
@@ -82,18 +82,19 @@ class WordLM:
         from flashlight.lib.text.decoder.kenlm import KenLM  # flashlight-text: heavy, loaded on use
         from flashlight.lib.text.dictionary import Dictionary
 
-        if not path.is_file():
-            raise FileNotFoundError(f"language model {path} not found")
-        if not is_arpa(path):
+        words = lm_words(path)  # the file checked before KenLM sees it; None: a KenLM binary
+        if words is None:
             raise ValueError(f"{path} is not an ARPA file: LM fusion in the attention beam search reads ARPA "
                              "files (asr-cli lm build, or lmplz)")
-        words = read_arpa_unigrams(path)
         if UNK not in words:
             words.append(UNK)
         self.dictionary = Dictionary(words)
         self.index = {w: i for i, w in enumerate(words)}
         self.unk = self.index[UNK]
-        self.kenlm = KenLM(str(path), self.dictionary)
+        try:
+            self.kenlm = KenLM(str(path), self.dictionary)
+        except RuntimeError as e:
+            raise kenlm_error(path, e) from None
 
     def start(self):
         return self.kenlm.start(False)  # after <s>

@@ -319,18 +319,63 @@ class _NotPlainTar(Exception):
     pass
 
 
+class ShardReadError(ValueError):
+    """A shard tar that cannot be read (missing, truncated, corrupt), in one line that names
+    it and says how to check its folder. `url` and `problem` are kept for callers.
+
+    It survives a DataLoader worker: the main process re-raises a worker's exception as
+    `ShardReadError(<"Caught ... Original Traceback ...">)`, from which the constructor
+    takes back the original one-line message."""
+
+    def __init__(self, message: str, url: str | None = None, problem: str | None = None):
+        marker = f"{type(self).__name__}: "
+        if "Traceback" in message and marker in message:  # re-raised from a DataLoader worker
+            message = message.rsplit(marker, 1)[1].strip()
+        super().__init__(message)
+        self.url, self.problem = url, problem
+
+    @classmethod
+    def within(cls, error: BaseException) -> "ShardReadError | None":
+        """`error` itself, or the ShardReadError whose traceback its text carries (the
+        RuntimeError of a failed spawned training process); None for anything else."""
+        if isinstance(error, cls):
+            return error
+        text = str(error)
+        return cls(text) if "Traceback" in text and f"{cls.__name__}: " in text else None
+
+    @classmethod
+    def of(cls, url: str, problem: str) -> "ShardReadError":
+        local = "://" not in url and not url.startswith("pipe:")
+        hint = (f"; check the folder with `asr-cli shards verify {Path(url).parent.parent}`" if local
+                else "; check --shard-url and that the shards there are complete")
+        return cls(f"cannot read shard {url}: {problem}{hint}", url, problem)
+
+
+_TRUNCATED = "the file is truncated (its tar ends early: cut short, or copied incompletely)"
+
+
 def read_samples(urls: Iterable[str]) -> Iterator[dict]:
     """Samples of the tars at `urls`, in order, as webdataset gives them:
     {"__key__": id, "__url__": url, "feats.npy": npy bytes, "json": JSON bytes} (contents as
-    memoryviews on the fast path; `load_npy` decodes them without a copy)."""
+    memoryviews on the fast path; `load_npy` decodes them without a copy). A tar that cannot
+    be read raises ShardReadError, on either path."""
     for url in urls:
         if "://" in url or url.startswith("pipe:"):
             yield from _webdataset_samples(url)
             continue
-        data = Path(url).read_bytes()
+        try:
+            data = Path(url).read_bytes()
+        except FileNotFoundError:
+            raise ShardReadError.of(url, "the file is missing") from None
+        except OSError as e:
+            raise ShardReadError.of(url, e.strerror or str(e)) from None
+        if not data:
+            raise ShardReadError.of(url, "the file is empty")
         try:
             members = list(_tar_members(data))
-        except _NotPlainTar:
+        except _NotPlainTar as e:
+            if str(e) == _TRUNCATED:
+                raise ShardReadError.of(url, _TRUNCATED) from None
             yield from _webdataset_samples(url)
             continue
         yield from _group(members, url)
@@ -339,7 +384,20 @@ def read_samples(urls: Iterable[str]) -> Iterator[dict]:
 def _webdataset_samples(url: str) -> Iterator[dict]:
     import webdataset as wds
 
-    yield from wds.tarfile_samples(iter([{"url": url}]))
+    try:
+        yield from wds.tarfile_samples(iter([{"url": url}]))
+    except FileNotFoundError:
+        raise ShardReadError.of(url, "the file is missing") from None
+    except (tarfile.TarError, OSError, EOFError) as e:
+        text = str(e.args[0]) if e.args else str(e)
+        status = re.search(r"exit (\d+)", text) if url.startswith("pipe:") else None
+        if "unexpected end of data" in text or isinstance(e, EOFError):
+            problem = _TRUNCATED
+        elif status:
+            problem = f"the command failed (exit status {status.group(1)})"
+        else:  # webdataset appends " @ <file object>" and the url to the message
+            problem = f"not a readable tar ({text.split(' @ ')[0]})"
+        raise ShardReadError.of(url, problem) from None
 
 
 def _tar_members(data: bytes) -> Iterator[tuple[str, memoryview]]:
@@ -359,10 +417,11 @@ def _tar_members(data: bytes) -> Iterator[tuple[str, memoryview]]:
         prefix = header[345:500].rstrip(b"\0").decode() if header[257:262] == b"ustar" else ""
         start = pos + 512
         if start + size > n:
-            raise _NotPlainTar("truncated member")
+            raise _NotPlainTar(_TRUNCATED)
         if kind != b"5":
             yield (f"{prefix}/{name}" if prefix else name), view[start:start + size]
         pos = start + (size + 511) // 512 * 512
+    raise _NotPlainTar(_TRUNCATED)  # no end-of-archive block: the file was cut short
 
 
 def _group(members: Iterable[tuple[str, memoryview]], url: str) -> Iterator[dict]:
@@ -378,7 +437,7 @@ def _group(members: Iterable[tuple[str, memoryview]], url: str) -> Iterator[dict
                 yield sample
             sample = {"__key__": key, "__url__": url}
         if ext in sample:  # webdataset refuses it too
-            raise ValueError(f"{name}: duplicate file name in tar file {url}")
+            raise ShardReadError.of(url, f"{name}: duplicate file name in the tar")
         sample[ext] = content
     if sample is not None:
         yield sample

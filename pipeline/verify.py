@@ -79,7 +79,7 @@ def _verify_shard(root: Path, shard: dict, rows: dict[str, dict], n_mels: int) -
                 out.append(f"{name}: sample {key} appears twice")
             members[key] = {k: v for k, v in sample.items() if not k.startswith("__")}
     except (tarfile.TarError, OSError, EOFError, ValueError) as e:
-        return out + [f"{name}: unreadable tar ({e})"]
+        return out + [f"{name}: unreadable tar ({getattr(e, 'problem', None) or e})"]  # ShardReadError: its problem
     if set(members) != set(rows):
         missing, extra = set(rows) - set(members), set(members) - set(rows)
         out.append(f"{name}: {len(missing)} indexed utterances missing from the tar, {len(extra)} not in the index")
