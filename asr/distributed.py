@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from pipeline.atomic import os_error_message
+
 
 @dataclass
 class Dist:
@@ -109,7 +111,12 @@ def spawn_local(fn, args: tuple, procs: int) -> None:
     RuntimeError if one failed. Ctrl-C reaches every process (they handle it themselves)."""
     if "RANK" in os.environ:
         raise ValueError("several local processes cannot be started inside torchrun: use its --nproc-per-node")
+    import logging
+
     import torch.multiprocessing as mp
+
+    # torch logs a warning as it stops the other processes after one failed: our own message says why
+    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
 
     with socket.socket() as sock:  # a free port for the process group's rendezvous
         sock.bind(("127.0.0.1", 0))
@@ -123,12 +130,27 @@ def spawn_local(fn, args: tuple, procs: int) -> None:
         except KeyboardInterrupt:  # the ranks got the signal too: they finish and exit
             continue
         except mp.ProcessRaisedException as e:
+            last = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+            if f"{SpawnedError.__name__}: " in last:  # an error the user can act on: its one line
+                raise RuntimeError(last.split(f"{SpawnedError.__name__}: ", 1)[1]) from None
             raise RuntimeError(f"a training process failed:\n{e}") from None
         except mp.ProcessExitedException as e:
             raise RuntimeError(f"a training process died: {e}") from None
 
 
+class SpawnedError(RuntimeError):
+    """A spawned process's error the user can act on (bad input, a full disk, a busy folder),
+    carried to the parent as one line instead of a traceback."""
+
+
 def _spawned(rank: int, procs: int, port: int, fn, args: tuple) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(procs), LOCAL_WORLD_SIZE=str(procs))
-    fn(*args)
+    try:
+        fn(*args)
+    except OSError as e:  # "no space left on <path>", a missing file ...
+        raise SpawnedError(os_error_message(e)) from None
+    except (ValueError, RuntimeError) as e:  # what asr-cli reports as one line in a single process
+        if "\n" in str(e):
+            raise  # a traceback inside (a bug in a loader worker): the parent shows it whole
+        raise SpawnedError(str(e)) from None

@@ -204,3 +204,13 @@ def test_learning_rate_anneals_by_steps_or_time_whichever_is_further():
     assert lr_factor(200, cfg, time_fraction=1.0) == pytest.approx(0.02)
     # the steps ahead of the clock: the steps set it
     assert lr_factor(550, cfg, time_fraction=0.1) == pytest.approx(lr_factor(550, cfg))
+
+
+def test_an_error_in_a_spawned_rank_is_one_line(shards_dir, tmp_path):
+    """`--procs 2`: a rank's error the user can act on reaches the terminal as its one line."""
+    cmd = [sys.executable, str(ROOT / "cli.py"), "train", "--shards", str(shards_dir), "--out", str(tmp_path / "r"),
+           "--preset", "tiny", "--max-steps", "2", "--procs", "2", "--workers", "0", "--tokens", "bogus",
+           "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "--tokens must be 'char' or 'unigram:N', not 'bogus'", proc.stderr[-2000:]
