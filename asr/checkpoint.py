@@ -8,15 +8,13 @@ states, training config, and the metrics at the time it was written.
 
 from __future__ import annotations
 
-import json
 import random
-import threading
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pipeline.atomic import atomic_path, write_text
+from pipeline.atomic import atomic_path
 
 FORMAT = "cv-asr-checkpoint-1"
 
@@ -38,27 +36,6 @@ def save(path: Path, payload: dict) -> None:
             if isinstance(e.__context__, OSError):
                 raise e.__context__ from None
             raise
-
-
-def trim_log(path: Path, step: int) -> int:
-    """Drop the lines of a JSON-lines log (metrics.jsonl) whose "step" is past `step` (a resumed
-    run's checkpoint: those steps are trained again), and any unreadable line; rewritten
-    atomically. Returns how many lines were dropped."""
-    path = Path(path)
-    if not path.is_file():
-        return 0
-    lines = path.read_text(encoding="utf-8").splitlines()
-
-    def keep(line: str) -> bool:
-        try:
-            return json.loads(line).get("step", 0) <= step
-        except (ValueError, AttributeError):
-            return False
-
-    kept = [line for line in lines if keep(line)]
-    if len(kept) < len(lines):
-        write_text(path, "".join(line + "\n" for line in kept))
-    return len(lines) - len(kept)
 
 
 def load(path: Path, map_location="cpu") -> dict:
@@ -87,27 +64,3 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def summary_writer(folder: Path):
-    """TensorBoard's writer for `folder`. A write its background thread cannot make (a full
-    disk) is raised in the training thread, the first time naming `folder`, instead of being
-    printed as a thread's traceback."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    if threading.excepthook is not _quiet_event_writer:
-        global _previous_hook
-        _previous_hook, threading.excepthook = threading.excepthook, _quiet_event_writer
-    try:
-        return SummaryWriter(str(folder))
-    except OSError as e:
-        raise OSError(e.errno, e.strerror, str(folder)) from None
-
-
-_previous_hook = threading.excepthook
-
-
-def _quiet_event_writer(args) -> None:
-    """tensorboard's writer thread re-raises its OSError in the thread that writes next."""
-    if not (issubclass(args.exc_type, OSError) and type(args.thread).__name__ == "_AsyncWriterThread"):
-        _previous_hook(args)

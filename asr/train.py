@@ -19,7 +19,6 @@ One process owns <out> at a time (pipeline/lock.py; rank 0 under torchrun, the p
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import random
@@ -32,7 +31,6 @@ import jiwer
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from asr import checkpoint
 from asr.data import LoaderConfig, ShardStream, make_loader, steps_per_epoch
@@ -43,6 +41,7 @@ from asr.models import build_model, count_parameters, model_config
 from asr.specaug import SpecAugment, SpecAugmentConfig
 from asr.subword import UnigramTokenizer
 from asr.tokenizer import CharTokenizer, tokenizer_from_state
+from asr.trainlog import Meter, log_validation, rank_report, summary_writer, trim_log
 from pipeline import atomic
 from pipeline.audio import FeatureConfig
 from pipeline.lock import lock_folder
@@ -273,7 +272,7 @@ def setup(cfg: TrainConfig, d: Dist) -> Run:
     if state:
         restore(run, state)
         if d.main:  # metrics never ahead of the checkpoint (a failed checkpoint write left them so)
-            checkpoint.trim_log(run.out / "metrics.jsonl", run.pos.step)
+            trim_log(run.out / "metrics.jsonl", run.pos.step)
     if cfg.compile:
         run.train_model = torch.compile(model)
     if d.active:
@@ -287,7 +286,7 @@ def setup(cfg: TrainConfig, d: Dist) -> Run:
     run.frames_per_second = FeatureConfig.from_dict(shards.dataset["features"]).frames_per_second()
     if d.main:
         run.dev_batches = dev_subset(shards, cfg.dev_split, tokenizer, cfg)
-        run.writer = checkpoint.summary_writer(run.out / "tb")
+        run.writer = summary_writer(run.out / "tb")
         print(f"{mconf['kind']}/{mconf['preset']}: {count_parameters(model) / 1e6:.2f} M parameters, "
               f"{len(tokenizer)} units, device {device}{f' x {d.world} ranks' if d.active else ''}, "
               f"precision {amp_dtype or torch.float32}, {run.per_epoch} steps per epoch"
@@ -461,7 +460,7 @@ def _train_locked(cfg: TrainConfig, d: Dist) -> dict:
                 run.pos.step_in_epoch = 0
     meter.bar.close()
     if d.active:
-        _rank_report(run)
+        rank_report(run)
     final = validate(run)
     summary = {"step": run.pos.step, "epoch": run.pos.epoch, "stopped_by": reason,
                "skipped_batches": run.pos.skipped, "seconds": round(time.time() - run.started, 1),
@@ -495,7 +494,7 @@ def train_local(cfg: TrainConfig, procs: int) -> dict:
 
 
 # --------------------------------------------------------------------------------------
-# signals and logs
+# signals
 # --------------------------------------------------------------------------------------
 class _StopFlag:
     """SIGTERM / SIGINT ask the loop to stop after the current step (a second Ctrl-C kills)."""
@@ -517,78 +516,3 @@ class _StopFlag:
     def __exit__(self, *exc):
         for sig, old in self._old.items():
             signal.signal(sig, old)
-
-
-class Meter:
-    """Training figures averaged over the steps since the last log line, and the progress bar."""
-
-    def __init__(self, run: Run):
-        self.bar = tqdm(total=run.cfg.max_steps, initial=run.pos.step, unit="step", dynamic_ncols=True,
-                        desc="train", disable=not (run.cfg.progress and run.d.main))
-        self.parts: dict = {}  # the last step's extra losses (train_step fills it)
-        self.reset()
-
-    def reset(self) -> None:
-        self.loss = self.gnorm = 0.0
-        self.n = self.utts = self.frames = self.padded = 0
-        self.part_sums: dict = {}
-        self.t = time.time()
-
-    def add(self, applied: bool, loss: float, gnorm: float, batch) -> None:
-        if applied:
-            self.loss += loss
-            self.gnorm += gnorm
-            self.n += 1
-            for k, v in self.parts.items():
-                self.part_sums[k] = self.part_sums.get(k, 0.0) + v
-        self.utts += len(batch)
-        self.frames += batch.real_frames
-        self.padded += batch.padded_frames
-
-    def log(self, run: Run) -> None:
-        """One metrics.jsonl line, TensorBoard scalars and the bar's postfix; then a new window."""
-        dt, n, world = max(time.time() - self.t, 1e-9), max(self.n, 1), run.d.world
-        rec = {
-            "step": run.pos.step, "loss": self.loss / n, "lr": run.scheduler.get_last_lr()[0],
-            "grad_norm": self.gnorm / n, "utt_per_s": self.utts * world / dt,
-            "audio_s_per_s": self.frames * world / run.frames_per_second / dt,
-            "padded_fraction": 1 - self.frames / max(self.padded, 1), "skipped_batches": run.pos.skipped,
-            **{k: v / n for k, v in self.part_sums.items()},
-        }
-        for k in self.part_sums:
-            run.writer.add_scalar(f"train/{k}", rec[k], rec["step"])
-        for key, name in (("loss", "loss"), ("lr", "lr"), ("grad_norm", "grad_norm"),
-                          ("utt_per_s", "utterances_per_s"), ("padded_fraction", "padded_fraction"),
-                          ("skipped_batches", "skipped_batches")):
-            run.writer.add_scalar(f"train/{name}", rec[key], rec["step"])
-        log_line(run.out, rec)
-        post = f"loss {rec['loss']:.3f}, {rec['utt_per_s']:.1f} utt/s"
-        if run.last_dev:
-            post += f", dev CER {run.last_dev['cer']:.3f}"
-        self.bar.set_postfix_str(post, refresh=False)
-        self.reset()
-
-
-def log_validation(run: Run, result: dict) -> None:
-    step, w = run.pos.step, run.writer
-    for k in ("loss", "cer", "wer"):
-        w.add_scalar(f"dev/{k}", result[k], step)
-    w.add_text("dev/samples", "| reference | hypothesis |\n|---|---|\n" + "\n".join(
-        f"| {r} | {h} |" for r, h in result["samples"]), step)
-    log_line(run.out, {"step": step, "dev_loss": result["loss"], "dev_cer": result["cer"], "dev_wer": result["wer"]})
-
-
-def log_line(out: Path, record: dict) -> None:
-    atomic.append_line(out / "metrics.jsonl", json.dumps(record))
-
-
-def _rank_report(run: Run) -> None:
-    """<out>/ranks/rank-N.json: what each DDP rank did, to check they stayed in step."""
-    h = hashlib.sha256()
-    for name, p in sorted(run.model.state_dict().items()):
-        h.update(name.encode())
-        h.update(p.detach().cpu().contiguous().numpy().tobytes())
-    (run.out / "ranks").mkdir(parents=True, exist_ok=True)
-    atomic.write_text(run.out / "ranks" / f"rank-{run.d.rank}.json", json.dumps(
-        {"rank": run.d.rank, "world": run.d.world, "batches": run.run_steps, "utterances": run.run_utts,
-         "parameters_sha256": h.hexdigest()}) + "\n")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from asr import checkpoint
+from asr import checkpoint, trainlog
 from cli import app
 from pipeline import atomic, shardformat
 from pipeline.lock import LOCK_FILE, FolderLock, LockedError, holder_pid
@@ -412,6 +412,6 @@ def test_append_line_never_leaves_half_a_line(tmp_path, monkeypatch):
 def test_trim_log_drops_rows_past_the_checkpoint(tmp_path):
     log = tmp_path / "metrics.jsonl"
     log.write_text('{"step": 1}\n{"step": 2, "dev_cer": 0.5}\n{"step": 3}\n{"ste')
-    assert checkpoint.trim_log(log, 2) == 2
+    assert trainlog.trim_log(log, 2) == 2
     assert log.read_text() == '{"step": 1}\n{"step": 2, "dev_cer": 0.5}\n'
     assert tmp_files(tmp_path) == []
