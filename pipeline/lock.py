@@ -42,11 +42,13 @@ class FolderLock:
     def __init__(self, folder: Path, command: str):
         self.folder, self.command = Path(folder), command
         self.fd: int | None = None
+        self.created = False  # the folder did not exist: a run that fails leaves nothing behind
 
     def acquire(self) -> "FolderLock":
         """Take the lock (creating the folder) or raise LockedError; an OSError (read-only or
         full file system, no permission) names the folder."""
         try:
+            self.created = not self.folder.exists()
             self.folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
@@ -69,9 +71,15 @@ class FolderLock:
         return self
 
     def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing drops the flock
-            self.fd = None
+        if self.fd is None:
+            return
+        if self.created:  # we made the folder and nothing was written in it (the command failed early)
+            with contextlib.suppress(OSError):
+                if os.listdir(self.folder) == [LOCK_FILE]:
+                    (self.folder / LOCK_FILE).unlink()
+                    self.folder.rmdir()
+        os.close(self.fd)  # closing drops the flock
+        self.fd = None
 
     def __enter__(self) -> "FolderLock":
         return self.acquire()

@@ -415,3 +415,20 @@ def test_trim_log_drops_rows_past_the_checkpoint(tmp_path):
     assert trainlog.trim_log(log, 2) == 2
     assert log.read_text() == '{"step": 1}\n{"step": 2, "dev_cer": 0.5}\n'
     assert tmp_files(tmp_path) == []
+
+
+def test_a_command_that_fails_early_leaves_no_folder_behind(tmp_path):
+    """The lock made the folder; nothing was written in it: released, it goes away. A folder
+    that existed before, or that holds results, stays."""
+    new = tmp_path / "new" / "run"
+    with FolderLock(new, "eval"):
+        assert (new / LOCK_FILE).is_file()
+    assert not new.exists() and (tmp_path / "new").is_dir()
+    with FolderLock(new, "eval"):
+        (new / "summary.json").write_text("{}")
+    assert (new / "summary.json").is_file()
+    old = tmp_path / "old"
+    old.mkdir()
+    with FolderLock(old, "train"):
+        pass
+    assert old.is_dir()
