@@ -103,6 +103,9 @@ def test_greedy_transcripts_equal_the_checkpoints(exported, shards_dir, broken_r
     lines = by_pt.stdout.splitlines()
     assert len(lines) == len(clips) and all(lines) and len(set(lines)) == len(lines)  # something to compare
     assert by_onnx.stdout == by_pt.stdout
+    beam = [cli("transcribe", "--device", "cpu", "--beam", "4", "--checkpoint", str(c), *clips[:3]).stdout
+            for c in (ckpt, onnx_path)]
+    assert beam[0] == beam[1] and len(beam[0].splitlines()) == 3  # the beam search decodes it too
 
 
 def test_eval_takes_the_onnx_model(exported, shards_dir, tmp_path):
