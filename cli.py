@@ -430,6 +430,26 @@ def transcribe(
 
 
 @app.command()
+def export(
+    checkpoint: Path = typer.Option(..., help="CTC checkpoint made by `asr-cli train` (e.g. runs/fr-ctc/best.pt)."),
+    out: Path = typer.Option(..., help="ONNX file to write (e.g. model.onnx); a readable copy of its metadata "
+                                       "goes beside it (model.onnx.json)."),
+):
+    """CTC checkpoint -> ONNX model (dynamic batch and time) for onnxruntime: `transcribe` and `eval`
+    take it as --checkpoint."""
+    from asr.checkpoint import CheckpointError
+    from asr.export import ExportError, export_onnx, format_summary
+
+    try:
+        summary = export_onnx(checkpoint, out)
+    except (CheckpointError, ExportError) as e:
+        fail(str(e))
+    except OSError as e:  # a full disk, a read-only folder
+        fail(os_error_message(e))
+    typer.echo(format_summary(summary))
+
+
+@app.command()
 @bounded
 def demo(
     model: str = typer.Option("ctc", help="ctc or las."),

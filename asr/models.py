@@ -111,6 +111,9 @@ def load_model(path: Path, device="cpu") -> tuple[nn.Module, object, dict]:
     """A checkpoint written by `asr-cli train` -> (model in eval mode on `device`, tokenizer,
     checkpoint dict). Raises checkpoint.CheckpointError when `path` is not one, or lacks what
     decoding needs (the feature config, CMVN, language)."""
+    if Path(path).suffix == ".onnx":  # `asr-cli export`'s model: onnxruntime on the CPU (asr/onnx_model.py)
+        from asr.onnx_model import load_onnx
+        return load_onnx(Path(path))
     ckpt = checkpoint.load(Path(path))
     missing = [k for k in DECODING_KEYS if k not in ckpt]
     if missing:
