@@ -273,3 +273,36 @@ def test_readme_example_runs(learnt, long_file, handful_shards, tmp_path):
     lines = result.stdout.splitlines()
     assert expected and lines[0] == expected
     assert f"{clip} {expected}" in lines and f"{tmp_path / 'missing.wav'} failed: file not found" in lines
+
+
+def las_checkpoint(tiny_ctc: Path, out: Path, ctc_weight: float) -> Path:
+    """`tiny_ctc`'s checkpoint (features, CMVN, units) around a seeded las/tiny model."""
+    from asr.models import model_config
+
+    ckpt = checkpoint.load(tiny_ctc)
+    config = model_config("las", "tiny", ckpt["model"]["vocab_size"], ckpt["model"]["n_mels"],
+                          {"ctc_weight": ctc_weight})
+    torch.manual_seed(0)
+    ckpt["model"], ckpt["state_dict"] = config, build_model(config).state_dict()
+    checkpoint.save(out, {k: v for k, v in ckpt.items() if k != "format"})
+    return out
+
+
+def test_las_words_have_times_only_with_a_ctc_head(tiny_ctc, synth_root, tmp_path):
+    clip = clip_files(synth_root, 1)[0]
+    with_head = Recognizer.load(las_checkpoint(tiny_ctc, tmp_path / "las-ctc.pt", 0.3), device="cpu")
+    words = with_head.align(clip, "Il a dit oui.")
+    assert [w.word for w in words] == ["il", "a", "dit", "oui"]
+    assert all(w.start is not None and w.start < w.end for w in words)
+    assert [w.start for w in words] == sorted(w.start for w in words)
+    r = with_head.transcribe(clip)
+    assert [w.word for w in r.words] == r.text.split()
+
+    without = Recognizer.load(las_checkpoint(tiny_ctc, tmp_path / "las.pt", 0.0), device="cpu")
+    assert [tuple(w) for w in without.align(clip, "Il a dit oui.")] == [
+        ("il", None, None, None), ("a", None, None, None), ("dit", None, None, None), ("oui", None, None, None)]
+    r = without.transcribe(clip)
+    assert r.text and all(w.start is None and w.end is None and w.score is None for w in r.words)
+    srt = cli("--checkpoint", str(tmp_path / "las.pt"), "--format", "srt", str(clip))
+    assert srt.returncode == 0, srt.stderr
+    assert re.fullmatch(rf"1\n00:00:00,000 --> {SRT_TIME}\n{re.escape(r.text)}\n\n", srt.stdout), srt.stdout
