@@ -430,6 +430,8 @@ def transcribe(
         fail(f"--format {fmt} prints the subtitles of one file; for {len(files)} files give --out-dir "
              f"(one .{fmt} file per input)", 2)
     if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            fail(f"--out-dir: {out_dir} is a file, not a folder", 2)
         stems = [f.stem for f in files]
         twice = sorted({s for s in stems if stems.count(s) > 1})
         if twice:

@@ -306,3 +306,40 @@ def test_las_words_have_times_only_with_a_ctc_head(tiny_ctc, synth_root, tmp_pat
     srt = cli("--checkpoint", str(tmp_path / "las.pt"), "--format", "srt", str(clip))
     assert srt.returncode == 0, srt.stderr
     assert re.fullmatch(rf"1\n00:00:00,000 --> {SRT_TIME}\n{re.escape(r.text)}\n\n", srt.stdout), srt.stdout
+
+
+def test_cli_output_options_fail_in_one_line(chatty_ckpt, synth_root, tmp_path, monkeypatch):
+    import errno
+
+    from typer.testing import CliRunner
+
+    import pipeline.atomic
+    from cli import app
+
+    clip = str(clip_files(synth_root, 1)[0])
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    twin = other / Path(clip).name
+    twin.write_bytes(Path(clip).read_bytes())
+    cases = [(["--format", "xml"], 2, "--format: 'xml' is not one of txt, json, srt, vtt"),
+             (["--out-dir", str(a_file)], 2, f"--out-dir: {a_file} is a file, not a folder"),
+             (["--out-dir", str(tmp_path / "o"), str(twin)], 2,
+              f"--out-dir: several inputs are named {Path(clip).stem}.*")]
+    for extra, code, message in cases:
+        result = CliRunner().invoke(app, ["transcribe", "--checkpoint", str(chatty_ckpt), clip, *extra])
+        assert result.exit_code == code, result.output
+        assert result.stderr.strip() == message or result.stderr.startswith(message), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+    assert not (tmp_path / "o").exists()
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(pipeline.atomic, "write_text", full)
+    out = tmp_path / "subs"
+    result = CliRunner().invoke(app, ["transcribe", "--checkpoint", str(chatty_ckpt), clip, "--format", "srt",
+                                      "--out-dir", str(out)])
+    assert result.exit_code == 1 and "no space left" in result.stderr.lower() and str(out) in result.stderr
+    assert "Traceback" not in result.output and not list(out.glob("*.srt"))
