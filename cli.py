@@ -450,7 +450,7 @@ def transcribe(
 
     failures = 0
     try:
-        rec = Recognizer.load(checkpoint, device=device,
+        rec = Recognizer.load(checkpoint, device=device, timestamps=fmt != "txt",  # txt: no word alignment
                               **vars(_decode_options(beam, lm, lm_weight, word_score, ctc_weight)))
         for result in rec.transcribe_many(files, batch_size=batch_size):
             if not result.ok:

@@ -13,9 +13,11 @@ encoder's time reduction / the CTC head's upsampling (`frame_shift`), e.g. 10 ms
 for the conv front's two stride-2 layers. Feature frame i is centred on i x hop (centred
 STFT) and the conv front keeps that origin, so frame t of the log-probs sits at t x shift.
 
-CTC emits each unit as a spike of a frame or two, usually near the unit's start: a word
-starts at its first unit's spike and ends after its last one's, so its end falls a little
-before the end of its sound (within a frame or two of the last letter's onset).
+CTC emits each unit as a spike of a frame or two: a word starts at its first unit's first
+frame and ends after its last unit's last frame on the path. The times are where the model
+put its spikes: a well-trained model puts them on the sound (a little after a letter's
+onset); a model that memorised its few training clips may emit them well ahead of it, and
+where the path keeps a unit across a pause, the word stretches over the pause.
 
 A word that cannot be placed (no unit of it in the model's units, or more units than frames)
 gets start / end / score None.
