@@ -391,6 +391,9 @@ def _format_lm_stats(stats: dict, out: Path, seconds: float) -> str:
     return "\n".join(lines)
 
 
+_FORMATS = ("txt", "json", "srt", "vtt")
+
+
 @app.command()
 @bounded
 def transcribe(
@@ -402,29 +405,74 @@ def transcribe(
     word_score: Optional[float] = typer.Option(None, help=_WORD_SCORE_HELP, show_default=False),
     ctc_weight: Optional[float] = typer.Option(None, help=_CTC_WEIGHT_HELP),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
-    json_lines: bool = typer.Option(False, "--json", help="One JSON object per line and file: id, path, text, "
-                                    "duration, time; id, path, error for a file that failed."),
+    format: str = typer.Option("txt", "--format", help="txt: one line of text per file. json: one JSON object "
+                               "per line and file: id, path, text, duration, time, words [{word, start, end, "
+                               "score}] (seconds); id, path, error for a file that failed. srt / vtt: subtitles "
+                               "(cues of at most 7 s / 42 characters) of ONE file on stdout; several files need "
+                               "--out-dir."),
+    json_lines: bool = typer.Option(False, "--json", help="Same as --format json."),
+    out_dir: Optional[Path] = typer.Option(None, help="Write <out-dir>/<file name>.<format> per input (any "
+                                           "format) and print the path written, one line per file."),
+    batch_size: int = typer.Option(1, help="Files padded into one batch through the model."),
 ):
-    """Transcribe audio files: one line per file, in order: its text, or an empty line for a file
-    that failed (the reason on stderr; the exit status is then 1)."""
+    """Transcribe audio files: one line per file, in order: its text (or JSON object, or written
+    path), or an empty line for a file that failed (the reason on stderr; the exit status is then 1).
+    With --format srt / vtt and no --out-dir, the one file's subtitles."""
     import json
 
     from asr.checkpoint import CheckpointError
-    from asr.transcribe import FileFailure, transcribe as run
+    from pipeline.atomic import write_text
+
+    fmt = "json" if json_lines else format
+    if fmt not in _FORMATS:
+        fail(f"--format: {format!r} is not one of {', '.join(_FORMATS)}", 2)
+    if fmt in ("srt", "vtt") and out_dir is None and len(files) > 1:
+        fail(f"--format {fmt} prints the subtitles of one file; for {len(files)} files give --out-dir "
+             f"(one .{fmt} file per input)", 2)
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            fail(f"--out-dir: {out_dir} is a file, not a folder", 2)
+        stems = [f.stem for f in files]
+        twice = sorted({s for s in stems if stems.count(s) > 1})
+        if twice:
+            fail(f"--out-dir: several inputs are named {twice[0]}.*; their outputs would overwrite each other", 2)
+
+    def render(result) -> str:
+        from asr import subtitles
+
+        if fmt == "txt":
+            return result.text
+        if fmt == "json":
+            return json.dumps(result.to_dict(words=True), ensure_ascii=False)
+        return (subtitles.srt if fmt == "srt" else subtitles.vtt)(result.words, result.duration)
+
+    from asr.api import Recognizer
 
     failures = 0
     try:
-        for result in run(checkpoint, files, _decode_options(beam, lm, lm_weight, word_score, ctc_weight), device):
-            if isinstance(result, FileFailure):
+        rec = Recognizer.load(checkpoint, device=device, timestamps=fmt != "txt",  # txt: no word alignment
+                              **vars(_decode_options(beam, lm, lm_weight, word_score, ctc_weight)))
+        for result in rec.transcribe_many(files, batch_size=batch_size):
+            if not result.ok:
                 failures += 1
                 typer.secho(f"error: {result}", fg=typer.colors.RED, err=True)
-                typer.echo(json.dumps(result.to_dict(), ensure_ascii=False) if json_lines else "")  # its line
-            elif json_lines:
-                typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+                typer.echo(json.dumps(result.to_dict(), ensure_ascii=False) if fmt == "json" and out_dir is None
+                           else "")  # its line
+                continue
+            text = render(result)
+            if out_dir is not None:
+                path = out_dir / f"{Path(result.path).stem}.{fmt}"
+                out_dir.mkdir(parents=True, exist_ok=True)
+                write_text(path, text if fmt in ("srt", "vtt") else text + "\n")
+                typer.echo(str(path))
+            elif fmt in ("srt", "vtt"):
+                typer.echo(text, nl=False)
             else:
-                typer.echo(result.text)
+                typer.echo(text)
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         fail(str(e))
+    except OSError as e:  # --out-dir: a full disk, a read-only folder
+        fail(os_error_message(e))
     if failures:
         fail(f"{failures} of {len(files)} file(s) could not be transcribed")
 

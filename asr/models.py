@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from asr import checkpoint
+import asr.checkpoint as checkpoint  # `from asr import` would count as importing the package (the API)
 from asr.ctc import CTCConfig, CTCModel
 from asr.encoder import EncoderConfig
 from asr.las import LASConfig, LASModel

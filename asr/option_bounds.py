@@ -67,6 +67,7 @@ BOUNDS: dict[str, Bound] = {
     "lm_weight": DECODING_SCORE,
     "word_score": DECODING_SCORE,
     "ctc_weight": FRACTION,
+    "batch_size": Bound(1, 4096, why="files padded into one batch"),
     # training schedule and batches
     "max_steps": AT_LEAST_1,
     "epochs": AT_LEAST_0,

@@ -1,36 +1,47 @@
-"""Transcription: any audio file -> text, with a checkpoint.
+"""Transcription: any audio file (or samples in memory) -> text and word times, with a checkpoint.
 
     asr-cli transcribe --checkpoint runs/fr-ctc/best.pt a.mp3 b.wav c.flac
-    asr-cli transcribe --checkpoint X.pt --lm lm/fr-3gram.arpa --json *.mp3
+    asr-cli transcribe --checkpoint X.pt --lm lm/fr-3gram.arpa --format json *.mp3
+    from asr import Recognizer      (asr/api.py: the Python API over `Transcriber`)
 
 Per file (MP3 / WAV / FLAC, any sample rate, mono or stereo):
 
     file --pipeline.audio.compute_features (the checkpoint's FeatureConfig: the very function
          that made the training shards)--> float16 [T, F]
-         --checkpoint CMVN--> float32 [1, T, F] --asr.decoding.Decoder (same modes and options
-         as `asr-cli eval`)--> text, normalised like eval's hypotheses
+         (samples in memory: pipeline.audio.waveform_features, the same downmix, resampling
+         and log-Mel)
+         --checkpoint CMVN--> float32, padded into a batch [B, T, F] --asr.decoding.Decoder's
+         strategy (same modes and options as `asr-cli eval`)--> text, normalised like eval's
+         hypotheses
+         --asr.timestamps.align_words on the CTC log-probs--> words with start / end / score
 
-Files are decoded one at a time, in the order given, and every path gives exactly one
-result. A file that cannot be read (missing, a directory, empty, not audio, truncated) gives
-a `FileFailure` with a one-line reason and the others go on; a file without audible signal
-transcribes as "". `Transcript.time` is the decoding time (model and search, not file
-decoding) in seconds.
+Every source gives exactly one result, in the order given. A file that cannot be read
+(missing, a directory, empty, not audio, truncated) gives a `FileFailure` with a one-line
+reason and the others go on; a file without audible signal transcribes as "".
+`Transcript.time` is the decoding time (model, search and alignment, not file decoding) in
+seconds, a batch's time shared evenly among its files.
+
+Batches: files are padded to the longest of their batch, as `asr-cli eval` batches shards.
+An encoder that packs its sequences (the default, the `tiny` presets) gives every file the
+text it gets alone; one that runs its RNN over the padding (`pack=False`: the `small`
+presets) can differ slightly for the shorter files of a batch (batch_size 1 avoids it).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from asr.decoding import DecodeOptions, Decoder
+from asr.decoding import DecodeOptions, Decoder, normalize_hypothesis
 from asr.models import checkpoint_cmvn, load_model
 from asr.distributed import Dist, pick_device
-from pipeline.audio import AudioError, FeatureConfig, compute_features, load_audio
+from asr.timestamps import Word, align_words, frame_shift
+from pipeline.audio import AudioError, FeatureConfig, compute_features, load_audio, waveform_features
 from pipeline.text import get_normalizer
 
 # AudioError reasons -> what the user is told
@@ -46,14 +57,22 @@ SILENT = "silent_audio"
 
 @dataclass
 class Transcript:
-    id: str  # the file name without its extension
+    id: str  # the file name without its extension ("array" for samples given in memory)
     path: str
     text: str
     duration: float  # seconds of audio
-    time: float  # decoding seconds
+    time: float  # decoding seconds (a batch's time shared evenly among its files)
+    words: list[Word] = field(default_factory=list)  # asr/timestamps.py: (word, start, end, score)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    ok = True
+    error = None
+
+    def to_dict(self, words: bool = False) -> dict:
+        """id, path, text, duration, time (and with `words`, "words": [{word, start, end, score}])."""
+        d = {k: v for k, v in asdict(self).items() if k != "words"}
+        if words:
+            d["words"] = [w.to_dict() for w in self.words]
+        return d
 
 
 @dataclass
@@ -61,23 +80,55 @@ class FileFailure:
     path: str
     reason: str
 
+    ok = False
+    text = ""  # what a failed file reads as
+    words = ()
+
+    @property
+    def error(self) -> str:
+        return self.reason
+
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
 
-    def to_dict(self) -> dict:
+    def to_dict(self, words: bool = False) -> dict:
         return {"id": Path(self.path).stem, "path": self.path, "error": self.reason}
 
 
-class Transcriber:
-    """A checkpoint loaded once, then `transcriber(path)` per file."""
+ARRAY = "<array>"  # the path of samples given in memory
 
-    def __init__(self, checkpoint: Path, options: DecodeOptions | None = None, device: str = "auto"):
+
+@dataclass
+class Prepared:
+    """A source's features, ready for a batch: float16 [T, F] (None: silent) and duration (s)."""
+
+    path: str
+    feats: np.ndarray | None
+    duration: float
+
+    @property
+    def id(self) -> str:
+        return "array" if self.path == ARRAY else Path(self.path).stem
+
+
+class Transcriber:
+    """A checkpoint loaded once, then `transcriber(path)` per file, or `transcriber.batch(...)`.
+
+    timestamps: align each text on the CTC log-probs (asr/timestamps.py) for word times; a
+    LAS model uses its CTC head, and without one (trained with ctc_weight 0) its words have
+    no times (start / end / score None).
+    """
+
+    def __init__(self, checkpoint: Path, options: DecodeOptions | None = None, device: str = "auto",
+                 timestamps: bool = True):
         self.device = pick_device(device, Dist())
         model, tokenizer, ckpt = load_model(checkpoint, self.device)
+        self.model, self.tokenizer, self.timestamps = model, tokenizer, timestamps
         self.lang = ckpt["lang"]
         self.features = FeatureConfig.from_dict(ckpt["features"])
         self.mean, self.std = checkpoint_cmvn(ckpt)  # [F] each
         self.decoder = Decoder(model, tokenizer, options or DecodeOptions(), get_normalizer(self.lang))
+        self.shift = frame_shift(model, self.features.hop_ms / 1000)  # seconds per CTC frame
 
     def compute(self, path: Path) -> tuple[np.ndarray | None, float]:
         """The file's features as the shards store them (float16 [T, F]) and its duration (s).
@@ -93,8 +144,20 @@ class Transcriber:
             return None, len(wave) / self.features.sample_rate
         return feats, info["duration"]
 
-    def __call__(self, path: Path) -> Transcript | FileFailure:
-        path = Path(path)
+    def prepare(self, source, sample_rate: int | None = None) -> Prepared | FileFailure:
+        """A file path, or samples (numpy float [n] or [n, channels] at `sample_rate` Hz) ->
+        their features, or the FileFailure saying why there are none."""
+        if isinstance(source, np.ndarray):
+            if sample_rate is None:
+                return FileFailure(ARRAY, "samples given without sample_rate=")
+            try:
+                feats, info = waveform_features(source, sample_rate, self.features)
+            except AudioError as e:
+                if e.reason != SILENT:
+                    return FileFailure(ARRAY, e.detail or e.reason)
+                return Prepared(ARRAY, None, len(source) / sample_rate)
+            return Prepared(ARRAY, feats, info["duration"])
+        path = Path(source)
         if path.is_dir():
             return FileFailure(str(path), "is a directory, not an audio file")
         try:
@@ -105,14 +168,65 @@ class Transcriber:
             reason = AUDIO_PROBLEMS.get(e.reason, e.reason)
             detail = e.detail if e.detail != str(path) else ""  # the path is said once, before the reason
             return FileFailure(str(path), f"{reason} ({detail})" if detail else reason)
-        if feats is None:
-            return Transcript(path.stem, str(path), "", duration, 0.0)
-        x = (feats.astype(np.float32) - self.mean) / self.std  # CMVN, as the loader applies it
-        x = torch.from_numpy(x)[None].to(self.device)  # [1, T, F]
-        lengths = torch.tensor([x.shape[1]], device=self.device)
+        return Prepared(str(path), feats, duration)
+
+    def batch(self, items: list[Prepared | FileFailure]) -> list[Transcript | FileFailure]:
+        """Decode the prepared items as one padded batch; failures pass through, in place."""
+        todo = [i for i, item in enumerate(items) if isinstance(item, Prepared) and item.feats is not None]
+        out: list = [item if isinstance(item, FileFailure)
+                     else Transcript(item.id, item.path, "", round(item.duration, 3), 0.0) for item in items]
+        if not todo:
+            return out
+        xs = [torch.from_numpy((items[i].feats.astype(np.float32) - self.mean) / self.std) for i in todo]  # CMVN
+        lengths = torch.tensor([len(x) for x in xs], device=self.device)
+        x = torch.nn.utils.rnn.pad_sequence(xs, batch_first=True).to(self.device)  # [B, T, F]
         t0 = time.perf_counter()
-        text = self.decoder(x, lengths)[0]
-        return Transcript(path.stem, str(path), text, round(duration, 3), round(time.perf_counter() - t0, 4))
+        texts, log_probs, out_lens = self._decode(x, lengths)
+        seconds = round((time.perf_counter() - t0) / len(todo), 4)
+        for b, i in enumerate(todo):
+            words = [Word(w, None, None, None) for w in texts[b].split()]
+            if log_probs is not None:
+                words = align_words(log_probs[b, : int(out_lens[b])], texts[b], self.tokenizer, self.shift)
+            out[i] = Transcript(items[i].id, items[i].path, texts[b], round(items[i].duration, 3), seconds, words)
+        return out
+
+    @torch.no_grad()
+    def _decode(self, x: torch.Tensor, lengths: torch.Tensor):
+        """feats [B, T, F], lengths [B] -> B texts, and the CTC log-probs [B, T', V] and lengths [B]
+        the words are aligned on (None, None without timestamps or a CTC head)."""
+        d = self.decoder
+        if d.kind == "ctc":  # the Decoder's own steps, keeping the log-probs for the alignment
+            log_probs, out_lens = self.model.log_probs(x, lengths)
+            texts = [normalize_hypothesis(t, d.normalizer) for t in d.strategy.decode(log_probs, out_lens)]
+            return texts, (log_probs if self.timestamps else None), out_lens
+        texts = d(x, lengths)
+        if not self.timestamps or getattr(self.model, "ctc_head", None) is None:
+            return texts, None, None
+        enc, out_lens = self.model.encode(x, lengths)
+        return texts, self.model.ctc_log_probs(enc), out_lens
+
+    @torch.no_grad()
+    def align(self, source, text: str, sample_rate: int | None = None) -> list[Word] | FileFailure:
+        """Forced alignment of a known `text` (normalised as the training text was) on the
+        source's CTC log-probs: its words with their times (None without a CTC head)."""
+        item = self.prepare(source, sample_rate)
+        if isinstance(item, FileFailure):
+            return item
+        words = normalize_hypothesis(text, self.decoder.normalizer)
+        ctc_head = self.decoder.kind == "ctc" or getattr(self.model, "ctc_head", None) is not None
+        if item.feats is None or not ctc_head:
+            return [Word(w, None, None, None) for w in words.split()]
+        x = torch.from_numpy((item.feats.astype(np.float32) - self.mean) / self.std)[None].to(self.device)
+        lengths = torch.tensor([x.shape[1]], device=self.device)
+        if self.decoder.kind == "ctc":
+            log_probs, out_lens = self.model.log_probs(x, lengths)
+        else:
+            enc, out_lens = self.model.encode(x, lengths)
+            log_probs = self.model.ctc_log_probs(enc)
+        return align_words(log_probs[0, : int(out_lens[0])], words, self.tokenizer, self.shift)
+
+    def __call__(self, source, sample_rate: int | None = None) -> Transcript | FileFailure:
+        return self.batch([self.prepare(source, sample_rate)])[0]
 
 
 def transcribe(checkpoint: Path, paths: list[Path], options: DecodeOptions | None = None,

@@ -154,6 +154,34 @@ def compute_features(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig
     Raises AudioError (see `decode`), or with reason "silent_audio" for a clip without signal.
     """
     wave, rate, channels = load_audio(path, cfg)
+    return _features(wave, rate, channels, cfg)
+
+
+def waveform_features(wave: np.ndarray, rate: int, cfg: FeatureConfig = FeatureConfig()) -> tuple[np.ndarray, dict]:
+    """A waveform in memory -> (float16 [T, n_mels] log-Mel, info), as `compute_features` makes
+    them from a file holding these samples: float [n] (mono) or [n, channels] at `rate` Hz,
+    downmixed, resampled to cfg.sample_rate, then the same log-Mel.
+
+    Raises AudioError: empty_audio (no samples), decode_error (non-finite samples, a bad rate
+    or shape), silent_audio.
+    """
+    data = np.asarray(wave, dtype=np.float32)
+    if data.ndim == 1:
+        data = data[:, None]
+    if data.ndim != 2 or not (isinstance(rate, (int, np.integer)) and rate > 0):
+        raise AudioError("decode_error", f"expected float samples [n] or [n, channels] and a positive integer "
+                                         f"sample rate, got shape {tuple(np.shape(wave))} at {rate!r} Hz")
+    if data.shape[0] == 0:
+        raise AudioError("empty_audio", "no samples")
+    if not np.isfinite(data).all():
+        raise AudioError("decode_error", "non-finite samples")
+    channels = data.shape[1]
+    mono = data.mean(axis=1) if channels > 1 else data[:, 0]
+    return _features(resample(mono, int(rate), cfg), int(rate), channels, cfg)
+
+
+def _features(wave: np.ndarray, rate: int, channels: int, cfg: FeatureConfig) -> tuple[np.ndarray, dict]:
+    """Resampled mono float32 [n] -> (log-Mel, info); AudioError silent_audio without signal."""
     peak = float(np.abs(wave).max()) if wave.size else 0.0
     if peak < SILENCE_PEAK:
         raise AudioError("silent_audio", f"peak amplitude {peak:.2g}")

@@ -109,7 +109,8 @@ def test_json_lines(chatty_ckpt, shards_dir, broken_root, tmp_path):
     assert [o["id"] for o in objects] == clips and [o["path"] for o in objects] == paths
     assert [o["text"] for o in objects] == plain.stdout.splitlines()
     for o, clip in zip(objects, clips):
-        assert set(o) == {"id", "path", "text", "duration", "time"}
+        assert set(o) == {"id", "path", "text", "duration", "time", "words"}
+        assert [w["word"] for w in o["words"]] == o["text"].split()
         assert o["duration"] == pytest.approx(rows[clip]["duration"], abs=1e-3)
         assert 0 < o["time"] < 60
 
