@@ -129,6 +129,12 @@ def save(path: Path, payload: dict) -> None:
         f.write(data)
 
 
+def _head(z: zipfile.ZipFile, name: str, size: int = 1 << 20) -> bytes:
+    """The first bytes of a member (an old checkpoint's pickle names its format first)."""
+    with z.open(name) as f:
+        return f.read(size)
+
+
 def _refuse_pickle(path: Path) -> None:
     """A pickle (what torch.save writes) can run code when loaded: say what the file is, never
     unpickle it."""
@@ -138,7 +144,7 @@ def _refuse_pickle(path: Path) -> None:
         try:
             with zipfile.ZipFile(path) as z:
                 pickles = [n for n in z.namelist() if n.endswith(".pkl")]
-                old = any(OLD_FORMAT.encode() in z.read(n) for n in pickles)
+                old = any(OLD_FORMAT.encode() in _head(z, n) for n in pickles)
         except (zipfile.BadZipFile, OSError, RuntimeError):
             pickles, old = [], False
         if old:
