@@ -391,6 +391,29 @@ def _format_lm_stats(stats: dict, out: Path, seconds: float) -> str:
     return "\n".join(lines)
 
 
+checkpoint_app = typer.Typer(no_args_is_help=True, help="Checkpoint files.")
+app.add_typer(checkpoint_app, name="checkpoint")
+
+
+@checkpoint_app.command("upgrade")
+def checkpoint_upgrade(
+    old: Path = typer.Argument(..., help="A checkpoint written by an earlier cv-asr (a pickled .pt)."),
+    out: Optional[Path] = typer.Option(None, help="Where to write it (default: OLD with .safe.pt)."),
+):
+    """Convert an earlier cv-asr checkpoint (a pickle, which can carry code) into the current
+    format (safetensors + JSON). Only tensors and plain data are read from it: anything else
+    is refused, not run."""
+    from asr.checkpoint import CheckpointError, upgrade
+
+    out = out or old.with_name(old.stem + ".safe.pt")
+    try:
+        upgrade(old, out)
+    except CheckpointError as e:
+        fail(str(e))
+    except OSError as e:  # a full disk: "no space left on <path>"
+        fail(os_error_message(e))
+    typer.echo(f"wrote {out}")
+
 _FORMATS = ("txt", "json", "srt", "vtt")
 
 

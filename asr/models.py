@@ -114,17 +114,22 @@ def load_model(path: Path, device="cpu") -> tuple[nn.Module, object, dict]:
     if Path(path).suffix == ".onnx":  # `asr-cli export`'s model: onnxruntime on the CPU (asr/onnx_model.py)
         from asr.onnx_model import load_onnx
         return load_onnx(Path(path))
-    ckpt = checkpoint.load(Path(path))
+    ckpt = checkpoint.load(Path(path), train_state=False)  # no optimizer or RNG states: decoding only
     missing = [k for k in DECODING_KEYS if k not in ckpt]
     if missing:
         raise checkpoint.CheckpointError(f"{path} lacks {', '.join(missing)}: not a checkpoint written by "
                                          "`asr-cli train`")
     if ckpt["cmvn"].get("mean") is None:
         raise checkpoint.CheckpointError(f"{path} holds no CMVN statistics")
-    model = build_model(ckpt["model"])
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model = build_model(ckpt["model"])
+        model.load_state_dict(ckpt["state_dict"])
+        tokenizer = tokenizer_from_state(ckpt["tokenizer"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a config or weights that do not fit
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise checkpoint.CheckpointError(f"{path}: its model config, weights or tokenizer do not fit ({reason})") from None
     model.to(device).eval()
-    return model, tokenizer_from_state(ckpt["tokenizer"]), ckpt
+    return model, tokenizer, ckpt
 
 
 def checkpoint_cmvn(ckpt: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -189,7 +189,8 @@ def checkpoint_payload(run: Run, metrics: dict) -> dict:
 
 
 def restore(run: Run, state: dict) -> None:
-    """Continue from a `last.pt` payload: weights, optimizer, schedule, position, RNG."""
+    """Continue from a `last.pt` payload (loaded with its training state): weights, optimizer,
+    schedule, position, RNG."""
     run.model.load_state_dict(state["state_dict"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
@@ -213,7 +214,7 @@ def previous_run(cfg: TrainConfig, d: Dist) -> dict | None:
         if not cfg.resume:
             raise FileExistsError(f"{cfg.out} already holds a run (last.pt): pass --resume to continue it, "
                                   f"--force to start over, or another --out")
-        return checkpoint.load(last)
+        return checkpoint.load(last, train_state=True)
     if cfg.resume and d.main:
         print(f"note: nothing to resume in {cfg.out}, starting a new run")
     return None
