@@ -414,6 +414,7 @@ def checkpoint_upgrade(
         fail(os_error_message(e))
     typer.echo(f"wrote {out}")
 
+
 _FORMATS = ("txt", "json", "srt", "vtt")
 
 
