@@ -154,6 +154,8 @@ def export_onnx(checkpoint: Path, out: Path) -> dict:
                           "model")
     n_mels = int(ckpt["model"]["n_mels"])
     meta = metadata(ckpt, checkpoint)
+    # log-prob frames per feature frame, for word timestamps (asr/timestamps.py)
+    meta.update(time_reduction=int(model.encoder.time_reduction), upsample=int(model.upsample))
     try:
         data = graph_bytes(model, n_mels)
     except Exception as e:  # the exporter's own errors: an operator or construct it cannot express

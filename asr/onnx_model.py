@@ -85,6 +85,16 @@ class OnnxCTCModel:
             "lengths": lengths.detach().long().cpu().numpy()})
         return torch.from_numpy(log_probs).to(feats.device), torch.from_numpy(out_lens).to(lengths.device)
 
+    @property
+    def time_reduction(self) -> int:
+        """Feature frames per encoder frame (word timestamps need it)."""
+        return int(self.meta["time_reduction"])
+
+    @property
+    def upsample(self) -> int:
+        """Log-prob frames per encoder frame."""
+        return int(self.meta.get("upsample", 1))
+
     # what code written for nn.Module calls on a loaded model
     def eval(self) -> "OnnxCTCModel":
         return self

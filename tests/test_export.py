@@ -106,6 +106,12 @@ def test_greedy_transcripts_equal_the_checkpoints(exported, shards_dir, broken_r
     beam = [cli("transcribe", "--device", "cpu", "--beam", "4", "--checkpoint", str(c), *clips[:3]).stdout
             for c in (ckpt, onnx_path)]
     assert beam[0] == beam[1] and len(beam[0].splitlines()) == 3  # the beam search decodes it too
+    # word timestamps: the ONNX model knows its frame rate
+    words = [[json.loads(line)["words"] for line in cli("transcribe", "--device", "cpu", "--format", "json",
+                                                         "--checkpoint", str(c), *clips[:3]).stdout.splitlines()]
+             for c in (ckpt, onnx_path)]
+    assert any(words[0]) and [[(w["word"], w["start"], w["end"]) for w in f] for f in words[0]] == [
+        [(w["word"], w["start"], w["end"]) for w in f] for f in words[1]]
 
 
 def test_eval_takes_the_onnx_model(exported, shards_dir, tmp_path):
