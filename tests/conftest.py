@@ -147,3 +147,23 @@ def handful_shards(synth_root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("shards-handful") / LANG
     build(BuildConfig(cv_root=root, lang=LANG, out=out, jobs=1, progress=False))
     return out
+
+
+@pytest.fixture(scope="session")
+def chatty_ckpt(tiny_ctc, tmp_path_factory) -> Path:
+    """`tiny_ctc`'s checkpoint with freshly initialised (seeded) weights.
+
+    The 30-step model says nothing yet (all blanks); an untrained one spells a long arbitrary
+    string for any input, different for every clip.
+    """
+    import torch
+
+    from asr import checkpoint
+    from asr.models import build_model
+
+    ckpt = checkpoint.load(tiny_ctc)
+    torch.manual_seed(0)
+    ckpt["state_dict"] = build_model(ckpt["model"]).state_dict()
+    path = tmp_path_factory.mktemp("chatty") / "chatty.pt"
+    checkpoint.save(path, {k: v for k, v in ckpt.items() if k != "format"})
+    return path

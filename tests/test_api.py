@@ -29,18 +29,6 @@ VTT_TIME = SRT_TIME.replace(",", r"\.")
 
 
 @pytest.fixture(scope="module")
-def chatty_ckpt(tiny_ctc, tmp_path_factory) -> Path:
-    """`tiny_ctc` with freshly initialised (seeded) weights: a long arbitrary string per clip,
-    different for every clip (the 30-step model says nothing yet)."""
-    ckpt = checkpoint.load(tiny_ctc)
-    torch.manual_seed(0)
-    ckpt["state_dict"] = build_model(ckpt["model"]).state_dict()
-    path = tmp_path_factory.mktemp("chatty") / "chatty.pt"
-    checkpoint.save(path, {k: v for k, v in ckpt.items() if k != "format"})
-    return path
-
-
-@pytest.fixture(scope="module")
 def learnt(handful_shards, tmp_path_factory) -> dict:
     """ctc/small overfit on the 6 utterances of `handful_shards` (it spells them right), their
     clips and texts."""

@@ -17,27 +17,10 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from asr import checkpoint
 from asr.evaluate import UTTERANCES_FILE, EvalConfig, evaluate
-from asr.models import build_model
 from asr.transcribe import FileFailure, Transcriber, Transcript, transcribe
 from cli import app
 from conftest import LANG, ROOT
-
-
-@pytest.fixture(scope="module")
-def chatty_ckpt(tiny_ctc, tmp_path_factory) -> Path:
-    """`tiny_ctc`'s checkpoint with freshly initialised (seeded) weights.
-
-    The 30-step model says nothing yet (all blanks); an untrained one spells a long arbitrary
-    string for any input, different for every clip.
-    """
-    ckpt = checkpoint.load(tiny_ctc)
-    torch.manual_seed(0)
-    ckpt["state_dict"] = build_model(ckpt["model"]).state_dict()
-    path = tmp_path_factory.mktemp("chatty") / "chatty.pt"
-    checkpoint.save(path, {k: v for k, v in ckpt.items() if k != "format"})
-    return path
 
 
 def index_rows(shards_dir: Path) -> dict[str, dict]:
