@@ -45,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 import warnings
 from collections import Counter
@@ -58,7 +57,7 @@ from tqdm import tqdm
 
 from asr.data import LoaderConfig, ShardStream
 from asr.decoding import DecodeOptions, Decoder
-from asr.distributed import any_rank, pick_device, run_distributed
+from asr.distributed import any_rank, cpu_threads, pick_device, run_distributed
 from asr.models import checkpoint_cmvn, load_model
 from pipeline.atomic import write_json, write_text
 from pipeline.audio import FeatureConfig
@@ -156,7 +155,7 @@ def _evaluate(cfg: EvalConfig, d) -> dict:
 def _evaluate_held(cfg: EvalConfig, d, held: contextlib.ExitStack) -> dict:
     device = pick_device(cfg.device, d)
     if device.type == "cpu":
-        torch.set_num_threads(cfg.threads or max(1, len(os.sched_getaffinity(0)) // d.local_world))
+        torch.set_num_threads(cfg.threads or cpu_threads(d))
     shards = ShardSet.open(cfg.shards, cfg.shard_url)
     shards.split(cfg.split)  # a clear error for an unknown split
     model, tokenizer, ckpt = load_model(cfg.checkpoint, device)
