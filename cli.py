@@ -502,6 +502,41 @@ def transcribe(
 
 
 @app.command()
+@bounded
+def serve(
+    checkpoint: Path = typer.Option(..., help="Checkpoint made by `asr-cli train` (or `asr-cli export`'s .onnx)."),
+    lm: Optional[Path] = typer.Option(None, help=_LM_HELP + " Adds the beam-lm mode (the default then)."),
+    beam: Optional[int] = typer.Option(None, help="Hypotheses of the beam and beam-lm modes (default: the "
+                                       "model kind's)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 for every interface (reachable "
+                             "from other machines)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    max_mb: float = typer.Option(50.0, help="Uploads larger than this many MB are refused (413)."),
+    max_seconds: float = typer.Option(600.0, help="Audio longer than this many seconds is refused (413)."),
+    workers: int = typer.Option(1, help="Model replicas decoding at once (each one a copy of the model in memory)."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, auto ..."),
+):
+    """A web page (and JSON API) to try a model: upload or record audio, see the words and their times."""
+    import os
+
+    from asr.checkpoint import CheckpointError
+    from asr.serve import ServeConfig, run
+
+    if workers < 1:
+        fail("--workers must be at least 1 (one model replica)", 2)
+    if lm is not None and not lm.is_file():
+        fail(f"language model {lm} not found (build one with `asr-cli lm build`)")
+    cfg = ServeConfig(checkpoint=checkpoint, lm=lm, device=device, beam=beam, max_mb=max_mb,
+                      max_seconds=max_seconds, workers=workers)
+    try:
+        run(cfg, host=host, port=port)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    except OSError as e:  # the port is taken, a host that is not ours
+        fail(f"cannot serve on {host}:{port}: {os.strerror(e.errno) if e.errno else e}")
+
+
+@app.command()
 def export(
     checkpoint: Path = typer.Option(..., help="CTC checkpoint made by `asr-cli train` (e.g. runs/fr-ctc/best.pt)."),
     out: Path = typer.Option(..., help="ONNX file to write (e.g. model.onnx); a readable copy of its metadata "

@@ -123,6 +123,10 @@ BOUNDS: dict[str, Bound] = {
     "n": AT_LEAST_1,
     "utterances": AT_LEAST_1,
     "seconds": POSITIVE,
+    # serve
+    "port": Bound(1, 65535, why="a TCP port"),
+    "max_mb": Bound(0, 100000, lo_open=True, why="upload size limit in MB"),
+    "max_seconds": Bound(0, 86400, lo_open=True, why="audio length limit in seconds"),
 }
 
 
