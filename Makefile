@@ -23,12 +23,13 @@ JOBS    ?= 0
 # Recipes run with a sane locale whatever LANG was set to on the command line.
 CLI := env LANG=C.UTF-8 LC_ALL=C.UTF-8 PYTHONUTF8=1 $(BIN)/asr-cli
 
-.PHONY: setup espeak shards train eval demo test test-all bench clean-demo
+.PHONY: setup espeak chromium shards train eval demo test test-all bench clean-demo
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory espeak
+	-@$(MAKE) --no-print-directory chromium
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
@@ -41,6 +42,15 @@ espeak:
 	if command -v apt-get >/dev/null; then $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq espeak-ng >/dev/null; \
 	elif command -v brew >/dev/null; then brew install espeak-ng; \
 	else echo "install espeak-ng with your package manager" >&2; exit 1; fi
+
+# Chromium runs the browser tests of `asr-cli serve` (they skip without it, so setup goes on
+# when it cannot be installed).
+chromium:
+	@command -v chromium >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	else echo "chromium is missing and cannot be installed without root: the browser tests will skip" >&2; exit 1; fi; \
+	if command -v apt-get >/dev/null; then $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	else echo "install chromium with your package manager for the browser tests" >&2; exit 1; fi
 
 # A Common Voice release extracted under $(CV_ROOT)/$(CV_LANG)/ (clips/ and the TSVs).
 shards: $(STAMP)
