@@ -116,11 +116,16 @@ def load_audio(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig()) ->
     return wave, rate, channels
 
 
-def resample(wave: np.ndarray, rate: int, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
-    """float32 [n] at `rate` -> float32 [n'] at cfg.sample_rate (soxr, cfg.resample_quality)."""
-    if rate == cfg.sample_rate:
+def resample(wave: np.ndarray, rate: int, cfg: FeatureConfig = FeatureConfig(), speed: float = 1.0) -> np.ndarray:
+    """float32 [n] at `rate` -> float32 [n'] at cfg.sample_rate (soxr, cfg.resample_quality).
+
+    `speed` != 1 is speed perturbation as Kaldi's and ESPnet's (sox `speed`): the samples are
+    read as if recorded at rate * speed, so tempo and pitch change together and the result
+    lasts 1 / speed as long; folded into the one soxr ratio, it costs no extra pass."""
+    source = rate * speed
+    if source == cfg.sample_rate:
         return np.ascontiguousarray(wave, dtype=np.float32)
-    return soxr.resample(wave, rate, cfg.sample_rate, quality=cfg.resample_quality).astype(np.float32, copy=False)
+    return soxr.resample(wave, source, cfg.sample_rate, quality=cfg.resample_quality).astype(np.float32, copy=False)
 
 
 @functools.lru_cache(maxsize=4)
@@ -155,6 +160,24 @@ def compute_features(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig
     """
     wave, rate, channels = load_audio(path, cfg)
     return _features(wave, rate, channels, cfg)
+
+
+def speed_features(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig(),
+                   speeds: tuple[float, ...] = ()) -> tuple[np.ndarray, dict, list[tuple[np.ndarray, dict]]]:
+    """`compute_features` of a file, plus the features of its speed-perturbed copies (one per
+    factor of `speeds`, from the same decoded samples: the file is decoded once).
+
+    Whether the clip is usable (AudioError) is decided on the original only: a copy is made
+    for every clip kept, never rejected on its own. A copy's info holds its own duration."""
+    data, rate = decode(path)
+    channels = data.shape[1]
+    mono = data.mean(axis=1) if channels > 1 else data[:, 0]
+    feats, info = _features(resample(mono, rate, cfg), rate, channels, cfg)
+    copies = []
+    for speed in speeds:
+        wave = resample(mono, rate, cfg, speed)
+        copies.append((log_mel(wave, cfg), dict(info, duration=len(wave) / cfg.sample_rate, speed=speed)))
+    return feats, info, copies
 
 
 def waveform_features(wave: np.ndarray, rate: int, cfg: FeatureConfig = FeatureConfig()) -> tuple[np.ndarray, dict]:
