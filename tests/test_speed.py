@@ -242,3 +242,26 @@ def test_parse_speeds_sorts_and_accepts_nothing():
     assert parse_speeds("1.1, 0.9") == (0.9, 1.1)
     assert parse_speeds(None) == parse_speeds("") == ()
     assert parse_speeds("0.95") == (0.95,)
+
+
+def test_log_mel_is_torchaudios_melspectrogram(broken_root):
+    """The builder's faster log-Mel (power as re^2 + im^2, torch's float16 conversion) gives
+    torchaudio.transforms.MelSpectrogram's values: float16 units apart at most one in 5,000."""
+    import torch
+    import torchaudio
+
+    from pipeline.audio import load_audio
+
+    cfg = FeatureConfig()
+    mel = torchaudio.transforms.MelSpectrogram(16000, n_fft=512, win_length=400, hop_length=160, n_mels=80,
+                                               f_max=8000.0, power=2.0, center=True, mel_scale="htk")
+    paths = sorted((broken_root / LANG / "clips").glob("common_voice_fr_[0-9]*.mp3"))[:5]
+    assert len(paths) == 5
+    for path in paths:
+        wave = load_audio(path, cfg)[0]
+        ref = torch.log(mel(torch.from_numpy(wave)) + 1e-6).T.numpy().astype(np.float16)
+        ours = log_mel(wave, cfg)
+        assert ours.shape == ref.shape and ours.dtype == np.float16
+        ulp = np.abs(np.spacing(ref.astype(np.float32).astype(np.float16)).astype(np.float32))
+        assert (np.abs(ours.astype(np.float32) - ref.astype(np.float32)) <= ulp).all()
+        assert (ours != ref).mean() < 2e-4
