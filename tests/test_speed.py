@@ -265,3 +265,33 @@ def test_log_mel_is_torchaudios_melspectrogram(broken_root):
         ulp = np.abs(np.spacing(ref.astype(np.float32).astype(np.float16)).astype(np.float32))
         assert (np.abs(ours.astype(np.float32) - ref.astype(np.float32)) <= ulp).all()
         assert (ours != ref).mean() < 2e-4
+
+
+def test_the_demo_report_says_train_counts_speed_copies():
+    from asr.demo import format_report
+
+    counts = {"train": 30, "dev": 10, "test": 10}
+    report = {
+        "model": "ctc", "stages": {}, "eval": {}, "transcripts": [], "checkpoint": "x.pt", "tensorboard": "tb",
+        "corpus": {"path": "c", "clips": counts, "hours": {k: 0.01 for k in counts},
+                   "speakers": counts, "reused": True, "seconds": 0},
+        "shards": {"path": "s", "utterances": {"train": 90, "dev": 10, "test": 10}, "speed_copies": 60,
+                   "hours": {"train": 0.03, "dev": 0.01, "test": 0.01}, "rejects": {}, "realtime_factor": None},
+        "train": {"curve": {"train_loss": [], "dev": [], "audio_seconds_per_second": None}, "step": 1,
+                  "seconds": 1, "stopped_by": "steps"},
+    }
+    line = next(x for x in format_report(report).splitlines() if x.startswith("shards"))
+    assert line == ("shards     s: train 90 utt / 0.03 h, dev 10 utt / 0.01 h, test 10 utt / 0.01 h "
+                    "(train counts 60 speed-perturbed copies) (reused)")
+    report["shards"]["speed_copies"] = 0
+    assert "speed" not in format_report(report)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_make_shards_passes_speed():
+    def recipe(*args):
+        out = subprocess.run(["make", "-n", "shards", "LANG=fr", *args], cwd=ROOT, capture_output=True, text=True)
+        return out.stdout.strip().splitlines()[-1]
+    assert recipe("SPEED=0.9,1.1").endswith("asr-cli shards --cv-root data/cv --lang fr --out shards/fr --jobs 0 "
+                                            "--speed 0.9,1.1")
+    assert "--speed" not in recipe()
