@@ -20,6 +20,7 @@ SHARDS  ?= shards/$(CV_LANG)
 MODEL   ?= ctc
 RUN     ?= runs/$(CV_LANG)-$(MODEL)
 JOBS    ?= 0
+SPEED   ?=
 # Recipes run with a sane locale whatever LANG was set to on the command line.
 CLI := env LANG=C.UTF-8 LC_ALL=C.UTF-8 PYTHONUTF8=1 $(BIN)/asr-cli
 
@@ -54,7 +55,7 @@ chromium:
 
 # A Common Voice release extracted under $(CV_ROOT)/$(CV_LANG)/ (clips/ and the TSVs).
 shards: $(STAMP)
-	$(CLI) shards --cv-root $(CV_ROOT) --lang $(CV_LANG) --out $(SHARDS) --jobs $(JOBS)
+	$(CLI) shards --cv-root $(CV_ROOT) --lang $(CV_LANG) --out $(SHARDS) --jobs $(JOBS) $(if $(SPEED),--speed $(SPEED))
 
 train: $(STAMP)
 	$(CLI) train --shards $(SHARDS) --model $(MODEL) --out $(RUN)

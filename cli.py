@@ -84,22 +84,28 @@ def shards(
     max_duration: float = typer.Option(20.0, help="Clips longer than this (seconds) are rejected."),
     train_set: str = typer.Option("train", help="'train' (train.tsv) or 'validated' (validated minus dev and test)."),
     force: bool = typer.Option(False, "--force", help="Rebuild everything instead of resuming."),
+    speed: Optional[str] = typer.Option(None, help="Speed perturbation: comma-separated factors, e.g. 0.9,1.1 (each in 0.5-2.0): resampled copies of the train split, ids <id>_sp0p9."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Build shards/<lang>/ from a Common Voice release; a rerun resumes where it stopped."""
     if ctx.invoked_subcommand is not None:
         return
     from pipeline.cv import ReleaseError
-    from pipeline.build import BuildConfig, build, format_summary
+    from pipeline.build import BuildConfig, build, format_summary, parse_speeds
     from pipeline.lock import LockedError
 
     if shard_size < 1:
         fail("--shard-size must be at least 1")
     if not 0 <= min_duration < max_duration:
         fail("need 0 <= --min-duration < --max-duration")
+    try:
+        speeds = parse_speeds(speed)
+    except ValueError as e:
+        fail(str(e))
     cfg = BuildConfig(cv_root=cv_root, lang=lang, out=out or Path("shards") / lang, jobs=jobs,
                       shard_size=shard_size, seed=seed, min_duration=min_duration,
-                      max_duration=max_duration, train_set=train_set, force=force, progress=progress)
+                      max_duration=max_duration, train_set=train_set, force=force, progress=progress,
+                      speeds=speeds)
     try:
         summary = build(cfg)
     except (ReleaseError, LockedError) as e:

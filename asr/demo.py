@@ -117,6 +117,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "path": str(cfg.shards), "built": run["shards_built"], "reused": run["shards_reused"],
         "hours": {s: v["hours"] for s, v in built["splits"].items()},
         "utterances": {s: v["utterances"] for s, v in built["splits"].items()},
+        "speed_copies": built["splits"]["train"].get("speed_copies", {}).get("utterances", 0),  # in train's count
         "rejects": built["rejects"], "jobs": run["jobs"],
         "audio_hours_processed": run["audio_hours_processed"], "extract_seconds": run["extract_seconds"],
         "realtime_factor": run["realtime_factor"] or None,  # None: every shard was reused
@@ -235,6 +236,8 @@ def format_report(r: dict) -> str:
                  + (" (reused)" if c["reused"] else f", made in {c['seconds']:.0f}s"))
     shard_line = f"shards     {s['path']}: " + ", ".join(f"{k} {s['utterances'][k]} utt / {v:.2f} h"
                                                         for k, v in s["hours"].items())
+    if s.get("speed_copies"):
+        shard_line += f" (train counts {s['speed_copies']} speed-perturbed copies)"
     if s["realtime_factor"]:
         shard_line += (f"; {s['audio_hours_processed']:.2f} h in {s['extract_seconds']:.1f}s = "
                        f"{s['realtime_factor']:.0f}x real time with {s['jobs']} jobs "

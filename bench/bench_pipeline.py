@@ -9,6 +9,16 @@ Rows (audio seconds processed per wall-clock second, per core):
   feature function       pipeline.audio.compute_features (decode, downmix, soxr, torchaudio mel)
   pipeline, N jobs       the whole `asr-cli shards` build: TSVs, normaliser, features, tar
                          writing with sha256, index.parquet and dataset.json
+  lhotse                 lhotse's CutSet.compute_and_store_features (kaldi-compatible Fbank,
+                         80 bins, lilcom storage, 1 job) on the same clips resampled to 16 kHz;
+                         lhotse decodes the MP3s itself through its soundfile backend
+                         (LibsndfileBackend: no ffmpeg / torchcodec needed). Manifests are made
+                         before the clock starts. Skipped with a message without lhotse
+                         (pip install '.[bench]').
+  pipeline, 1 job, --speed 0.9,1.1   the build with speed copies; audio counts the copies'
+
+The single-job build and lhotse are timed interleaved, best of --repeats, so that both see
+the same machine load.
 
 The clips come from the synthetic corpus (generated once under bench/out/, 48 kHz mono
 clips only) unless --cv-root points at a real release's language folder parent.
@@ -100,16 +110,46 @@ def bench_features(paths) -> float:
     return audio / (time.perf_counter() - t)
 
 
-def bench_pipeline(cv_root: Path, lang: str, out: Path, jobs: int) -> tuple[float, dict]:
+def bench_pipeline(cv_root: Path, lang: str, out: Path, jobs: int, speeds: tuple[float, ...] = ()) -> tuple[float, dict]:
     from pipeline.build import BuildConfig, build
 
     cfg = BuildConfig(cv_root=cv_root, lang=lang, out=out, jobs=jobs, force=True, progress=False,
-                      shard_size=500)
-    t = time.perf_counter()
+                      shard_size=500, speeds=speeds)
+    t, cpu = time.perf_counter(), time.process_time()
     summary = build(cfg)
-    wall = time.perf_counter() - t
-    hours = sum(s["hours"] for s in summary["splits"].values())
+    wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+    hours = sum(s["hours"] for s in summary["splits"].values())  # speed copies included
+    summary["bench_cpu_rate"] = hours * 3600 / cpu  # audio s per CPU s of this process (jobs=1 only)
     return hours * 3600 / wall, summary
+
+
+def lhotse_cuts(paths):
+    """lhotse cuts of the clips, resampled to 16 kHz, decoded by lhotse's soundfile backend;
+    None (and a message) without lhotse."""
+    try:
+        import lhotse
+        from lhotse.audio.backend import LibsndfileBackend, set_current_audio_backend
+    except ImportError:
+        print("lhotse row skipped: lhotse is not installed (pip install '.[bench]')")
+        return None
+    set_current_audio_backend(LibsndfileBackend())
+    recordings = lhotse.RecordingSet.from_recordings(lhotse.Recording.from_file(str(p)) for p in paths)
+    return lhotse.CutSet.from_manifests(recordings=recordings).resample(16000)
+
+
+def bench_lhotse(cuts, out: Path) -> tuple[float, float]:
+    """lhotse's compute_and_store_features: kaldi Fbank (80 bins), lilcom chunky storage, 1 job."""
+    import torch
+    from lhotse import Fbank, FbankConfig, LilcomChunkyWriter
+
+    torch.set_num_threads(1)
+    shutil.rmtree(out, ignore_errors=True)
+    t, cpu = time.perf_counter(), time.process_time()
+    done = cuts.compute_and_store_features(extractor=Fbank(FbankConfig(num_mel_bins=80)), storage_path=str(out),
+                                           num_jobs=1, storage_type=LilcomChunkyWriter)
+    wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+    audio = sum(c.duration for c in done)
+    return audio / wall, audio / cpu  # audio s per wall s, per CPU s
 
 
 def main() -> None:
@@ -120,6 +160,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="job counts to time the full pipeline with")
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "out")
     ap.add_argument("--sample", type=int, default=150, help="clips used for the single-process rows")
+    ap.add_argument("--repeats", type=int, default=2, help="interleaved runs of the 1-job build and lhotse (best kept)")
+    ap.add_argument("--speed", default="0.9,1.1", help="speed factors of the build-with-copies row ('' skips it)")
     args = ap.parse_args()
 
     cv_root = args.cv_root or _bench_corpus(args.work, args.clips)
@@ -134,16 +176,35 @@ def main() -> None:
     rows.append(("decode only (soundfile)", bench_decode(sample), 1))
     rows.append(("naive: librosa.load + melspectrogram", bench_naive(sample), 1))
     rows.append(("feature function (decode+soxr+mel)", bench_features(sample), 1))
-    results = {}
+    from pipeline.build import parse_speeds
+
+    cuts = lhotse_cuts(paths)
+    results, best_1, best_lh, cpu_1, cpu_lh = {}, 0.0, 0.0, 0.0, 0.0
+    for _ in range(args.repeats):  # the 1-job build and lhotse interleaved, on the same load
+        rate, summary = bench_pipeline(cv_root, args.lang, args.work / "shards-j1", 1)
+        best_1, cpu_1 = max(best_1, rate), max(cpu_1, summary["bench_cpu_rate"])
+        if cuts is not None:
+            rate, cpu = bench_lhotse(cuts, args.work / "lhotse-feats")
+            best_lh, cpu_lh = max(best_lh, rate), max(cpu_lh, cpu)
     for jobs in args.jobs:
-        rate, summary = bench_pipeline(cv_root, args.lang, args.work / f"shards-j{jobs}", jobs)
+        rate = best_1 if jobs == 1 else bench_pipeline(cv_root, args.lang, args.work / f"shards-j{jobs}", jobs)[0]
         results[jobs] = rate
         rows.append((f"full pipeline, {jobs} job{'s' if jobs > 1 else ''}", rate, jobs))
+    if cuts is not None:
+        rows.append(("lhotse compute_and_store_features, 1 job", best_lh, 1))
+    speeds = parse_speeds(args.speed)
+    if speeds:
+        rate, _ = bench_pipeline(cv_root, args.lang, args.work / "shards-speed", 1, speeds)
+        rows.append((f"full pipeline, 1 job, --speed {args.speed}", rate, 1))
 
     naive = rows[1][1]
     print(f"\n{'path':<40} {'audio s / wall s':>17} {'per core':>10} {'vs naive':>9}")
     for name, rate, cores in rows:
         print(f"{name:<40} {rate:>16.0f}x {rate / cores:>9.0f}x {rate / cores / naive:>8.1f}x")
+    if cuts is not None:
+        print(f"\n1-job build vs lhotse (all {len(paths)} clips, best of {args.repeats} interleaved): "
+              f"{best_1 / best_lh:.2f}x by wall time ({best_1:.0f}x vs {best_lh:.0f}x real time), "
+              f"{cpu_1 / cpu_lh:.2f}x by CPU time ({cpu_1:.0f}x vs {cpu_lh:.0f}x real time per CPU second)")
     if len(results) > 1:
         lo, hi = min(results), max(results)
         print(f"\nspeed-up from {lo} to {hi} jobs: {results[hi] / results[lo]:.2f}x "

@@ -8,6 +8,7 @@ so training and inference cannot drift apart. The `FeatureConfig` is written int
     file (any rate, mono or stereo) --soundfile--> float32 [n, C] at its own rate
         --mean over channels--> [n] --soxr HQ--> [n'] at 16 kHz
         --torchaudio MelSpectrogram (25 ms / 10 ms, 80 bins, power)--> log(mel + 1e-6)
+          (computed as torchaudio does, see `log_mel`)
         --> float16 [T, 80], T = 1 + n' // 160
 """
 
@@ -116,34 +117,43 @@ def load_audio(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig()) ->
     return wave, rate, channels
 
 
-def resample(wave: np.ndarray, rate: int, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
-    """float32 [n] at `rate` -> float32 [n'] at cfg.sample_rate (soxr, cfg.resample_quality)."""
-    if rate == cfg.sample_rate:
+def resample(wave: np.ndarray, rate: int, cfg: FeatureConfig = FeatureConfig(), speed: float = 1.0) -> np.ndarray:
+    """float32 [n] at `rate` -> float32 [n'] at cfg.sample_rate (soxr, cfg.resample_quality).
+
+    `speed` != 1 is speed perturbation as Kaldi's and ESPnet's (sox `speed`): the samples are
+    read as if recorded at rate * speed, so tempo and pitch change together and the result
+    lasts 1 / speed as long; folded into the one soxr ratio, it costs no extra pass."""
+    source = rate * speed
+    if source == cfg.sample_rate:
         return np.ascontiguousarray(wave, dtype=np.float32)
-    return soxr.resample(wave, rate, cfg.sample_rate, quality=cfg.resample_quality).astype(np.float32, copy=False)
+    return soxr.resample(wave, source, cfg.sample_rate, quality=cfg.resample_quality).astype(np.float32, copy=False)
 
 
 @functools.lru_cache(maxsize=4)
-def _mel_transform(cfg: FeatureConfig) -> torchaudio.transforms.MelSpectrogram:
-    return torchaudio.transforms.MelSpectrogram(
-        sample_rate=cfg.sample_rate,
-        n_fft=cfg.n_fft,
-        win_length=cfg.win_length,
-        hop_length=cfg.hop_length,
-        f_min=cfg.f_min,
-        f_max=cfg.f_max,
-        n_mels=cfg.n_mels,
-        power=2.0,
-        center=True,
-        mel_scale="htk",
-    )
+def _mel_weights(cfg: FeatureConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Hann window [win_length], mel filters [n_mels, n_fft // 2 + 1]): those of
+    torchaudio.transforms.MelSpectrogram(..., power=2, center=True, mel_scale="htk")."""
+    fb = torchaudio.functional.melscale_fbanks(cfg.n_fft // 2 + 1, cfg.f_min, cfg.f_max, cfg.n_mels,
+                                               cfg.sample_rate, norm=None, mel_scale="htk")
+    return torch.hann_window(cfg.win_length), fb.T.contiguous()
 
 
 def log_mel(wave: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
-    """float32 [n] at cfg.sample_rate -> float16 [T, n_mels] log-Mel, T = cfg.num_frames(n)."""
+    """float32 [n] at cfg.sample_rate -> float16 [T, n_mels] log-Mel, T = cfg.num_frames(n).
+
+    torchaudio's MelSpectrogram (25 ms Hann window in a 512-point FFT, centred with reflect
+    padding, power spectrum, HTK mel filters), computed without its `abs()` of the complex
+    spectrum: the power is re^2 + im^2, which halves the CPU time of this step (the values
+    agree to float32 rounding: 1 float16 value in 20,000 differs by one unit in the last place)."""
+    window, fb = _mel_weights(cfg)
     with torch.inference_mode():
-        mel = _mel_transform(cfg)(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)))
-        feats = torch.log(mel + cfg.log_offset).T  # [T, n_mels]
+        spec = torch.stft(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg.n_fft, cfg.hop_length,
+                          cfg.win_length, window, center=True, pad_mode="reflect", return_complex=True)
+        ri = torch.view_as_real(spec)  # [freq, T, 2]
+        mel = fb @ (ri[..., 0].square() + ri[..., 1].square())  # [n_mels, T]
+        feats = torch.log(mel.add_(cfg.log_offset)).T  # [T, n_mels]
+        if cfg.dtype == "float16":  # torch's conversion: the same rounding as numpy's, faster
+            return feats.to(torch.float16).contiguous().numpy()
     return feats.numpy().astype(cfg.dtype)
 
 
@@ -155,6 +165,24 @@ def compute_features(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig
     """
     wave, rate, channels = load_audio(path, cfg)
     return _features(wave, rate, channels, cfg)
+
+
+def speed_features(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig(),
+                   speeds: tuple[float, ...] = ()) -> tuple[np.ndarray, dict, list[tuple[np.ndarray, dict]]]:
+    """`compute_features` of a file, plus the features of its speed-perturbed copies (one per
+    factor of `speeds`, from the same decoded samples: the file is decoded once).
+
+    Whether the clip is usable (AudioError) is decided on the original only: a copy is made
+    for every clip kept, never rejected on its own. A copy's info holds its own duration."""
+    data, rate = decode(path)
+    channels = data.shape[1]
+    mono = data.mean(axis=1) if channels > 1 else data[:, 0]
+    feats, info = _features(resample(mono, rate, cfg), rate, channels, cfg)
+    copies = []
+    for speed in speeds:
+        wave = resample(mono, rate, cfg, speed)
+        copies.append((log_mel(wave, cfg), dict(info, duration=len(wave) / cfg.sample_rate, speed=speed)))
+    return feats, info, copies
 
 
 def waveform_features(wave: np.ndarray, rate: int, cfg: FeatureConfig = FeatureConfig()) -> tuple[np.ndarray, dict]:

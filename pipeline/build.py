@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import multiprocessing as mp
 import os
 import shutil
@@ -42,11 +43,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import atomic
-from pipeline.audio import AudioError, FeatureConfig, compute_features
+from pipeline.audio import AudioError, FeatureConfig, speed_features
 from pipeline.cv import SPLITS, Clip, Release, ReleaseError, open_release, shuffled
 from pipeline.lock import lock_folder
-from pipeline.shardformat import (DATASET, FORMAT_VERSION, INDEX, PARTS, REJECT_COLUMNS, REJECTS, TAR,
-                                  json_text, parts_path, shard_name, shard_path, write_tables, write_tar)
+from pipeline.shardformat import (DATASET, FORMAT_VERSION, INDEX, PARTS, REJECT_COLUMNS, REJECTS, SPEED_RANGE, TAR,
+                                  json_text, parts_path, row_value, shard_name, shard_path, speed_id,
+                                  write_tables, write_tar)
 from pipeline.text import get_normalizer
 
 
@@ -65,9 +67,35 @@ class BuildConfig:
     force: bool = False
     progress: bool = True
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    speeds: tuple[float, ...] = ()  # speed-perturbed copies of the train split (parse_speeds)
 
     def num_jobs(self) -> int:
         return self.jobs if self.jobs > 0 else len(os.sched_getaffinity(0))
+
+
+def parse_speeds(text: str | None) -> tuple[float, ...]:
+    """`"0.9,1.1"` -> (0.9, 1.1): the factors of --speed, sorted. ValueError, in one line, for a
+    factor that is not a finite number in SPEED_RANGE, for 1.0 (the originals are always
+    there) and for a factor given twice."""
+    if text is None or not text.strip():
+        return ()
+    lo, hi = SPEED_RANGE
+    factors = []
+    for item in text.split(","):
+        try:
+            f = float(item.strip())
+        except ValueError:
+            raise ValueError(f"--speed: {item.strip()!r} is not a number; give factors like 0.9,1.1") from None
+        if not math.isfinite(f) or not lo <= f <= hi:
+            raise ValueError(f"--speed: {item.strip()} is out of range; factors must lie in [{lo:g}, {hi:g}]")
+        if f == 1.0:
+            raise ValueError("--speed: 1.0 is the original audio, always kept; give only the perturbed factors")
+        if round(f, 4) != f:
+            raise ValueError(f"--speed: {item.strip()} has more than 4 decimals")
+        if f in factors:
+            raise ValueError(f"--speed: {f:g} is given twice")
+        factors.append(f)
+    return tuple(sorted(factors))
 
 
 @dataclass
@@ -76,14 +104,15 @@ class ShardPlan:
     number: int
     clips: list[Clip]
     fingerprint: str
+    speed: float = 1.0  # != 1: the speed-perturbed copy of the train shard `number`
 
     @property
     def name(self) -> str:
-        return shard_name(self.split, self.number)
+        return shard_name(self.split, self.number, self.speed)
 
     @property
     def tar_path(self) -> str:  # relative to the output folder
-        return shard_path(self.split, self.number)
+        return shard_path(self.split, self.number, self.speed)
 
 
 # --------------------------------------------------------------------------------------
@@ -106,7 +135,23 @@ def plan_shards(release: Release, cfg: BuildConfig, normalizer_version: str) -> 
             key = dict(base, split=split, clips=[(c.id, c.path.name, c.sentence) for c in chunk])
             fp = hashlib.sha256(json.dumps(key, ensure_ascii=False).encode()).hexdigest()
             plans.append(ShardPlan(split, number, chunk, fp))
+            for speed in cfg.speeds if split == "train" else ():  # its copies right after it
+                key = dict(key, speed=speed)
+                fp = hashlib.sha256(json.dumps(key, ensure_ascii=False).encode()).hexdigest()
+                plans.append(ShardPlan(split, number, chunk, fp, speed))
     return plans
+
+
+def _groups(plans: list[ShardPlan]) -> list[list[ShardPlan]]:
+    """A shard with its speed copies: they come from the same decoded clips, so they are
+    built (and rebuilt after a kill) together."""
+    groups: list[list[ShardPlan]] = []
+    for plan in plans:
+        if plan.speed == 1.0:
+            groups.append([plan])
+        else:
+            groups[-1].append(plan)
+    return groups
 
 
 def _is_done(out: Path, plan: ShardPlan) -> bool:
@@ -142,19 +187,22 @@ def _init_worker(features: FeatureConfig, log_path: str | None) -> None:
 
 
 def _extract(task: tuple) -> tuple:
-    """(path, want_stats) -> ("ok", feats, info, sum, sumsq) | ("reject", reason, detail)."""
-    path, want_stats = task
+    """(path, want_stats, speeds) -> ("ok", feats, info, sum, sumsq, copies) | ("reject", reason, detail).
+
+    copies: [(feats, info)] of the speed factors, from the same decoded audio; the CMVN sums
+    are those of the original only."""
+    path, want_stats, speeds = task
     cfg: FeatureConfig = _WORKER["features"]
     try:
-        feats, info = compute_features(path, cfg)
+        feats, info, copies = speed_features(path, cfg, speeds)
     except AudioError as e:
         return ("reject", e.reason, e.detail)
     except Exception as e:  # a bug or an exotic file must not stop a long build
         return ("reject", "internal_error", f"{type(e).__name__}: {e} | {traceback.format_exc(limit=3)}")
     if want_stats:
         f64 = feats.astype(np.float64)
-        return ("ok", feats, info, f64.sum(axis=0), np.square(f64).sum(axis=0))
-    return ("ok", feats, info, None, None)
+        return ("ok", feats, info, f64.sum(axis=0), np.square(f64).sum(axis=0), copies)
+    return ("ok", feats, info, None, None, copies)
 
 
 # --------------------------------------------------------------------------------------
@@ -177,17 +225,21 @@ class _ShardAccumulator:
         self.rejects.append({"id": clip.id, "split": clip.split, "reason": reason, "detail": detail})
 
     def add(self, clip: Clip, text: str, feats: np.ndarray, info: dict, s, ss) -> None:
+        speed = self.plan.speed
         row = {
-            "id": clip.id, "split": clip.split, "shard": self.plan.tar_path,
+            "id": speed_id(clip.id, speed), "split": clip.split, "shard": self.plan.tar_path,
             "frames": int(feats.shape[0]), "duration": round(info["duration"], 4),
             "text": text, "sentence": clip.sentence,
             "client_id": clip.meta.get("client_id", ""), "gender": clip.meta.get("gender", ""),
             "age": clip.meta.get("age", ""), "accent": clip.meta.get("accent", ""),
             "sample_rate": int(info["sample_rate"]), "channels": int(info["channels"]),
             "path": clip.path.name,  # the audio file, relative to <cv-root>/<lang>/clips
+            "speed": speed,
         }
         self.rows.append(row)
-        self.samples.append((clip.id, feats, {k: v for k, v in row.items() if k not in ("shard", "path")}))
+        # an original's sample JSON is what it was before speed copies existed (same tar bytes)
+        hidden = ("shard", "path") if speed != 1.0 else ("shard", "path", "speed")
+        self.samples.append((row["id"], feats, {k: v for k, v in row.items() if k not in hidden}))
         self.frames += row["frames"]
         if s is not None:
             self.sum = s if self.sum.size == 0 else self.sum + s
@@ -196,6 +248,7 @@ class _ShardAccumulator:
     def finish(self, out: Path) -> dict:
         meta = {
             "fingerprint": self.plan.fingerprint, "split": self.plan.split, "name": self.plan.name,
+            "speed": self.plan.speed,
             "shard": self.plan.tar_path if self.samples else None,
             "utterances": len(self.samples), "frames": self.frames,
             "rows": self.rows, "rejects": self.rejects,
@@ -237,7 +290,8 @@ def _build(release: Release, normalizer, cfg: BuildConfig, t0: float) -> dict:
         stale.unlink()
 
     plans = plan_shards(release, cfg, normalizer.version)
-    todo = [p for p in plans if not _is_done(out, p)]
+    # a shard and its speed copies are (re)built together: a kill between them redoes the group
+    todo = [p for g in _groups(plans) if not all(_is_done(out, p) for p in g) for p in g]
     done_clips = sum(len(p.clips) for p in plans) - sum(len(p.clips) for p in todo)
     stats = _run(todo, out, cfg, normalizer, total=sum(len(p.clips) for p in plans), initial=done_clips)
     summary = assemble(out, plans, release, cfg, normalizer)
@@ -255,19 +309,22 @@ def _run(todo: list[ShardPlan], out: Path, cfg: BuildConfig, normalizer, total: 
     """Extract features for every planned clip of `todo` and write their shards."""
     from tqdm import tqdm
 
-    queue: list[tuple[_ShardAccumulator, Clip, str]] = []  # in submission order
+    # (accumulators of the shard and of its speed copies, clip, text), in submission order
+    queue: list[tuple[list[_ShardAccumulator], Clip, str]] = []
     accumulators = []
-    for plan in todo:
-        acc = _ShardAccumulator(plan, 0)
-        for clip in plan.clips:
+    for group in _groups(todo):
+        accs = [_ShardAccumulator(plan, 0) for plan in group]
+        for clip in group[0].clips:
             text, reason = normalizer.analyse(clip.sentence)
-            if reason:
-                acc.reject(clip, reason.split(":")[0], _text_detail(reason, clip.sentence))
+            if reason:  # rejected once, by the original: its copies are simply not made
+                accs[0].reject(clip, reason.split(":")[0], _text_detail(reason, clip.sentence))
             else:
-                queue.append((acc, clip, text))
-                acc.pending += 1
-        accumulators.append(acc)
-    tasks = [(str(clip.path), clip.split == "train") for _, clip, _ in queue]
+                queue.append((accs, clip, text))
+                for acc in accs:
+                    acc.pending += 1
+        accumulators += accs
+    tasks = [(str(clip.path), clip.split == "train", tuple(a.plan.speed for a in accs[1:]))
+             for accs, clip, _ in queue]
 
     jobs = cfg.num_jobs()
     bar = tqdm(total=total, initial=initial, unit="clip", disable=not cfg.progress, dynamic_ncols=True,
@@ -295,18 +352,21 @@ def _run(todo: list[ShardPlan], out: Path, cfg: BuildConfig, normalizer, total: 
         results = pool.imap(_extract, tasks, chunksize=4)
     try:
         flush_ready()
-        for (acc, clip, text), res in zip(queue, results):
+        for (accs, clip, text), res in zip(queue, results):
             if res[0] == "ok":
-                _, feats, info, s, ss = res
+                _, feats, info, s, ss, copies = res
                 problem = _duration_problem(info["duration"], text, cfg)
-                if problem:
-                    acc.reject(clip, *problem)
+                if problem:  # the original's duration decides for its copies too
+                    accs[0].reject(clip, *problem)
                 else:
-                    acc.add(clip, text, feats, info, s, ss)
-                audio_s += info["duration"]
+                    accs[0].add(clip, text, feats, info, s, ss)
+                    for acc, (copy_feats, copy_info) in zip(accs[1:], copies):
+                        acc.add(clip, text, copy_feats, copy_info, None, None)
+                audio_s += info["duration"] + sum(c[1]["duration"] for c in copies)
             else:
-                acc.reject(clip, res[1], res[2])
-            acc.pending -= 1
+                accs[0].reject(clip, res[1], res[2])
+            for acc in accs:
+                acc.pending -= 1
             bar.update(1)
             elapsed = max(time.time() - started, 1e-9)
             bar.set_postfix_str(f"{audio_s / 3600 / elapsed:.3f} audio-h/s, {audio_s / elapsed:.0f}x real time",
@@ -364,16 +424,19 @@ def assemble(out: Path, plans: list[ShardPlan], release: Release, cfg: BuildConf
             meta.unlink()
 
     vocab = sorted({ch for r in rows if r["split"] == "train" for ch in r["text"]})
+    originals = [m for m in metas if m.get("speed", 1.0) == 1.0]
     dataset = {
         "format_version": FORMAT_VERSION,
         "lang": cfg.lang,
         "features": cfg.features.to_dict(),
         "normalizer": normalizer.describe(),
         "vocab": vocab,
-        "cmvn": _cmvn([m["cmvn"] for m in metas if m["split"] == "train"]),
+        "cmvn": _cmvn([m["cmvn"] for m in originals if m["split"] == "train"]),  # never the copies'
+        "speed_factors": list(cfg.speeds),  # the train split's speed-perturbed copies (index column `speed`)
         "build": {"cv_root": str(cfg.cv_root), "shard_size": cfg.shard_size, "seed": cfg.seed,
                   "min_duration": cfg.min_duration, "max_duration": cfg.max_duration,
-                  "max_chars_per_second": cfg.max_chars_per_second, "train_set": cfg.train_set},
+                  "max_chars_per_second": cfg.max_chars_per_second, "train_set": cfg.train_set,
+                  "speed": list(cfg.speeds)},
         "splits": {},
         "rejects": dict(sorted(Counter(r["reason"] for r in rejects).items())),
     }
@@ -381,9 +444,12 @@ def assemble(out: Path, plans: list[ShardPlan], release: Release, cfg: BuildConf
     for split in SPLITS:
         split_rows = [r for r in rows if r["split"] == split]
         unseen = Counter(ch for r in split_rows for ch in r["text"] if ch not in vocab_set)
+        copy_rows = [r for r in split_rows if row_value(r, "speed") != 1.0]
         dataset["splits"][split] = {
-            "utterances": len(split_rows),
+            "utterances": len(split_rows),  # speed copies included: what training streams
             "hours": round(sum(r["duration"] for r in split_rows) / 3600, 4),
+            "speed_copies": {"utterances": len(copy_rows),
+                             "hours": round(sum(r["duration"] for r in copy_rows) / 3600, 4)},
             "frames": sum(r["frames"] for r in split_rows),
             "speakers": len({r["client_id"] for r in split_rows}),
             "rejected": sum(1 for r in rejects if r["split"] == split),
@@ -416,6 +482,12 @@ def format_summary(summary: dict) -> str:
     for split, s in summary["splits"].items():
         lines.append(f"{split:<6} {s['utterances']:>8} {s['hours']:>8.3f} {s['speakers']:>9} "
                      f"{s['rejected']:>9} {len(s['shards']):>7}")
+    copies = summary["splits"].get("train", {}).get("speed_copies", {}).get("utterances", 0)
+    if copies:
+        t = summary["splits"]["train"]
+        factors = ", ".join(f"{f:g}" for f in summary["speed_factors"])
+        lines.append(f"train includes {copies} speed copies ({factors}; {t['speed_copies']['hours']:.3f} h) "
+                     f"of its {t['utterances'] - copies} clips ({t['hours'] - t['speed_copies']['hours']:.3f} h)")
     if summary["rejects"]:
         lines.append("rejected by reason: " + ", ".join(f"{k} {v}" for k, v in summary["rejects"].items()))
     else:
@@ -432,7 +504,8 @@ def format_summary(summary: dict) -> str:
     elif run:
         lines.append(
             f"built {run['shards_built']} shards, reused {run['shards_reused']}; "
-            f"{run['audio_hours_processed']:.3f} h of audio in {run['extract_seconds']:.1f}s = "
+            f"{run['audio_hours_processed']:.3f} h of audio{' (speed copies included)' if copies else ''} in "
+            f"{run['extract_seconds']:.1f}s = "
             f"{run['realtime_factor']:.0f}x real time ({run['realtime_per_core']:.0f}x per core, "
             f"{run['jobs']} jobs); total {run['seconds']:.1f}s")
     return "\n".join(lines)

@@ -44,19 +44,43 @@ FEATS = "feats.npy"  # member extensions of a sample
 META = "json"
 
 INDEX_COLUMNS = ("id", "split", "shard", "frames", "duration", "text", "sentence", "client_id",
-                 "gender", "age", "accent", "sample_rate", "channels", "path")
+                 "gender", "age", "accent", "sample_rate", "channels", "path", "speed")
 _INT_COLUMNS = ("frames", "sample_rate", "channels")
+_FLOAT_COLUMNS = ("duration", "speed")
+# Column values of a row written before the column existed (index.parquet of older builds,
+# their `.parts` rows): readers go through `row_value`, so old folders still load and verify.
+COLUMN_DEFAULTS = {"speed": 1.0}
+
+# Speed perturbation: factors allowed, and the tag of a copy's id and shard
+SPEED_RANGE = (0.5, 2.0)
 REJECT_COLUMNS = ("id", "split", "reason", "detail")
 
 
-def shard_name(split: str, number: int) -> str:
-    """`train-000000`: a shard's name, also that of its `.parts` metadata file."""
-    return f"{split}-{number:06d}"
+def speed_tag(speed: float) -> str:
+    """`sp0p9` for 0.9: what a speed copy's id (`<id>_sp0p9`) and shard name carry. The dot of
+    `0.9` becomes `p` because a sample key holds no dot (see `check_key`)."""
+    return "sp" + format(speed, "g").replace(".", "p")
 
 
-def shard_path(split: str, number: int) -> str:
+def speed_id(clip_id: str, speed: float) -> str:
+    """The id of a clip's speed copy: `common_voice_fr_1_sp0p9` (the clip's own id at 1.0)."""
+    return clip_id if speed == 1.0 else f"{clip_id}_{speed_tag(speed)}"
+
+
+def shard_name(split: str, number: int, speed: float = 1.0) -> str:
+    """`train-000000` (`train-sp0p9-000000` for a speed copy of it): a shard's name, also that
+    of its `.parts` metadata file."""
+    return f"{split}-{number:06d}" if speed == 1.0 else f"{split}-{speed_tag(speed)}-{number:06d}"
+
+
+def shard_path(split: str, number: int, speed: float = 1.0) -> str:
     """`train/train-000000.tar`, relative to the shard folder (as dataset.json lists it)."""
-    return f"{split}/{shard_name(split, number)}{TAR}"
+    return f"{split}/{shard_name(split, number, speed)}{TAR}"
+
+
+def row_value(row: dict, column: str):
+    """`row[column]`, or the column's default for a row from before the column existed."""
+    return row[column] if column in row else COLUMN_DEFAULTS[column]
 
 
 def dataset_path(root: str | Path) -> Path:
@@ -90,9 +114,9 @@ def write_tables(root: Path, dataset: dict, rows: list[dict], rejects: list[dict
     import pyarrow.parquet as pq
 
     def table(records: list[dict], types: dict):
-        return pa.table({c: [r[c] for r in records] for c in types}, schema=pa.schema(list(types.items())))
+        return pa.table({c: [row_value(r, c) for r in records] for c in types}, schema=pa.schema(list(types.items())))
 
-    index_types = {c: pa.int64() if c in _INT_COLUMNS else pa.float64() if c == "duration" else pa.string()
+    index_types = {c: pa.int64() if c in _INT_COLUMNS else pa.float64() if c in _FLOAT_COLUMNS else pa.string()
                    for c in INDEX_COLUMNS}
     for path, t in ((index_path(root), table(rows, index_types)),
                     (rejects_path(root), table(rejects, {c: pa.string() for c in REJECT_COLUMNS}))):
@@ -111,20 +135,25 @@ def read_dataset(root: str | Path) -> dict:
 
 
 def _read_table(path: Path, columns: list[str] | None, split: str | None) -> list[dict]:
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: build the shards first (asr-cli shards)")
     names = pq.read_schema(path).names
-    wanted = list(columns) if columns is not None else names
+    defaults = {c: v for c, v in COLUMN_DEFAULTS.items() if c not in names} if path.name == INDEX else {}
+    wanted = list(columns) if columns is not None else names + list(defaults)
     needed = wanted + (["split"] if split is not None and "split" not in wanted else [])
-    missing = [c for c in needed if c not in names]
+    missing = [c for c in needed if c not in names and c not in defaults]
     if missing:
         raise ValueError(f"{path} has no column(s) {missing}; columns are {names}")
-    table = pq.read_table(path, columns=needed)
+    table = pq.read_table(path, columns=[c for c in needed if c in names])
     if split is not None:
         table = table.filter(pc.equal(table["split"], split))
+    for c in needed:  # a column an older build did not write: its default in every row
+        if c in defaults:
+            table = table.append_column(c, pa.array([defaults[c]] * table.num_rows))
     return table.select(wanted).to_pylist()
 
 

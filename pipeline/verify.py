@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cv import SPLITS
-from pipeline.shardformat import DATASET, FEATS, INDEX, META, load_npy, read_dataset, read_index, read_samples
+from pipeline.shardformat import (DATASET, FEATS, INDEX, META, load_npy, read_dataset, read_index, read_samples,
+                                  speed_id)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -51,6 +52,7 @@ def verify(root: Path, progress: bool = True) -> list[str]:
         n_index = sum(1 for r in index if r["split"] == split)
         if info.get("utterances") != n_index:
             problems.append(f"{split}: {DATASET} counts {info.get('utterances')} utterances, index has {n_index}")
+    problems += _verify_speeds(dataset, index)
     extra = set(by_shard) - {s["path"] for _, s in listed}
     problems += [f"{path}: in {INDEX} but not listed in {DATASET}" for path in sorted(extra)]
     on_disk = {f"{p.parent.name}/{p.name}" for split in SPLITS for p in (root / split).glob("*") if p.is_file()}
@@ -59,6 +61,25 @@ def verify(root: Path, progress: bool = True) -> list[str]:
     for split, shard in tqdm(listed, desc="verify", unit="shard", disable=not progress):
         problems += _verify_shard(root, shard, by_shard.get(shard["path"], {}), n_mels)
     return problems
+
+
+def _verify_speeds(dataset: dict, index: list[dict]) -> list[str]:
+    """Speed copies only in train, only of the factors dataset.json lists, each with its
+    original kept and the id `<original>_sp<factor>` (an older index has no `speed`
+    column: read_index gives 1.0, nothing to check)."""
+    factors = set(dataset.get("speed_factors", []))
+    originals = {r["id"] for r in index if r["speed"] == 1.0}
+    out = []
+    for r in index:
+        speed = r["speed"]
+        if speed == 1.0:
+            continue
+        if r["split"] != "train" or speed not in factors:
+            out.append(f"{r['id']}: speed copy {speed:g} in {r['split']}, but {DATASET} lists speed copies "
+                       f"{sorted(factors)} of train only")
+        elif speed_id(base := r["id"].rsplit("_", 1)[0], speed) != r["id"] or base not in originals:
+            out.append(f"{r['id']}: speed copy {speed:g} without its original in {INDEX}")
+    return out
 
 
 def _verify_shard(root: Path, shard: dict, rows: dict[str, dict], n_mels: int) -> list[str]:

@@ -103,8 +103,8 @@ def test_verify_and_the_loader_key_samples_the_same_way(tmp_path):
 
 def test_read_index_checks_columns_and_says_what_is_missing(tmp_path):
     tiny_shard_set(tmp_path, KEYS[:2])
-    with pytest.raises(ValueError, match=r"no column\(s\) \['speed'\]"):
-        read_index(tmp_path, columns=["id", "speed"])
+    with pytest.raises(ValueError, match=r"no column\(s\) \['pitch'\]"):
+        read_index(tmp_path, columns=["id", "pitch"])
     with pytest.raises(FileNotFoundError, match="asr-cli shards"):
         read_index(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="asr-cli shards"):
