@@ -1,0 +1,209 @@
+"""Long recordings: peak memory, real-time factor, WER and word times of windowed decoding.
+
+    nice -n 19 python bench/bench_longform.py --checkpoint runs/demo-ctc/best.pt \\
+        --cv data/demo/fr --out /tmp/bench-longform --minutes 5 30 120
+
+Builds, per length, one 48 kHz mono FLAC of the test clips (test.tsv order, repeated when the
+length needs more) with 0.5 s of silence before each clip, and transcribes it in a child
+process per run (one file, a fresh process: its peak RSS, VmHWM, is the run's alone):
+`windowed` (asr/longform.py, the default) and `whole` (the old whole-file path, window_s None,
+only up to --whole-max minutes). Greedy decoding.
+
+Figures:
+  peak MB      the child's VmHWM (RSS high-water mark) after loading and transcribing
+  RTF          transcription wall time (file reading, features, decoding, alignment) / audio
+  WER clips    WER of the clips decoded one by one against their sentences (normalised)
+  WER long     WER of the long file's transcript against the same sentences; ratio: long / clips
+  vs clips     WER of the long file's transcript against the clips' one-by-one transcripts
+               (concatenated): the cost of decoding in windows instead of clip by clip
+  clip words   clips whose words (each word assigned to the clip nearest its centre, in
+               the concatenation) are exactly that clip's one-by-one words, in %
+  edge 0.2 s   of the clips with words, % whose first word starts and last word ends within
+               0.2 s of the clip's speech span (the clip's samples above 1 % of its peak,
+               placed in the concatenation); and the median |error| of starts and ends
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+GAP_S = 0.5
+RATE = 48000
+
+
+def vmhwm_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child(args) -> None:
+    import torch
+
+    from asr import Recognizer
+
+    torch.set_num_threads(args.threads)
+    rec = Recognizer.load(args.checkpoint, device="cpu", window_s=None if args.mode == "whole" else args.window)
+    t0 = time.perf_counter()
+    r = rec.transcribe(args.child)
+    wall = time.perf_counter() - t0
+    print(json.dumps({"text": r.text, "words": [list(w) for w in r.words], "duration": r.duration, "wall": wall,
+                      "peak_mb": vmhwm_mb()}))
+
+
+def build(cv: Path, out: Path, minutes: float, clips: list[str]) -> tuple[Path, list[dict]]:
+    """The long file and, per clip placed in it, {clip, start, end, speech: [s, e]} (seconds)."""
+    path = out / f"long-{minutes:g}min.flac"
+    meta = out / f"long-{minutes:g}min.json"
+    if path.exists() and meta.exists():
+        return path, json.loads(meta.read_text())
+    import soxr
+
+    placed, n, i = [], 0, 0
+    with sf.SoundFile(str(path) + ".part", "w", RATE, 1, format="FLAC", subtype="PCM_16") as f:
+        while n < minutes * 60 * RATE:
+            name = clips[i % len(clips)]
+            i += 1
+            x, rate = sf.read(cv / "clips" / name, dtype="float32", always_2d=True)
+            x = x.mean(axis=1)
+            if rate != RATE:
+                x = soxr.resample(x, rate, RATE).astype(np.float32)
+            gap = np.zeros(int(GAP_S * RATE), np.float32)
+            f.write(gap)
+            n += len(gap)
+            loud = np.nonzero(np.abs(x) > 0.01 * np.abs(x).max())[0]
+            placed.append({"clip": name, "start": n / RATE, "end": (n + len(x)) / RATE,
+                           "speech": [(n + loud[0]) / RATE, (n + loud[-1] + 1) / RATE]})
+            f.write(x)
+            n += len(x)
+    Path(str(path) + ".part").rename(path)
+    meta.write_text(json.dumps(placed))
+    return path, placed
+
+
+def edits(a: list[str], b: list[str]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+def wer(ref: list[str], hyp: list[str]) -> float:
+    # by clip-sized pieces would be cheaper, but the long transcript has no clip marks: align
+    # it in 2,000-word stretches of the reference (edit distance is quadratic)
+    total, i, j, step = 0, 0, 0, 2000
+    while i < len(ref):
+        r = ref[i: i + step]
+        h = hyp[j: j + step] if i + step < len(ref) else hyp[j:]
+        total += edits(r, h)
+        i, j = i + step, j + len(h)
+    return total / max(1, len(ref))
+
+
+def agreement(words: list, placed: list[dict], reference: dict[str, list[str]]) -> dict:
+    mids = np.array([(p["start"] + p["end"]) / 2 for p in placed])
+    bounds = (mids[1:] + mids[:-1]) / 2  # nearest clip: cut half-way between clip centres
+    got: list[list] = [[] for _ in placed]
+    for w in words:
+        if w[1] is None:
+            continue
+        got[int(np.searchsorted(bounds, (w[1] + w[2]) / 2))].append(w)
+    same = sum([w[0] for w in g] == reference[p["clip"]] for g, p in zip(got, placed))
+    starts, ends, ok = [], [], 0
+    for g, p in zip(got, placed):
+        if not g:
+            continue
+        ds, de = abs(g[0][1] - p["speech"][0]), abs(g[-1][2] - p["speech"][1])
+        starts.append(ds)
+        ends.append(de)
+        ok += ds <= 0.2 and de <= 0.2
+    return {"clip_words": 100 * same / len(placed), "edge": 100 * ok / max(1, len(starts)),
+            "start_err": float(np.median(starts)) if starts else float("nan"),
+            "end_err": float(np.median(ends)) if ends else float("nan")}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--checkpoint", type=Path, default=Path("/work/main/runs/demo-ctc/best.pt"))
+    p.add_argument("--cv", type=Path, default=Path("/work/main/data/demo/fr"))
+    p.add_argument("--out", type=Path, default=Path("/tmp/bench-longform"))
+    p.add_argument("--minutes", type=float, nargs="+", default=[5, 30, 120])
+    p.add_argument("--whole-max", type=float, default=30, help="the whole-file baseline up to this length")
+    p.add_argument("--window", type=float, default=30.0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--mode", default="windowed", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        return child(args)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.cv / "test.tsv", newline="") as f:
+        tsv = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    clips = [r["path"] for r in tsv]
+    from pipeline.text import get_normalizer
+
+    norm = get_normalizer("fr")
+    truth = {r["path"]: (norm.analyse(r["sentence"])[0] or "").split() for r in tsv}
+    ref_file = args.out / "clip-by-clip.json"
+    if not ref_file.exists():
+        import torch
+
+        from asr import Recognizer
+
+        torch.set_num_threads(args.threads)
+        rec = Recognizer.load(args.checkpoint, device="cpu", window_s=None)
+        ref_file.write_text(json.dumps({c: r.text.split() for c, r in
+                                        zip(clips, rec.transcribe_many([args.cv / "clips" / c for c in clips],
+                                                                       batch_size=1))}))
+    reference = json.loads(ref_file.read_text())
+
+    rows = []
+    for minutes in args.minutes:
+        path, placed = build(args.cv, args.out, minutes, clips)
+        ref_words = [w for p_ in placed for w in reference[p_["clip"]]]
+        true_words = [w for p_ in placed for w in truth[p_["clip"]]]
+        base_wer = wer(true_words, ref_words)
+        for mode in ("whole", "windowed"):
+            if mode == "whole" and minutes > args.whole_max:
+                continue
+            proc = subprocess.run([sys.executable, __file__, "--checkpoint", str(args.checkpoint), "--child",
+                                   str(path), "--mode", mode, "--window", str(args.window), "--threads",
+                                   str(args.threads)], capture_output=True, text=True)
+            if proc.returncode:
+                print(f"{minutes:g} min {mode}: failed: {proc.stderr.strip().splitlines()[-1:]}", flush=True)
+                continue
+            o = json.loads(proc.stdout.strip().splitlines()[-1])
+            a = agreement(o["words"], placed, reference)
+            row = {"minutes": minutes, "mode": mode, "peak_mb": o["peak_mb"], "rtf": o["wall"] / o["duration"],
+                   "wer_x": wer(ref_words, o["text"].split()), "wer_clips": base_wer,
+                   "wer_long": wer(true_words, o["text"].split()), **a}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print(f"\n{args.checkpoint}, greedy, {args.threads} threads, CPU, FLAC 48 kHz mono, {GAP_S} s gaps; "
+          "WER x: against the same clips decoded one by one")
+    print(f"{'length':>7} {'path':>9} {'peak MB':>8} {'RTF':>6} {'WER clips':>9} {'WER long':>8} {'ratio':>6} "
+          f"{'vs clips':>8} {'clip words':>10} {'edge 0.2 s':>10} {'start err':>9} {'end err':>8}")
+    for r in rows:
+        print(f"{r['minutes']:>5g} m {r['mode']:>9} {r['peak_mb']:>8.0f} {r['rtf']:>6.3f} {100 * r['wer_clips']:>8.1f}% "
+              f"{100 * r['wer_long']:>7.1f}% {r['wer_long'] / r['wer_clips']:>6.3f} {100 * r['wer_x']:>7.1f}% "
+              f"{r['clip_words']:>9.1f}% {r['edge']:>9.1f}% {r['start_err']:>8.2f}s {r['end_err']:>7.2f}s")
+
+
+if __name__ == "__main__":
+    main()
