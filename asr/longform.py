@@ -156,17 +156,20 @@ def windows(frames: Iterator[np.ndarray], window: int, context: int, search: int
         yield Window(start, buf[start - buf_start:], own_from, None)
 
 
-def keep(words: list[Word], offset: float, own_from: float, own_to: float | None) -> list[Word]:
+def keep(words: list[Word], offset: float, own_from: float, own_to: float | None, length: float) -> list[Word]:
     """`words` (times in the window) shifted by `offset` seconds, those whose centre is in
     [own_from, own_to) seconds. A word without times goes with the nearest placed word
-    before it (after it, for the first ones); a window without any placed word keeps all."""
+    before it (after it, for the first ones); in a window of `length` seconds without any
+    placed word (its alignment failed), word i of n is taken to be centred at (i + 1/2) / n
+    of the window."""
     to = float("inf") if own_to is None else own_to
     shifted = [w if w.start is None else Word(w.word, round(w.start + offset, 3), round(w.end + offset, 3), w.score)
                for w in words]
     mine = [None if w.start is None else own_from <= (w.start + w.end) / 2 < to for w in shifted]
     placed = [m for m in mine if m is not None]
     if not placed:
-        return shifted
+        n = len(words)
+        return [w for i, w in enumerate(shifted) if own_from <= offset + (i + 0.5) / n * length < to]
     prev = next(m for m in mine if m is not None)
     for i, m in enumerate(mine):
         if m is None:
@@ -190,13 +193,17 @@ def transcribe_stream(stream: FeatureStream, decode: Callable[[np.ndarray], tupl
     """Decode `stream` window by window and stitch the words. decode(feats float16 [T, F]) ->
     (words with times in seconds from the window's start, decoding seconds); frame_s: seconds
     per feature frame. A recording without audible signal gives no words."""
+    if 2 * context_s + search_s > 0.8 * window_s:  # a short window: context and search in proportion
+        scale = 0.8 * window_s / (2 * context_s + search_s)
+        context_s, search_s = context_s * scale, search_s * scale
     frames = lambda s: int(round(s / frame_s))  # noqa: E731
     words: list[Word] = []
     seconds = 0.0
     for w in windows(iter(stream), frames(window_s), frames(context_s), frames(search_s), align):
         found, took = decode(w.feats)
         seconds += took
-        words += keep(found, w.start * frame_s, w.own_from * frame_s, None if w.own_to is None else w.own_to * frame_s)
+        words += keep(found, w.start * frame_s, w.own_from * frame_s, None if w.own_to is None else w.own_to * frame_s,
+                      len(w.feats) * frame_s)
     if stream.peak < SILENCE_PEAK:
         words = []
     return LongResult(words, stream.duration, seconds, stream.warning)
