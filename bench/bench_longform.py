@@ -131,6 +131,39 @@ def agreement(words: list, placed: list[dict], reference: dict[str, list[str]]) 
             "end_err": float(np.median(ends)) if ends else float("nan")}
 
 
+def clips_alone(args, clips: list[str]) -> dict:
+    """The edge figures of the clips decoded one by one, each against its own speech span: what
+    the model's word times are without any concatenation or window."""
+    path = args.out / "clips-alone-times.json"
+    if not path.exists():
+        import torch
+
+        from asr import Recognizer
+
+        torch.set_num_threads(args.threads)
+        rec = Recognizer.load(args.checkpoint, device="cpu", window_s=None)
+        out = {}
+        for c, r in zip(clips, rec.transcribe_many([args.cv / "clips" / c for c in clips], batch_size=1)):
+            x, _ = sf.read(args.cv / "clips" / c, dtype="float32", always_2d=True)
+            x = x.mean(axis=1)
+            loud = np.nonzero(np.abs(x) > 0.01 * np.abs(x).max())[0]
+            rate = sf.info(str(args.cv / "clips" / c)).samplerate
+            out[c] = {"words": [list(w) for w in r.words], "speech": [loud[0] / rate, (loud[-1] + 1) / rate]}
+        path.write_text(json.dumps(out))
+    data = json.loads(path.read_text())
+    starts, ends, ok = [], [], 0
+    for d in data.values():
+        placed = [w for w in d["words"] if w[1] is not None]
+        if not placed:
+            continue
+        ds, de = placed[0][1] - d["speech"][0], placed[-1][2] - d["speech"][1]
+        starts.append(ds)
+        ends.append(de)
+        ok += abs(ds) <= 0.2 and abs(de) <= 0.2
+    return {"edge": 100 * ok / max(1, len(starts)), "start_err": float(np.median(starts)),
+            "end_err": float(np.median(ends))}
+
+
 def row_of(o, minutes, mode, placed, reference, ref_words, true_words, base_wer) -> dict:
     return {"minutes": minutes, "mode": mode, "peak_mb": o["peak_mb"], "rtf": o["wall"] / o["duration"],
             "wer_x": wer(ref_words, o["text"].split()), "wer_clips": base_wer,
@@ -174,6 +207,7 @@ def main() -> None:
                                         zip(clips, rec.transcribe_many([args.cv / "clips" / c for c in clips],
                                                                        batch_size=1))}))
     reference = json.loads(ref_file.read_text())
+    alone = clips_alone(args, clips)
 
     rows = []
     for minutes in args.minutes:
@@ -204,6 +238,8 @@ def main() -> None:
           "WER x: against the same clips decoded one by one")
     print(f"{'length':>7} {'path':>9} {'peak MB':>8} {'RTF':>6} {'WER clips':>9} {'WER long':>8} {'ratio':>6} "
           f"{'vs clips':>8} {'by clip':>8} {'edge 0.2 s':>10} {'start':>7} {'end':>7}")
+    print(f"{'clips':>7} {'alone':>9} {'':>8} {'':>6} {'':>9} {'':>8} {'':>6} {'':>8} {'':>8} "
+          f"{alone['edge']:>9.1f}% {alone['start_err']:>+6.2f}s {alone['end_err']:>+6.2f}s")
     for r in rows:
         print(f"{r['minutes']:>5g} m {r['mode']:>9} {r['peak_mb']:>8.0f} {r['rtf']:>6.3f} {100 * r['wer_clips']:>8.1f}% "
               f"{100 * r['wer_long']:>7.1f}% {r['wer_long'] / r['wer_clips']:>6.3f} {100 * r['wer_x']:>7.1f}% "
