@@ -489,6 +489,8 @@ def transcribe(
                 typer.echo(json.dumps(result.to_dict(), ensure_ascii=False) if fmt == "json" and out_dir is None
                            else "")  # its line
                 continue
+            if getattr(result, "warning", None):  # a long file read only in part
+                typer.secho(f"warning: {result.path}: {result.warning}", fg=typer.colors.YELLOW, err=True)
             text = render(result)
             if out_dir is not None:
                 path = out_dir / f"{Path(result.path).stem}.{fmt}"

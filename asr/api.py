@@ -27,6 +27,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from asr.decode_options import DecodeOptions
+from asr.longform import WINDOW_S
 from asr.timestamps import Word
 from asr.transcribe import FileFailure, Transcriber, Transcript
 
@@ -51,12 +52,14 @@ class Recognizer:
 
     @classmethod
     def load(cls, checkpoint: str | os.PathLike, lm: str | os.PathLike | None = None, device: str = "auto",
-             timestamps: bool = True, **options) -> "Recognizer":
+             timestamps: bool = True, window_s: float | None = WINDOW_S, **options) -> "Recognizer":
         """Load `checkpoint` (made by `asr-cli train`) on `device` ("auto", "cpu", "cuda", ...).
 
         lm: a word n-gram LM (ARPA) for beam search; `options`: any other DecodeOptions field
         (beam, lm_weight, word_score, ctc_weight, ...), with asr/decode_options.py's defaults.
         timestamps False skips the word alignment (words then have no times).
+        window_s: a file longer than this is read and decoded in windows of this many seconds,
+        in memory that does not grow with its length (asr/longform.py); None: always whole.
         Raises asr.checkpoint.CheckpointError for a file that is not a checkpoint,
         FileNotFoundError for a missing LM, ValueError / TypeError for a bad option.
         """
@@ -64,7 +67,7 @@ class Recognizer:
         if unknown:
             raise TypeError(f"unknown decoding option(s) {', '.join(unknown)} (known: {', '.join(DECODE_FIELDS)})")
         decode = DecodeOptions(lm=None if lm is None else Path(lm), **options)
-        return cls(Transcriber(Path(checkpoint), decode, device, timestamps=timestamps))
+        return cls(Transcriber(Path(checkpoint), decode, device, timestamps=timestamps, window_s=window_s))
 
     @property
     def sample_rate(self) -> int:

@@ -35,9 +35,11 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from asr.decoding import DecodeOptions, Decoder, normalize_hypothesis
+from asr.longform import WINDOW_S, FeatureStream, transcribe_stream
 from asr.models import checkpoint_cmvn, load_model
 from asr.distributed import Dist, pick_device
 from asr.timestamps import Word, align_words, frame_shift
@@ -63,13 +65,14 @@ class Transcript:
     duration: float  # seconds of audio
     time: float  # decoding seconds (a batch's time shared evenly among its files)
     words: list[Word] = field(default_factory=list)  # asr/timestamps.py: (word, start, end, score)
+    warning: str | None = None  # a long file read only in part: why (what was read is transcribed)
 
     ok = True
     error = None
 
     def to_dict(self, words: bool = False) -> dict:
         """id, path, text, duration, time (and with `words`, "words": [{word, start, end, score}])."""
-        d = {k: v for k, v in asdict(self).items() if k != "words"}
+        d = {k: v for k, v in asdict(self).items() if k != "words" and (k != "warning" or v is not None)}
         if words:
             d["words"] = [w.to_dict() for w in self.words]
         return d
@@ -111,16 +114,33 @@ class Prepared:
         return "array" if self.path == ARRAY else Path(self.path).stem
 
 
+@dataclass
+class Long:
+    """A file longer than one window: read, featurised and decoded window by window
+    (asr/longform.py) when its batch runs."""
+
+    path: str
+    duration: float  # as its header announces it
+
+    @property
+    def id(self) -> str:
+        return Path(self.path).stem
+
+
 class Transcriber:
     """A checkpoint loaded once, then `transcriber(path)` per file, or `transcriber.batch(...)`.
 
     timestamps: align each text on the CTC log-probs (asr/timestamps.py) for word times; a
     LAS model uses its CTC head, and without one (trained with ctc_weight 0) its words have
     no times (start / end / score None).
+
+    window_s: a file longer than this (by its header) is decoded in windows of this many
+    seconds, in bounded memory (asr/longform.py); None decodes every file whole. A LAS model
+    without a CTC head always decodes whole (its words have no times to stitch windows by).
     """
 
     def __init__(self, checkpoint: Path, options: DecodeOptions | None = None, device: str = "auto",
-                 timestamps: bool = True):
+                 timestamps: bool = True, window_s: float | None = WINDOW_S):
         self.device = pick_device(device, Dist())
         model, tokenizer, ckpt = load_model(checkpoint, self.device)
         self.model, self.tokenizer, self.timestamps = model, tokenizer, timestamps
@@ -129,6 +149,8 @@ class Transcriber:
         self.mean, self.std = checkpoint_cmvn(ckpt)  # [F] each
         self.decoder = Decoder(model, tokenizer, options or DecodeOptions(), get_normalizer(self.lang))
         self.shift = frame_shift(model, self.features.hop_ms / 1000)  # seconds per CTC frame
+        has_ctc = self.decoder.kind == "ctc" or getattr(model, "ctc_head", None) is not None
+        self.window_s = window_s if has_ctc else None
 
     def compute(self, path: Path) -> tuple[np.ndarray | None, float]:
         """The file's features as the shards store them (float16 [T, F]) and its duration (s).
@@ -160,6 +182,13 @@ class Transcriber:
         path = Path(source)
         if path.is_dir():
             return FileFailure(str(path), "is a directory, not an audio file")
+        if self.window_s is not None and path.is_file():
+            try:
+                duration = sf.info(str(path)).duration
+            except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError):
+                duration = 0.0  # the whole-file path says what is wrong with it
+            if duration > self.window_s:
+                return Long(str(path), duration)
         try:
             feats, duration = self.compute(path)
         except OSError as e:  # unreadable (permissions, I/O error): this file fails, the others go on
@@ -173,7 +202,7 @@ class Transcriber:
     def batch(self, items: list[Prepared | FileFailure]) -> list[Transcript | FileFailure]:
         """Decode the prepared items as one padded batch; failures pass through, in place."""
         todo = [i for i, item in enumerate(items) if isinstance(item, Prepared) and item.feats is not None]
-        out: list = [item if isinstance(item, FileFailure)
+        out: list = [item if isinstance(item, FileFailure) else self.long(item) if isinstance(item, Long)
                      else Transcript(item.id, item.path, "", round(item.duration, 3), 0.0) for item in items]
         if not todo:
             return out
@@ -190,17 +219,48 @@ class Transcriber:
             out[i] = Transcript(items[i].id, items[i].path, texts[b], round(items[i].duration, 3), seconds, words)
         return out
 
+    def long(self, item: Long) -> Transcript | FileFailure:
+        """A long file, window by window (asr/longform.py): its words stitched, times from the
+        start of the file; a file whose end cannot be read is transcribed up to there, with a
+        `warning`."""
+        try:
+            stream = FeatureStream(item.path, self.features)
+            result = transcribe_stream(stream, self._window_words, self.features.hop_ms / 1000, self.window_s,
+                                       align=max(1, round(self.shift / (self.features.hop_ms / 1000))))
+        except OSError as e:
+            return FileFailure(item.path, e.strerror or type(e).__name__)
+        except AudioError as e:
+            reason = AUDIO_PROBLEMS.get(e.reason, e.reason)
+            detail = e.detail if e.detail != item.path else ""
+            return FileFailure(item.path, f"{reason} ({detail})" if detail else reason)
+        if result.duration == 0:
+            return FileFailure(item.path, AUDIO_PROBLEMS["empty_audio"])
+        words = result.words if self.timestamps else [Word(w.word, None, None, None) for w in result.words]
+        return Transcript(item.id, item.path, " ".join(w.word for w in result.words), round(result.duration, 3),
+                          round(result.seconds, 4), words, result.warning)
+
+    def _window_words(self, feats: np.ndarray) -> tuple[list[Word], float]:
+        """One window's features (float16 [T, F]) -> its words, times from the window's start,
+        and the decoding seconds."""
+        x = torch.from_numpy((feats.astype(np.float32) - self.mean) / self.std)[None].to(self.device)
+        t0 = time.perf_counter()
+        texts, log_probs, out_lens = self._decode(x, torch.tensor([x.shape[1]], device=self.device), align=True)
+        words = align_words(log_probs[0, : int(out_lens[0])], texts[0], self.tokenizer, self.shift)
+        return words, time.perf_counter() - t0
+
     @torch.no_grad()
-    def _decode(self, x: torch.Tensor, lengths: torch.Tensor):
+    def _decode(self, x: torch.Tensor, lengths: torch.Tensor, align: bool | None = None):
         """feats [B, T, F], lengths [B] -> B texts, and the CTC log-probs [B, T', V] and lengths [B]
-        the words are aligned on (None, None without timestamps or a CTC head)."""
+        the words are aligned on (None, None without timestamps or a CTC head; `align` True:
+        the log-probs whatever `timestamps` says)."""
         d = self.decoder
+        align = self.timestamps if align is None else align
         if d.kind == "ctc":  # the Decoder's own steps, keeping the log-probs for the alignment
             log_probs, out_lens = self.model.log_probs(x, lengths)
             texts = [normalize_hypothesis(t, d.normalizer) for t in d.strategy.decode(log_probs, out_lens)]
-            return texts, (log_probs if self.timestamps else None), out_lens
+            return texts, (log_probs if align else None), out_lens
         texts = d(x, lengths)
-        if not self.timestamps or getattr(self.model, "ctc_head", None) is None:
+        if not align or getattr(self.model, "ctc_head", None) is None:
             return texts, None, None
         enc, out_lens = self.model.encode(x, lengths)
         return texts, self.model.ctc_log_probs(enc), out_lens

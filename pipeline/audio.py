@@ -18,6 +18,7 @@ import functools
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -106,6 +107,39 @@ def decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     if not np.isfinite(data).all():
         raise AudioError("decode_error", "non-finite samples")
     return data, rate
+
+
+def read_blocks(path: str | os.PathLike, seconds: float = 10.0) -> tuple[int, int, int, Iterator[np.ndarray]]:
+    """Open an audio file for reading in blocks: (rate, channels, announced frames, blocks),
+    blocks yielding float32 [n, channels] of about `seconds` each at the file's own rate.
+
+    Raises AudioError missing_file / empty_file / decode_error on opening; a block that cannot
+    be decoded raises AudioError("unreadable_after", "<seconds read before it>").
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError("missing_file", str(path))
+    if path.stat().st_size == 0:
+        raise AudioError("empty_file", str(path))
+    try:
+        f = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
+        raise AudioError("decode_error", f"not a readable audio file ({type(e).__name__})") from None
+
+    def blocks() -> Iterator[np.ndarray]:
+        done = 0
+        with f:
+            while True:
+                try:
+                    block = f.read(max(1, round(seconds * f.samplerate)), dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+                    raise AudioError("unreadable_after", f"{done / f.samplerate:.2f}") from e
+                if not len(block):
+                    return
+                done += len(block)
+                yield block
+
+    return f.samplerate, f.channels, f.frames, blocks()
 
 
 def load_audio(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig()) -> tuple[np.ndarray, int, int]:
