@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 import soxr
@@ -26,23 +25,6 @@ from pipeline.audio import load_audio
 
 SRT_TIME = r"(\d\d):(\d\d):(\d\d),(\d\d\d)"
 VTT_TIME = SRT_TIME.replace(",", r"\.")
-
-
-@pytest.fixture(scope="module")
-def learnt(handful_shards, tmp_path_factory) -> dict:
-    """ctc/small overfit on the 6 utterances of `handful_shards` (it spells them right), their
-    clips and texts."""
-    from asr.specaug import SpecAugmentConfig
-    from asr.train import TrainConfig, train
-
-    out = tmp_path_factory.mktemp("run-learnt") / "ctc"
-    train(TrainConfig(shards=str(handful_shards), out=str(out), preset="small", model_options={"dropout": 0.0},
-                      dev_split="train", eval_utts=6, max_steps=90, warmup=20, lr=2e-3, min_lr_ratio=0.5,
-                      batch_frames=10**5, eval_every=0, workers=0, threads=1, progress=False, weight_decay=0.0,
-                      specaug=SpecAugmentConfig(freq_masks=0, time_masks=0)))
-    rows = sorted((r for r in pq.read_table(handful_shards / "index.parquet").to_pylist() if r["split"] == "train"),
-                  key=lambda r: r["id"])
-    return {"ckpt": out / "last.pt", "rows": rows}
 
 
 def clip_files(synth_root: Path, n: int) -> list[Path]:

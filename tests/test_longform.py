@@ -16,7 +16,6 @@ from asr.longform import FeatureStream, keep, transcribe_stream, windows
 from asr.subtitles import srt, vtt
 from asr.timestamps import Word
 from conftest import LANG, ROOT
-from test_api import learnt  # noqa: F401  (the overfit model fixture)
 from pipeline.audio import compute_features, load_audio
 
 
