@@ -96,7 +96,7 @@ def decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
             rate = f.samplerate
             data = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
-        raise AudioError("decode_error", f"not a readable audio file ({type(e).__name__})") from None
+        raise decode_error(e) from None
     if data.shape[0] == 0:
         raise AudioError("empty_audio", "no samples")
     missing = announced - data.shape[0]
@@ -107,6 +107,12 @@ def decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     if not np.isfinite(data).all():
         raise AudioError("decode_error", "non-finite samples")
     return data, rate
+
+
+def decode_error(e: Exception) -> AudioError:
+    """libsndfile's own reason ("Format not recognised.", ...) as a decode_error's detail."""
+    reason = str(getattr(e, "error_string", "") or "").strip() or type(e).__name__
+    return AudioError("decode_error", reason.rstrip("."))
 
 
 def read_blocks(path: str | os.PathLike, seconds: float = 10.0) -> tuple[int, int, int, Iterator[np.ndarray]]:
@@ -124,7 +130,7 @@ def read_blocks(path: str | os.PathLike, seconds: float = 10.0) -> tuple[int, in
     try:
         f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
-        raise AudioError("decode_error", f"not a readable audio file ({type(e).__name__})") from None
+        raise decode_error(e) from None
 
     def blocks() -> Iterator[np.ndarray]:
         done = 0

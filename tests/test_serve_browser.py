@@ -169,7 +169,7 @@ def test_a_file_that_is_not_audio_shows_the_reason(page):
     page.click("#transcribe")
     page.wait_for_selector("#error:not([hidden])")
     assert page.inner_text("#error") == ("notes.txt: not a readable audio file (MP3, WAV, FLAC, OGG ...) "
-                                         "(not a readable audio file (LibsndfileError))")
+                                         "(Format not recognised)")
     assert page.is_hidden("#result")
 
 
