@@ -118,3 +118,16 @@ def test_checkpoint_average_cli(averaged_run, tmp_path):
     assert not (tmp_path / "b.pt").exists()
     res = CliRunner().invoke(app, ["train", "--shards", "x", "--average", "-1"])
     assert res.exit_code != 0 and "--average" in res.output
+
+
+def test_demo_evaluates_the_checkpoint_with_the_lower_dev_cer(averaged_run):
+    from asr.demo import pick_checkpoint
+
+    out, summary = averaged_run
+    avg = {**summary["averaged"], "dev": {**summary["averaged"]["dev"], "cer": 0.20}}
+    assert pick_checkpoint(out, {**summary, "best_dev_cer": 0.25, "averaged": avg}) == (
+        out / "averaged.pt", "averaged.pt (dev CER 20.00% < best.pt's 25.00%)")
+    assert pick_checkpoint(out, {**summary, "best_dev_cer": 0.20, "averaged": avg}) == (
+        out / "best.pt", "best.pt (dev CER 20.00% <= averaged.pt's 20.00%)")
+    no_avg = {k: v for k, v in summary.items() if k != "averaged"}
+    assert pick_checkpoint(out, no_avg)[0] == out / "best.pt"

@@ -150,3 +150,17 @@ def test_transcribe_a_unigram_model(unigram_run, shards_dir, broken_root, tmp_pa
         times = [(w["start"], w["end"]) for w in o["words"]]
         assert all(s is not None and e > s for s, e in times)
         assert all(a[1] <= b[0] for a, b in zip(times, times[1:]))
+
+
+def test_recognizer_with_lm_on_a_unigram_model(unigram_run, shards_dir, broken_root, tmp_path):
+    from asr import Recognizer
+
+    with_lm = _eval(unigram_run, shards_dir, tmp_path / "lm", lm=unigram_run["lm"])
+    rows = {r["id"]: r for r in pq.read_table(shards_dir / "index.parquet").to_pylist()}
+    rec = Recognizer.load(unigram_run["chatty"], lm=unigram_run["lm"], device="cpu")
+    for uid in sorted(with_lm)[:2]:
+        r = rec.transcribe(broken_root / "fr" / "clips" / rows[uid]["path"])
+        assert r.text == with_lm[uid]
+        assert [w.word for w in r.words] == r.text.split()
+        aligned = rec.align(broken_root / "fr" / "clips" / rows[uid]["path"], rows[uid]["text"])
+        assert [w.word for w in aligned] == rows[uid]["text"].split()
