@@ -131,3 +131,15 @@ def test_demo_evaluates_the_checkpoint_with_the_lower_dev_cer(averaged_run):
         out / "best.pt", "best.pt (dev CER 20.00% <= averaged.pt's 20.00%)")
     no_avg = {k: v for k, v in summary.items() if k != "averaged"}
     assert pick_checkpoint(out, no_avg)[0] == out / "best.pt"
+
+
+def test_train_cli_average_prints_both_dev_cers(shards_dir, tmp_path):
+    out = tmp_path / "cli-run"
+    res = CliRunner().invoke(app, ["train", "--shards", str(shards_dir), "--out", str(out), "--preset", "tiny",
+                                   "--max-steps", "4", "--warmup", "1", "--eval-every", "2", "--eval-utts", "4",
+                                   "--batch-frames", "2500", "--workers", "0", "--average", "3", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["averaged"]["steps"] == [2, 4] and _steps(out) == [2, 4]
+    assert (f"averaged.pt (steps 2, 4): dev CER {s['averaged']['dev']['cer']:.3f}; "
+            f"best.pt: {s['best_dev_cer']:.3f}") in res.stdout
