@@ -194,6 +194,7 @@ def train(
     time_ratio: float = typer.Option(0.2, help="SpecAugment: a time mask covers at most this fraction."),
     freq_warp: float = typer.Option(0.0, help="VTLP-style random stretch of the mel axis by up to this fraction, e.g. 0.1 (0: off)."),
     specaug_start: int = typer.Option(0, help="SpecAugment's masks from this step on (0: from the first step)."),
+    average: int = typer.Option(0, help="Keep the weights of the last N evaluations (<out>/avg) and write their mean, <out>/averaged.pt, at the end (0: off)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Train a CTC or attention model on shards, on the GPU if any (torchrun for several)."""
@@ -227,7 +228,7 @@ def train(
         threads=threads, resume=resume, force=force, progress=progress, tokens=tokens, ctc_weight=ctc_weight,
         label_smoothing=label_smoothing, sampling_rate=sampling_rate,
         specaug=SpecAugmentConfig(freq_masks, freq_width, time_masks, time_width, time_ratio, freq_warp),
-        specaug_start=specaug_start,
+        specaug_start=specaug_start, average=average,
     )
     try:
         summary = train_local(cfg, procs)
@@ -240,6 +241,9 @@ def train(
         typer.echo(f"stopped at step {summary['step']} ({summary['stopped_by']}) after {summary['seconds']:.0f}s; "
                    f"dev loss {dev['loss']:.3f}, dev CER {dev['cer']:.3f}, WER {dev['wer']:.3f} "
                    f"on {dev['utterances']} utterances; skipped batches {summary['skipped_batches']}")
+        if "averaged" in summary:
+            typer.echo(f"averaged.pt (steps {', '.join(map(str, summary['averaged']['steps']))}): dev CER "
+                       f"{summary['averaged']['dev']['cer']:.3f}; best.pt: {summary['best_dev_cer']:.3f}")
         typer.echo(f"checkpoints: {cfg.out}/best.pt, {cfg.out}/last.pt; TensorBoard: tensorboard --logdir {cfg.out}/tb")
 
 
@@ -419,6 +423,25 @@ def checkpoint_upgrade(
     except OSError as e:  # a full disk: "no space left on <path>"
         fail(os_error_message(e))
     typer.echo(f"wrote {out}")
+
+
+@checkpoint_app.command("average")
+def checkpoint_average(
+    checkpoints: list[Path] = typer.Argument(..., help="Checkpoints of one model (e.g. runs/fr-ctc/avg/*.pt)."),
+    out: Path = typer.Option(..., help="Where to write their mean."),
+):
+    """The mean of several checkpoints' weights (as `train --average` writes averaged.pt): a
+    checkpoint for eval and transcribe, with the last one's model config, tokenizer and CMVN."""
+    from asr.averaging import average_checkpoints
+    from asr.checkpoint import CheckpointError
+
+    try:
+        average_checkpoints(checkpoints, out)
+    except (CheckpointError, ValueError) as e:
+        fail(str(e))
+    except OSError as e:
+        fail(os_error_message(e))
+    typer.echo(f"wrote {out}: the mean of {len(checkpoints)} checkpoints")
 
 
 _FORMATS = ("txt", "json", "srt", "vtt")

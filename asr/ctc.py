@@ -8,6 +8,13 @@ characters (and the blanks CTC needs between doubled letters) crowd the encoder'
 per second, at the cost of one wider linear layer. On the demo corpus (median 14.5
 characters per second) it did not train faster, so it is off by default.
 
+Units: characters, or SentencePiece pieces (`--tokens unigram:N`; decoding turns pieces back
+into words, asr/ctc_decoding.py). CTC needs T' * U >= label length + repeated neighbours;
+the lengths are not checked beforehand: an utterance that cannot be aligned gets an
+infinite loss, which `zero_infinity` turns into 0 (no gradient). On the demo corpus (x4
+subsampling, 25 frames/s) none is: the need is at most 0.99 of T' with characters (median
+0.60), 0.66 with unigram:256 pieces (median 0.32), so pieces leave the most headroom.
+
 V is the tokenizer's size (blank = 0 and <eos> = 1 included: <eos> is never a CTC target,
 its output simply learns to stay improbable). The loss is CTC with `zero_infinity`, summed
 over utterances and divided by the number of target tokens. Decoding (greedy, beam search,

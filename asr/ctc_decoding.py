@@ -47,6 +47,19 @@ Flashlight facts this module relies on (checked in tests/test_lm.py, tests/test_
   "Loading the LM will be faster if you build a binary file." on stderr for ARPA files;
   KenLM's `build_binary` makes a file that loads at once.
 
+Sub-word units (`--tokens unigram:N`, asr/subword.py): SentencePiece pieces carry the word
+boundary themselves ('▁' starts a word); no unit separates words, so the character scheme
+(a '|' unit) does not apply:
+
+* no LM: lexicon-free search over the pieces; the text is `tokenizer.decode` of the best
+  hypothesis' pieces ('▁' -> space);
+* with a word LM: lexicon search, each LM word spelt in the pieces `tokenizer.encode` gives it
+  (the spelling the model was trained to emit; `write_subword_lexicon`). A word is complete
+  on its last piece (the trie emits it there, while also extending to longer words with the
+  same first pieces), so no closing frame is appended. flashlight wants a silence unit: it is
+  <eos>, which a CTC model never emits. The lexicon-free search with a word LM would need a
+  word-boundary unit between words, which pieces do not have; hence the lexicon.
+
 Edge cases: a zero-length utterance decodes to "" (flashlight is not called); an utterance
 whose best path is all blanks decodes to ""; if no hypothesis survives the beam (possible
 with a lexicon when no word fits the acoustics within `beam_threshold`), the result is "".
@@ -60,7 +73,7 @@ from pathlib import Path
 import torch
 
 from asr.decode_options import DecodeOptions
-from asr.lm import UNK, WORD_BOUNDARY, kenlm_error, lm_words, write_lexicon_from_words
+from asr.lm import SPECIAL_WORDS, UNK, WORD_BOUNDARY, kenlm_error, lm_words, write_lexicon_from_words
 from asr.units import BLANK, EOS, SPACE, SPECIALS
 
 BLANK_SYMBOL, EOS_SYMBOL = SPECIALS  # the flashlight token list uses the tokenizer's names
@@ -113,10 +126,28 @@ def _read_word_list(path: Path) -> list[str]:
         return [line.split()[0] for line in f if line.strip()]
 
 
+def write_subword_lexicon(words, tokenizer, out: Path, source: str = "the word list") -> list[str]:
+    """The lexicon of `words` in a unigram tokenizer's pieces (`word<TAB>▁pi eces` lines), each
+    spelt as `encode` spells it in training targets; words with a character the tokenizer
+    does not know are left out. Returns the words written, sorted; ValueError when none is left."""
+    lines, kept = [], []
+    for w in sorted({w for w in words if w and w not in SPECIAL_WORDS}):
+        pieces = tokenizer.spell(w)
+        if pieces:
+            kept.append(w)
+            lines.append(f"{w}\t{' '.join(pieces)}\n")
+    if not kept:
+        raise ValueError(f"none of the words of {source} can be spelt with the model's pieces: was the LM "
+                         "built from this dataset's normalised text?")
+    Path(out).write_text("".join(lines), encoding="utf-8")
+    return kept
+
+
 class CTCBeamDecoder:
     """CTC beam search (flashlight-text via torchaudio), with an optional word n-gram LM.
 
-    tokenizer: a CharTokenizer (`.units` by id, `.vocab` the characters, holding " ").
+    tokenizer: a CharTokenizer (`.units` by id, `.vocab` the characters, holding " "), or a
+    UnigramTokenizer (pieces; see the module docstring).
     options (a DecodeOptions): beam (None: options.ctc_beam) hypotheses kept per frame;
     beam_threshold: drop hypotheses that far (in score) below the best; lm: ARPA file or
     KenLM binary (None = no LM, lexicon-free); lm_weight, word_score: flashlight's LM score
@@ -140,29 +171,21 @@ class CTCBeamDecoder:
     ) -> None:
         from torchaudio.models.decoder import ctc_decoder  # pulls in flashlight-text
 
-        if getattr(tokenizer, "kind", "char") != "char":
-            raise ValueError(f"CTCBeamDecoder needs character units, got {tokenizer.kind!r}")
-        vocab = list(tokenizer.vocab)
-        if SPACE not in vocab:
-            raise ValueError("the vocabulary has no space character: the beam decoder needs it "
-                             "as the word boundary")
-        if WORD_BOUNDARY in vocab:
-            raise ValueError(f"the vocabulary holds {WORD_BOUNDARY!r}, the decoder's word "
-                             "boundary symbol; it cannot be a character as well")
         self.tokenizer = tokenizer
-        # id -> flashlight symbol; the space becomes the word boundary '|'
-        self.symbols = [BLANK_SYMBOL, EOS_SYMBOL] + [WORD_BOUNDARY if c == SPACE else c
-                                                     for c in vocab]
-        if len(self.symbols) != len(tokenizer.units):
-            raise ValueError("tokenizer units do not follow the <blank> <eos> chars... layout")
-        self.boundary_id = self.symbols.index(WORD_BOUNDARY)
+        self.subword = getattr(tokenizer, "kind", "char") == "unigram"
+        if self.subword:  # the pieces as they are; '▁' starts a word, no unit separates words
+            self.symbols = list(tokenizer.units)
+            self.boundary_id, sil_token = EOS, EOS_SYMBOL  # flashlight needs a silence unit: <eos>, never emitted
+        else:
+            self.symbols = self._char_symbols(tokenizer)
+            self.boundary_id, sil_token = self.symbols.index(WORD_BOUNDARY), WORD_BOUNDARY
         self.beam = options.search_beam("ctc")
         self.lm = None if options.lm is None else Path(options.lm)
         self.lexicon_size = 0
         common = dict(
             tokens=self.symbols, nbest=1, beam_size=self.beam, beam_size_token=beam_size_token,
             beam_threshold=options.beam_threshold, sil_score=sil_score, log_add=log_add,
-            blank_token=BLANK_SYMBOL, sil_token=WORD_BOUNDARY, unk_word=UNK,
+            blank_token=BLANK_SYMBOL, sil_token=sil_token, unk_word=UNK,
         )
         if self.lm is None:
             self._decoder = ctc_decoder(lexicon=None, lm=None, **common)
@@ -178,7 +201,10 @@ class CTCBeamDecoder:
                              "lexicon= its word list (e.g. write_lexicon of the ARPA file)")
         with tempfile.TemporaryDirectory(prefix="asr-lexicon-") as tmp:
             lexicon_path, words_path = Path(tmp) / "lexicon.txt", Path(tmp) / "words.txt"
-            kept = write_lexicon_from_words(words, vocab, lexicon_path, source)
+            if self.subword:
+                kept = write_subword_lexicon(words, tokenizer, lexicon_path, source)
+            else:
+                kept = write_lexicon_from_words(words, list(tokenizer.vocab), lexicon_path, source)
             # the LM's word dictionary: the lexicon's words and <unk> (flashlight needs it)
             words_path.write_text("".join(w + "\n" for w in [*kept, UNK]), encoding="utf-8")
             self.lexicon_size = len(kept)
@@ -189,6 +215,21 @@ class CTCBeamDecoder:
                 )
             except RuntimeError as e:  # what the checks above cannot see (a damaged KenLM binary)
                 raise kenlm_error(self.lm, e) from None
+
+    @staticmethod
+    def _char_symbols(tokenizer) -> list[str]:
+        """id -> flashlight symbol for characters; the space becomes the word boundary '|'."""
+        vocab = list(tokenizer.vocab)
+        if SPACE not in vocab:
+            raise ValueError("the vocabulary has no space character: the beam decoder needs it "
+                             "as the word boundary")
+        if WORD_BOUNDARY in vocab:
+            raise ValueError(f"the vocabulary holds {WORD_BOUNDARY!r}, the decoder's word "
+                             "boundary symbol; it cannot be a character as well")
+        symbols = [BLANK_SYMBOL, EOS_SYMBOL] + [WORD_BOUNDARY if c == SPACE else c for c in vocab]
+        if len(symbols) != len(tokenizer.units):
+            raise ValueError("tokenizer units do not follow the <blank> <eos> chars... layout")
+        return symbols
 
     @property
     def uses_lexicon(self) -> bool:
@@ -213,7 +254,7 @@ class CTCBeamDecoder:
                 texts.append("")
                 continue
             x = emissions[b, :n]
-            if self.uses_lexicon:
+            if self.uses_lexicon and not self.subword:  # a piece word is complete on its last piece
                 x = torch.cat([x, closing])
             hyps = self._decoder(x.unsqueeze(0).contiguous())[0]
             if not hyps:
@@ -226,6 +267,8 @@ class CTCBeamDecoder:
 
     def _text(self, ids: list[int]) -> str:
         """Collapsed token ids (blanks already out) -> text; '|' -> space, <eos> dropped."""
+        if self.subword:
+            return tidy(self.tokenizer.decode(ids))
         chars = [SPACE if i == self.boundary_id else self.tokenizer.units[i]
                  for i in ids if i not in (BLANK, EOS)]
         return tidy("".join(chars))

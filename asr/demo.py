@@ -127,7 +127,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     t = _stage(f"3/6 train {cfg.model} (budget {cfg.minutes:g} min)")
     report["train"] = _train(cfg)
     report["stages"]["train"] = round(time.time() - t, 1)
-    ckpt = cfg.run / "best.pt"
+    ckpt, report["checkpoint_choice"] = pick_checkpoint(cfg.run, report["train"])
+    print(f"evaluating {report['checkpoint_choice']}")
 
     t = _stage("4/6 word 3-gram LM of the train sentences")
     arpa = cfg.run / "lm-3gram.arpa"
@@ -194,6 +195,19 @@ def _train(cfg: DemoConfig) -> dict:
         summary["reused"] = False
     summary["curve"] = training_curve(run / "metrics.jsonl")
     return summary
+
+
+def pick_checkpoint(run: Path, summary: dict) -> tuple[Path, str]:
+    """best.pt, or averaged.pt (a recipe with `average`) when its dev CER is the lower one:
+    chosen on dev only -> (path, why, for the report)."""
+    best = summary.get("best_dev_cer")
+    averaged = summary.get("averaged")
+    if averaged and (run / "averaged.pt").is_file() and best is not None:
+        cer = averaged["dev"]["cer"]
+        if cer < best:
+            return run / "averaged.pt", f"averaged.pt (dev CER {100 * cer:.2f}% < best.pt's {100 * best:.2f}%)"
+        return run / "best.pt", f"best.pt (dev CER {100 * best:.2f}% <= averaged.pt's {100 * cer:.2f}%)"
+    return run / "best.pt", "best.pt (the lowest dev CER of the evaluations)"
 
 
 def training_curve(metrics: Path) -> dict:
@@ -263,6 +277,6 @@ def format_report(r: dict) -> str:
     lines.append("")
     for t in r["transcripts"]:
         lines += [f"{t['clip']}", f"  reference:  {t['reference']}", f"  transcript: {t['transcript']}"]
-    lines += ["", f"checkpoint   {r['checkpoint']}", f"TensorBoard  {r['tensorboard']}",
+    lines += ["", f"checkpoint   {r['checkpoint']}: {r.get('checkpoint_choice', '')}", f"TensorBoard  {r['tensorboard']}",
               f"stage times  " + ", ".join(f"{k} {v:.0f}s" for k, v in r["stages"].items())]
     return "\n".join(lines)

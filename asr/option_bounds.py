@@ -85,6 +85,7 @@ BOUNDS: dict[str, Bound] = {
     "log_every": AT_LEAST_1,
     "label_smoothing": FRACTION_BELOW_1,
     "sampling_rate": FRACTION,
+    "average": Bound(0, 100, why="checkpoints kept on disk, each the model's size"),
     # processes
     "workers": AT_LEAST_0,
     "threads": AT_LEAST_0,

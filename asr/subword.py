@@ -69,6 +69,14 @@ class UnigramTokenizer:
         sp_ids = [int(i) - self._offset for i in ids if int(i) > self.unk_id]
         return self._sp.decode(sp_ids)
 
+    def spell(self, word: str) -> list[str] | None:
+        """The pieces `encode` gives `word` (what a CTC model learnt to emit for it), None if
+        one is <unk> (a character the model does not know)."""
+        ids = self._sp.encode(word, out_type=int)
+        if not ids or self._sp.unk_id() in ids:
+            return None
+        return [self.units[i + self._offset] for i in ids]
+
     def starts_word(self, unit_id: int) -> bool:
         return self.units[unit_id].startswith(WORD_START)
 

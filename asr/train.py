@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from asr import checkpoint
+from asr import averaging, checkpoint
 from asr.data import LoaderConfig, ShardStream, make_loader, steps_per_epoch
 from asr.decoding import greedy_texts
 from asr.distributed import (Dist, any_rank, autocast_dtype, cpu_threads, max_over_ranks, pick_device,
@@ -55,7 +55,7 @@ class TrainConfig:
     model: str = "ctc"  # ctc | las
     preset: str = "small"
     model_options: dict = field(default_factory=dict)  # overrides of the preset (sizes, rnn, ...)
-    tokens: str = "char"  # char | unigram:N (attention model)
+    tokens: str = "char"  # char | unigram:N (SentencePiece pieces)
     shard_url: str | None = None  # where tars are read from, if not the shards folder
     train_split: str = "train"
     dev_split: str = "dev"
@@ -94,6 +94,7 @@ class TrainConfig:
     ctc_weight: float = 0.3  # attention model only: weight of the joint CTC loss
     label_smoothing: float = 0.1  # attention model only
     sampling_rate: float = 0.0  # attention model only: scheduled sampling probability at the end
+    average: int = 0  # keep the last N evaluation checkpoints (<out>/avg) and write their mean, averaged.pt
 
 
 
@@ -274,6 +275,11 @@ def setup(cfg: TrainConfig, d: Dist) -> Run:
         restore(run, state)
         if d.main:  # metrics never ahead of the checkpoint (a failed checkpoint write left them so)
             trim_log(run.out / "metrics.jsonl", run.pos.step)
+    if d.main and not state:  # a run started over keeps nothing of the one before
+        averaging.prune(run.out / averaging.KEEP_DIR, 0)
+        (run.out / averaging.AVERAGED).unlink(missing_ok=True)
+    elif d.main and cfg.average:  # resumed: none past its step (those steps are trained again)
+        averaging.prune(run.out / averaging.KEEP_DIR, cfg.average, after_step=run.pos.step)
     if cfg.compile:
         run.train_model = torch.compile(model)
     if d.active:
@@ -373,8 +379,9 @@ def compute_validation_loss(model, batches: list, tokenizer, device, amp_dtype) 
     }
 
 
-def validate(run: Run) -> dict:
-    """Dev metrics (rank 0), logged; `last.pt` and, if the dev CER improved, `best.pt`."""
+def validate(run: Run, keep: bool = True) -> dict:
+    """Dev metrics (rank 0), logged; `last.pt`, if the dev CER improved `best.pt`, and with
+    `--average N` (and `keep`) the weights in <out>/avg, the last N kept."""
     result, improved = {}, False
     if run.d.main:
         result = compute_validation_loss(run.model, run.dev_batches, run.tokenizer, run.device, run.amp_dtype)
@@ -386,6 +393,8 @@ def validate(run: Run) -> dict:
         checkpoint.save(run.last_path, payload)
         if improved:
             checkpoint.save(run.best_path, payload)
+        if run.cfg.average and keep:
+            averaging.keep(run.out / averaging.KEEP_DIR, run.pos.step, payload, run.cfg.average)
     if run.d.active:
         dist.barrier()
     return result
@@ -462,15 +471,33 @@ def _train_locked(cfg: TrainConfig, d: Dist) -> dict:
     meter.bar.close()
     if d.active:
         rank_report(run)
-    final = validate(run)
+    final = validate(run, keep=reason in FINISHED)
     summary = {"step": run.pos.step, "epoch": run.pos.epoch, "stopped_by": reason,
                "skipped_batches": run.pos.skipped, "seconds": round(time.time() - run.started, 1),
                "dev": {k: v for k, v in final.items() if k != "samples"}, "best_dev_cer": run.pos.best_cer,
                "out": str(run.out)}
+    if d.main and cfg.average and reason in FINISHED:
+        summary["averaged"] = write_averaged(run)
     if d.main:
         run.writer.close()
         atomic.write_text(run.out / "summary.json", json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+FINISHED = ("max_steps", "epochs", "time_budget")  # why a run ends for good (not to be resumed)
+
+
+def write_averaged(run: Run) -> dict:
+    """`--average N`: <out>/averaged.pt, the mean of the last N kept checkpoints, evaluated on
+    the dev subset as the others are -> its summary entry (the steps averaged, dev metrics)."""
+    paths = averaging.prune(run.out / averaging.KEEP_DIR, run.cfg.average)
+    payload = averaging.averaged_payload(paths)
+    run.model.load_state_dict(payload["state_dict"])  # the loop is over: the model is free
+    result = compute_validation_loss(run.model, run.dev_batches, run.tokenizer, run.device, run.amp_dtype)
+    payload["metrics"] = {k: v for k, v in result.items() if k != "samples"}
+    checkpoint.save(run.out / averaging.AVERAGED, payload)
+    return {"path": str(run.out / averaging.AVERAGED), "steps": [s for s, _ in averaging.kept(paths[0].parent)],
+            "dev": payload["metrics"]}
 
 
 def train(cfg: TrainConfig) -> dict:
