@@ -135,7 +135,7 @@ def train(
     shards: Path = typer.Option(..., help=f"Shard folder made by `asr-cli shards` (holds {DATASET})."),
     out: Optional[Path] = typer.Option(None, help="Run folder for checkpoints and logs [default: runs/<lang>-<model>]."),
     model: str = typer.Option("ctc", help="ctc (Graves) or las (Listen, Attend and Spell)."),
-    preset: str = typer.Option("small", help="Model size: tiny, small, lab (ctc); tiny, small, small-pyramid, lab (las)."),
+    preset: str = typer.Option("small", help="Model size: tiny, small, lab, conformer-tiny, conformer-small, conformer-base (ctc); tiny, small, small-pyramid, lab, conformer-small (las); parameter counts in asr/models.py."),
     max_steps: int = typer.Option(20000, help="Training steps (the learning-rate schedule ends there)."),
     epochs: int = typer.Option(0, help="Stop after this many epochs (0: only --max-steps)."),
     batch_frames: int = typer.Option(20000, help="Padded feature frames per batch (10 ms each)."),
@@ -167,6 +167,12 @@ def train(
     conv_channels: Optional[int] = typer.Option(None, help="Channels of the conv front [preset]."),
     proj_dim: Optional[int] = typer.Option(None, help="Conv features projected to this size [preset]."),
     dropout: Optional[float] = typer.Option(None, help="Dropout [preset]."),
+    encoder: Optional[str] = typer.Option(None, help="Encoder: rnn (conv front + BiRNN) or conformer [preset]."),
+    d_model: Optional[int] = typer.Option(None, help="conformer: model size [preset]."),
+    blocks: Optional[int] = typer.Option(None, help="conformer: blocks [preset]."),
+    heads: Optional[int] = typer.Option(None, help="conformer: attention heads [preset]."),
+    conv_kernel: Optional[int] = typer.Option(None, help="conformer: depthwise conv kernel, odd [preset]."),
+    subsampling: Optional[int] = typer.Option(None, help="conformer: time reduction of the front, 4 or 8 [preset]."),
     tokens: str = typer.Option("char", help="Output units: char, or unigram:N (SentencePiece, N pieces, trained on the train text)."),
     ctc_weight: float = typer.Option(0.3, help="las: weight w of the joint CTC loss, w * ctc + (1 - w) * attention (0: no CTC head)."),
     label_smoothing: float = typer.Option(0.1, help="las: label smoothing of the attention loss."),
@@ -195,7 +201,8 @@ def train(
     from asr.train import TrainConfig, train_local
 
     options = {"rnn": rnn, "rnn_layers": rnn_layers, "rnn_hidden": rnn_hidden, "conv_channels": conv_channels,
-               "proj_dim": proj_dim, "dropout": dropout}
+               "proj_dim": proj_dim, "dropout": dropout, "encoder": encoder, "d_model": d_model, "blocks": blocks,
+               "heads": heads, "conv_kernel": conv_kernel, "subsampling": subsampling}
     las_options = {"listener": listener, "frame_stack": frame_stack, "pyramid_layers": pyramid_layers,
                    "attention": attention, "att_dim": att_dim, "att_norm": att_norm,
                    "att_temperature": att_temperature, "decoder_layers": decoder_layers,
@@ -206,6 +213,8 @@ def train(
         fail(f"--{next(k for k, v in las_options.items() if v is not None).replace('_', '-')} applies to --model las only")
     if rnn is not None and rnn not in ("gru", "lstm"):
         fail("--rnn must be gru or lstm")
+    if encoder is not None and encoder not in ("rnn", "conformer"):
+        fail("--encoder must be rnn or conformer")
     if batch_frames < max_frames:  # a batch holds at least one utterance of up to --max-frames frames
         fail(f"--batch-frames ({batch_frames}) must be at least --max-frames ({max_frames}): a batch holds at least "
              "one whole utterance; lower --max-frames too to train on short clips in small batches", 2)
