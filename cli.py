@@ -544,6 +544,7 @@ def demo(
     retrain: bool = typer.Option(False, "--retrain", help="Train again even if the run folder holds a finished model."),
     max_steps: Optional[int] = typer.Option(None, help="Train this many steps instead of the demo recipe's."),
     seed: int = typer.Option(0, help="Seed of the synthetic corpus."),
+    preset: str = typer.Option("", help="Another model's demo recipe: conformer-small (ctc, las); run folder <runs>/demo-<model>-<preset>."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ):
     """The whole product on a synthetic French corpus: synth, shards, train, LM, eval, transcribe."""
@@ -552,7 +553,8 @@ def demo(
     if model not in ("ctc", "las"):
         fail("--model must be ctc or las")
     cfg = DemoConfig(model=model, hours=hours, minutes=minutes, data=data, shards=shards, runs=runs, jobs=jobs,
-                     device=device, retrain=retrain, max_steps=max_steps, seed=seed, progress=progress)
+                     device=device, retrain=retrain, max_steps=max_steps, seed=seed, progress=progress,
+                     preset=preset)
     try:
         run_demo(cfg)
     except (RuntimeError, FileNotFoundError, FileExistsError, ValueError) as e:

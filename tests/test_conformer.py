@@ -15,6 +15,7 @@ import torch
 from asr.conformer import ConformerEncoder, make_encoder
 from asr.data import Batch
 from asr.decoding import DecodeOptions
+from asr.demo import DEMO_PRESETS, DEMO_TRAIN, DemoConfig
 from asr.encoder import EncoderConfig, RNNEncoder
 from asr.las_decoding import LASGreedyDecoder
 from asr.models import CTC_PRESETS, LAS_PRESETS, build_model, count_parameters, load_model, model_config
@@ -171,3 +172,18 @@ def test_cli_trains_a_conformer_that_loads_and_transcribes(shards_dir, synth_roo
     bad = subprocess.run(bad_cmd, capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode != 0 and "conv_kernel must be odd, not 8" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_demo_preset_recipe_and_refusal(tmp_path):
+    cfg = DemoConfig(model="ctc", preset="conformer-small", runs=tmp_path)
+    recipe = cfg.recipe()
+    assert cfg.run == tmp_path / "demo-ctc-conformer-small"
+    assert recipe == {**DEMO_TRAIN["ctc"], **DEMO_PRESETS[("ctc", "conformer-small")]}
+    assert recipe["preset"] == "conformer-small" and DemoConfig(model="las").recipe() == DEMO_TRAIN["las"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "demo", "--preset", "huge", "--runs",
+                           str(tmp_path), "--data", str(tmp_path / "data"), "--shards", str(tmp_path / "shards")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().endswith("the ctc demo has no preset 'huge' (choose from conformer-small)")
+    assert not (tmp_path / "data").exists()  # refused before the first stage
