@@ -17,6 +17,7 @@ from asr.data import Batch
 from asr.decoding import DecodeOptions
 from asr.demo import DEMO_PRESETS, DEMO_TRAIN, DemoConfig
 from asr.encoder import EncoderConfig, RNNEncoder
+from asr.export import check, graph_bytes
 from asr.las_decoding import LASGreedyDecoder
 from asr.models import CTC_PRESETS, LAS_PRESETS, build_model, count_parameters, load_model, model_config
 from asr.transcribe import Transcriber
@@ -187,3 +188,12 @@ def test_demo_preset_recipe_and_refusal(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().endswith("the ctc demo has no preset 'huge' (choose from conformer-small)")
     assert not (tmp_path / "data").exists()  # refused before the first stage
+
+
+@pytest.mark.parametrize("subsampling", [4, 8])
+def test_onnx_export_of_a_conformer_matches_pytorch(subsampling):
+    """`asr-cli export`'s graph and check (onnxruntime against PyTorch on utterances of
+    different lengths) take the Conformer too."""
+    torch.manual_seed(0)
+    model = build_model(model_config("ctc", "conformer-tiny", 12, 80, {"subsampling": subsampling})).eval()
+    assert check(model, graph_bytes(model, 80), 80) < 1e-4
