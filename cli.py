@@ -135,7 +135,7 @@ def train(
     shards: Path = typer.Option(..., help=f"Shard folder made by `asr-cli shards` (holds {DATASET})."),
     out: Optional[Path] = typer.Option(None, help="Run folder for checkpoints and logs [default: runs/<lang>-<model>]."),
     model: str = typer.Option("ctc", help="ctc (Graves) or las (Listen, Attend and Spell)."),
-    preset: str = typer.Option("small", help="Model size: tiny, small, lab, conformer-tiny, conformer-small, conformer-base (ctc); tiny, small, small-pyramid, lab, conformer-small (las); parameter counts in asr/models.py."),
+    preset: str = typer.Option("small", help="Model size: tiny, small, lab, conformer-tiny, conformer-small (3.0 M), conformer-base (32.8 M) (ctc); tiny, small, small-pyramid, lab, conformer-small (3.7 M) (las); see asr/models.py."),
     max_steps: int = typer.Option(20000, help="Training steps (the learning-rate schedule ends there)."),
     epochs: int = typer.Option(0, help="Stop after this many epochs (0: only --max-steps)."),
     batch_frames: int = typer.Option(20000, help="Padded feature frames per batch (10 ms each)."),
