@@ -57,7 +57,7 @@ DEMO_TRAIN: dict[str, dict] = {
 # `asr-cli demo --preset NAME`: another model's recipe (DEMO_TRAIN's, these changed), trained
 # into runs/demo-<model>-<preset>. conformer-small: see its comment in asr/models.py.
 DEMO_PRESETS: dict[tuple[str, str], dict] = {
-    ("ctc", "conformer-small"): dict(preset="conformer-small", max_steps=2500),
+    ("ctc", "conformer-small"): dict(preset="conformer-small", max_steps=1700),
     ("las", "conformer-small"): dict(preset="conformer-small", max_steps=1200),
 }
 

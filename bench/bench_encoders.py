@@ -34,12 +34,13 @@ BIGRU_DEMO_STEPS = 1634  # BiGRU small in the demo's 15 minutes on 2 cores (2 DD
 # name -> (preset, overrides); the first is the baseline
 CANDIDATES: dict[str, tuple[str, dict]] = {
     "bigru-small": ("small", {}),
-    "conformer-small": ("conformer-small", {}),
-    "x4 d144 b6 k15": ("conformer-small", dict(subsampling=4, conv_channels=32, upsample=1)),
-    "x8 d144 b8 k15 up2": ("conformer-small", dict(blocks=8)),
-    "x8 d176 b6 k15 up2": ("conformer-small", dict(d_model=176)),
-    "x8 d192 b4 k15 up2": ("conformer-small", dict(d_model=192, blocks=4)),
-    "x8 d144 b6 k15 up1": ("conformer-small", dict(upsample=1)),
+    "conformer-small": ("conformer-small", {}),  # x4 d144 b6 k15
+    "x4 d144 b4 k15": ("conformer-small", dict(blocks=4)),
+    "x8 d144 b6 k15 up2": ("conformer-small", dict(subsampling=8, conv_channels=64, upsample=2)),
+    "x8 d144 b8 k15 up2": ("conformer-small", dict(subsampling=8, conv_channels=64, upsample=2, blocks=8)),
+    "x8 d176 b6 k15 up2": ("conformer-small", dict(subsampling=8, conv_channels=64, upsample=2, d_model=176)),
+    "x8 d192 b4 k15 up2": ("conformer-small", dict(subsampling=8, conv_channels=64, upsample=2, d_model=192,
+                                                   blocks=4)),
 }
 
 
