@@ -45,8 +45,8 @@ CTC_PRESETS: dict[str, dict] = {
     # machine: BiGRU small 453 ms/step; this 444 ms = 1,666 steps in the demo's 15 minutes; the x8
     # FastConformer front + upsample 2, d 144 x 6: 288 ms = 2,568 steps), with a quarter-budget proxy of the
     # demo recipe (lr 3e-3, warm-up 100, 1 process, batch 10,000 frames, dev CER on 400 utterances):
-    # BiGRU small 400 steps 33.0 %; this 408 steps 73.8 %; x8 + upsample 2, 630 steps 77.4 %; x8 at lr 1e-3,
-    # 400 steps 92.5 %. Every Conformer sits on CTC's blank plateau for 300-500 steps where the BiGRU leaves
+    # BiGRU small 400 steps 33.0 %; this 408 steps 73.8 % (at lr 2e-3, warm-up 200: 79.5 %); x8 + upsample 2,
+    # 630 steps 77.4 %; x8 at lr 1e-3, 400 steps 92.5 %. Every Conformer sits on CTC's blank plateau for 300-500 steps where the BiGRU leaves
     # it at ~150: on the demo's budget it trails the BiGRU (full 15-minute runs not made yet).
     "conformer-small": dict(encoder="conformer", subsampling=4, conv_channels=32, d_model=144, blocks=6, heads=4,
                             ff_mult=4, conv_kernel=15, dropout=0.1),
