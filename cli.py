@@ -141,7 +141,7 @@ def train(
     shards: Path = typer.Option(..., help=f"Shard folder made by `asr-cli shards` (holds {DATASET})."),
     out: Optional[Path] = typer.Option(None, help="Run folder for checkpoints and logs [default: runs/<lang>-<model>]."),
     model: str = typer.Option("ctc", help="ctc (Graves) or las (Listen, Attend and Spell)."),
-    preset: str = typer.Option("small", help="Model size: tiny, small, lab (ctc); tiny, small, small-pyramid, lab (las)."),
+    preset: str = typer.Option("small", help="Model size: tiny, small, lab, conformer-tiny, conformer-small (3.0 M), conformer-base (32.8 M) (ctc); tiny, small, small-pyramid, lab, conformer-small (3.7 M) (las); see asr/models.py."),
     max_steps: int = typer.Option(20000, help="Training steps (the learning-rate schedule ends there)."),
     epochs: int = typer.Option(0, help="Stop after this many epochs (0: only --max-steps)."),
     batch_frames: int = typer.Option(20000, help="Padded feature frames per batch (10 ms each)."),
@@ -173,6 +173,12 @@ def train(
     conv_channels: Optional[int] = typer.Option(None, help="Channels of the conv front [preset]."),
     proj_dim: Optional[int] = typer.Option(None, help="Conv features projected to this size [preset]."),
     dropout: Optional[float] = typer.Option(None, help="Dropout [preset]."),
+    encoder: Optional[str] = typer.Option(None, help="Encoder: rnn (conv front + BiRNN) or conformer [preset]."),
+    d_model: Optional[int] = typer.Option(None, help="conformer: model size [preset]."),
+    blocks: Optional[int] = typer.Option(None, help="conformer: blocks [preset]."),
+    heads: Optional[int] = typer.Option(None, help="conformer: attention heads [preset]."),
+    conv_kernel: Optional[int] = typer.Option(None, help="conformer: depthwise conv kernel, odd [preset]."),
+    subsampling: Optional[int] = typer.Option(None, help="conformer: time reduction of the front, 4 or 8 [preset]."),
     tokens: str = typer.Option("char", help="Output units: char, or unigram:N (SentencePiece, N pieces, trained on the train text)."),
     ctc_weight: float = typer.Option(0.3, help="las: weight w of the joint CTC loss, w * ctc + (1 - w) * attention (0: no CTC head)."),
     label_smoothing: float = typer.Option(0.1, help="las: label smoothing of the attention loss."),
@@ -202,7 +208,8 @@ def train(
     from asr.train import TrainConfig, train_local
 
     options = {"rnn": rnn, "rnn_layers": rnn_layers, "rnn_hidden": rnn_hidden, "conv_channels": conv_channels,
-               "proj_dim": proj_dim, "dropout": dropout}
+               "proj_dim": proj_dim, "dropout": dropout, "encoder": encoder, "d_model": d_model, "blocks": blocks,
+               "heads": heads, "conv_kernel": conv_kernel, "subsampling": subsampling}
     las_options = {"listener": listener, "frame_stack": frame_stack, "pyramid_layers": pyramid_layers,
                    "attention": attention, "att_dim": att_dim, "att_norm": att_norm,
                    "att_temperature": att_temperature, "decoder_layers": decoder_layers,
@@ -213,6 +220,8 @@ def train(
         fail(f"--{next(k for k, v in las_options.items() if v is not None).replace('_', '-')} applies to --model las only")
     if rnn is not None and rnn not in ("gru", "lstm"):
         fail("--rnn must be gru or lstm")
+    if encoder is not None and encoder not in ("rnn", "conformer"):
+        fail("--encoder must be rnn or conformer")
     if batch_frames < max_frames:  # a batch holds at least one utterance of up to --max-frames frames
         fail(f"--batch-frames ({batch_frames}) must be at least --max-frames ({max_frames}): a batch holds at least "
              "one whole utterance; lower --max-frames too to train on short clips in small batches", 2)
@@ -601,6 +610,7 @@ def demo(
     retrain: bool = typer.Option(False, "--retrain", help="Train again even if the run folder holds a finished model."),
     max_steps: Optional[int] = typer.Option(None, help="Train this many steps instead of the demo recipe's."),
     seed: int = typer.Option(0, help="Seed of the synthetic corpus."),
+    preset: str = typer.Option("", help="Another model's demo recipe: conformer-small (ctc, las); run folder <runs>/demo-<model>-<preset>."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ):
     """The whole product on a synthetic French corpus: synth, shards, train, LM, eval, transcribe."""
@@ -609,7 +619,8 @@ def demo(
     if model not in ("ctc", "las"):
         fail("--model must be ctc or las")
     cfg = DemoConfig(model=model, hours=hours, minutes=minutes, data=data, shards=shards, runs=runs, jobs=jobs,
-                     device=device, retrain=retrain, max_steps=max_steps, seed=seed, progress=progress)
+                     device=device, retrain=retrain, max_steps=max_steps, seed=seed, progress=progress,
+                     preset=preset)
     try:
         run_demo(cfg)
     except (RuntimeError, FileNotFoundError, FileExistsError, ValueError) as e:

@@ -1,6 +1,6 @@
 """CTC model (Graves et al. 2006): shared encoder -> linear -> units + blank.
 
-    feats [B, T, F] -> RNNEncoder -> [B, T/4, 2H] -> Linear -> logits [B, T/4 * U, V]
+    feats [B, T, F] -> encoder (BiRNN or Conformer) -> [B, T/4, D] -> Linear -> logits [B, T/4 * U, V]
 
 U (`upsample`, default 1) output frames per encoder frame: with U = 2 the head predicts two
 frames' distributions from each encoder frame (50 per second), for speech so fast that its
@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asr.encoder import EncoderConfig, RNNEncoder
+from asr.conformer import make_encoder
+from asr.encoder import EncoderConfig
 from asr.units import BLANK
 
 
@@ -46,7 +47,7 @@ class CTCModel(nn.Module):
     def __init__(self, cfg: CTCConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = RNNEncoder(cfg.encoder)
+        self.encoder = make_encoder(cfg.encoder)  # RNNEncoder or ConformerEncoder
         self.upsample = cfg.upsample
         self.head = nn.Linear(self.encoder.output_dim, cfg.vocab_size * cfg.upsample)
 

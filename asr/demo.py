@@ -54,6 +54,14 @@ DEMO_TRAIN: dict[str, dict] = {
 }
 
 
+# `asr-cli demo --preset NAME`: another model's recipe (DEMO_TRAIN's, these changed), trained
+# into runs/demo-<model>-<preset>. conformer-small: see its comment in asr/models.py.
+DEMO_PRESETS: dict[tuple[str, str], dict] = {
+    ("ctc", "conformer-small"): dict(preset="conformer-small", max_steps=1700),
+    ("las", "conformer-small"): dict(preset="conformer-small", max_steps=1200),
+}
+
+
 @dataclass
 class DemoConfig:
     model: str = "ctc"  # ctc | las
@@ -71,6 +79,7 @@ class DemoConfig:
     progress: bool = True
     train_overrides: dict = field(default_factory=dict)
     procs: int = 0  # training processes, 0: two on a CPU with two cores or more, else one
+    preset: str = ""  # "": DEMO_TRAIN's model; else a DEMO_PRESETS recipe
 
     def train_procs(self) -> int:
         """On a CPU, two data-parallel processes of half the cores each train the small models
@@ -84,7 +93,14 @@ class DemoConfig:
 
     @property
     def run(self) -> Path:
-        return self.runs / f"demo-{self.model}"
+        return self.runs / (f"demo-{self.model}-{self.preset}" if self.preset else f"demo-{self.model}")
+
+    def recipe(self) -> dict:
+        """DEMO_TRAIN's recipe for the model, with the preset's changes if any."""
+        if self.preset and (self.model, self.preset) not in DEMO_PRESETS:
+            known = ", ".join(p for m, p in DEMO_PRESETS if m == self.model)
+            raise ValueError(f"the {self.model} demo has no preset {self.preset!r} (choose from {known})")
+        return {**DEMO_TRAIN[self.model], **DEMO_PRESETS.get((self.model, self.preset), {})}
 
 
 def _stage(name: str) -> float:
@@ -97,6 +113,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     Markdown in the run folder)."""
     if cfg.model not in DEMO_TRAIN:
         raise ValueError(f"--model must be one of {', '.join(DEMO_TRAIN)}, not {cfg.model!r}")
+    cfg.recipe()  # an unknown --preset stops here, before any stage
     report: dict = {"model": cfg.model, "stages": {}}
 
     t = _stage("1/6 synthetic corpus (espeak-ng, Common Voice layout)")
@@ -176,7 +193,7 @@ def _train(cfg: DemoConfig) -> dict:
               f"`asr-cli demo --retrain` or `make clean-demo` trains again")
         summary["reused"] = True
     else:
-        recipe = {**DEMO_TRAIN[cfg.model], **cfg.train_overrides}
+        recipe = {**cfg.recipe(), **cfg.train_overrides}
         if cfg.max_steps is not None:
             recipe["max_steps"] = cfg.max_steps
             recipe["warmup"] = min(recipe["warmup"], max(1, cfg.max_steps // 4))

@@ -4,6 +4,7 @@
                        output_dim (D), time_reduction (T / T'), output_lengths(lengths)
 
     RNNEncoder         conv subsampling (x4 in time) then a bidirectional RNN; CTC and LAS
+    ConformerEncoder   asr/conformer.py (x4 or x8), picked by EncoderConfig.encoder = "conformer"
     PyramidListener    Chan et al.'s pyramidal BiRNN (x8); LAS's `listener="pyramid"`
 
 RNNEncoder:
@@ -51,10 +52,19 @@ class EncoderConfig:
     # One RNN module per layer with a LayerNorm after each (instead of one stacked RNN): on the
     # demo corpus it shortens CTC's blank plateau at the start of training.
     layer_norm: bool = False
+    # The encoder: "rnn" (RNNEncoder, the fields above) or "conformer" (asr/conformer.py, the
+    # fields below and conv_channels, dropout). Checkpoints without these fields are RNNs.
+    encoder: str = "rnn"
+    d_model: int = 144
+    blocks: int = 6
+    heads: int = 4
+    ff_mult: int = 4
+    conv_kernel: int = 15  # the depthwise conv's kernel, in encoder frames (odd)
+    subsampling: int = 4  # 4: ConvSubsampling; 8: FastConformer's depthwise-separable front
 
     @property
     def output_dim(self) -> int:
-        return 2 * self.rnn_hidden
+        return self.d_model if self.encoder == "conformer" else 2 * self.rnn_hidden
 
 
 class EncoderInterface(nn.Module):

@@ -5,7 +5,8 @@
     <sos> y1 .. yL --Speller (LSTM, attention over enc)--> p(y1) .. p(yL) p(<eos>)
 
 Listener (`listener` option):
-  * "conv"    asr/encoder.py's RNNEncoder: two stride-2 convs (x4) + BiGRU/BiLSTM
+  * "conv"    asr/encoder.py's RNNEncoder: two stride-2 convs (x4) + BiGRU/BiLSTM, or with
+              encoder="conformer" asr/conformer.py's ConformerEncoder (x4 or x8)
   * "pyramid" asr/encoder.py's PyramidListener, Chan et al.'s pyramidal BiRNN: `frame_stack`
               input frames concatenated, a Linear to `proj_dim`, then `rnn_layers` BiRNN
               layers of which the last `pyramid_layers` first concatenate adjacent frames
@@ -58,7 +59,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asr.encoder import EncoderConfig, EncoderInterface, PyramidListener, RNNEncoder
+from asr.conformer import make_encoder
+from asr.encoder import EncoderConfig, EncoderInterface, PyramidListener
 from asr.units import BLANK, EOS
 
 SOS = EOS  # the speller starts from <eos>
@@ -99,6 +101,8 @@ class LASConfig:
             (self.listener != "pyramid" or 0 <= self.pyramid_layers <= self.encoder.rnn_layers,
              "pyramid_layers must be between 0 and rnn_layers"),
             (self.decoder_layers >= 1, "decoder_layers must be >= 1"),
+            (self.listener != "pyramid" or self.encoder.encoder == "rnn",
+             "listener pyramid is a BiRNN: it takes no encoder=conformer (use listener conv)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -242,7 +246,7 @@ class LASModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         enc = cfg.encoder
-        self.encoder: EncoderInterface = (RNNEncoder(enc) if cfg.listener == "conv" else
+        self.encoder: EncoderInterface = (make_encoder(enc) if cfg.listener == "conv" else
                                           PyramidListener(enc, cfg.frame_stack, cfg.pyramid_layers))
         enc_dim = self.enc_dim = self.encoder.output_dim
         self.speller = Speller(cfg, enc_dim, enc.dropout)

@@ -105,6 +105,11 @@ BOUNDS: dict[str, Bound] = {
     "decoder_layers": AT_LEAST_1,
     "decoder_hidden": AT_LEAST_1,
     "embed_dim": AT_LEAST_1,
+    "d_model": AT_LEAST_1,
+    "blocks": AT_LEAST_1,
+    "heads": AT_LEAST_1,
+    "conv_kernel": AT_LEAST_1,
+    "subsampling": Bound(4, 8, why="4 or 8"),
     # SpecAugment
     "freq_masks": AT_LEAST_0,
     "freq_width": AT_LEAST_0,
