@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT
 
-PACKAGES = ("asr", "pipeline")
+PACKAGES = ("asr", "pipeline", "commands")
 MAX_LINES = 600
 DATA_TABLES = {"pipeline/synth/french/lexicon.py"}  # word lists: data, not logic
 FORMAT_OWNER = "pipeline/shardformat.py"

@@ -1,0 +1,1 @@
+"""`asr-cli`'s commands, one module per stage (cli.py assembles them into one app)."""

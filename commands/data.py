@@ -1,0 +1,109 @@
+"""Data commands: `synth` (the synthetic demo corpus), `shards` and `shards verify`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from commands.base import app, bounded, fail
+from pipeline.atomic import os_error_message
+from pipeline.shardformat import DATASET, INDEX, REJECTS
+
+
+@app.command()
+@bounded
+def synth(
+    out: Path = typer.Option(Path("data/demo/fr"), help="Language folder to write (clips/ and the TSVs)."),
+    lang: str = typer.Option("fr", help="Language (only French has a sentence generator)."),
+    hours: float = typer.Option(5.0, help="Hours of audio to synthesise."),
+    clips: Optional[int] = typer.Option(None, help="Number of clips (overrides --hours)."),
+    seed: int = typer.Option(0, help="Same seed, same corpus."),
+    jobs: int = typer.Option(0, help="Worker processes (0: every core)."),
+):
+    """Synthesise a French corpus with espeak-ng in Common Voice's own layout."""
+    from pipeline.synth import synthesize
+
+    try:
+        summary = synthesize(out, lang=lang, hours=hours, seed=seed, jobs=jobs or None, num_clips=clips)
+    except (ValueError, RuntimeError, FileNotFoundError) as e:
+        fail(str(e))
+    typer.echo(_format_synth(summary, out))
+
+
+def _format_synth(summary: dict, out: Path) -> str:
+    lines = [f"corpus in {out} (Common Voice root: {out.parent})"]
+    for key, value in summary.items():
+        lines.append(f"  {key}: {value}")
+    return "\n".join(lines)
+
+
+shards_app = typer.Typer(
+    invoke_without_command=True,
+    no_args_is_help=False,
+    help="Turn a Common Voice release into log-Mel webdataset shards (`shards verify DIR` checks them).",
+)
+app.add_typer(shards_app, name="shards")
+
+
+@shards_app.callback()
+@bounded
+def shards(
+    ctx: typer.Context,
+    cv_root: Path = typer.Option(Path("data/cv"), help="Folder holding the extracted language folder (<cv-root>/<lang>/clips, *.tsv)."),
+    lang: str = typer.Option("fr", help="Common Voice locale: fr, en, de, zh-CN, ..."),
+    out: Optional[Path] = typer.Option(None, help="Output folder [default: shards/<lang>]."),
+    jobs: int = typer.Option(0, help="Worker processes (0: every core)."),
+    shard_size: int = typer.Option(1000, help="Clips per shard (about 70 MB of features at 5 s a clip)."),
+    seed: int = typer.Option(0, help="Seed of the train shuffle."),
+    min_duration: float = typer.Option(0.5, help="Clips shorter than this (seconds) are rejected."),
+    max_duration: float = typer.Option(20.0, help="Clips longer than this (seconds) are rejected."),
+    train_set: str = typer.Option("train", help="'train' (train.tsv) or 'validated' (validated minus dev and test)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild everything instead of resuming."),
+    speed: Optional[str] = typer.Option(None, help="Speed perturbation: comma-separated factors, e.g. 0.9,1.1 (each in 0.5-2.0): resampled copies of the train split, ids <id>_sp0p9."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """Build shards/<lang>/ from a Common Voice release; a rerun resumes where it stopped."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from pipeline.cv import ReleaseError
+    from pipeline.build import BuildConfig, build, format_summary, parse_speeds
+    from pipeline.lock import LockedError
+
+    if shard_size < 1:
+        fail("--shard-size must be at least 1")
+    if not 0 <= min_duration < max_duration:
+        fail("need 0 <= --min-duration < --max-duration")
+    try:
+        speeds = parse_speeds(speed)
+    except ValueError as e:
+        fail(str(e))
+    cfg = BuildConfig(cv_root=cv_root, lang=lang, out=out or Path("shards") / lang, jobs=jobs,
+                      shard_size=shard_size, seed=seed, min_duration=min_duration,
+                      max_duration=max_duration, train_set=train_set, force=force, progress=progress,
+                      speeds=speeds)
+    try:
+        summary = build(cfg)
+    except (ReleaseError, LockedError) as e:
+        fail(str(e))
+    except OSError as e:  # a full disk, a read-only --out
+        fail(os_error_message(e))
+    typer.echo(format_summary(summary))
+    typer.echo(f"shards, {INDEX}, {REJECTS} and {DATASET} are in {cfg.out}")
+
+
+@shards_app.command("verify")
+def shards_verify(
+    root: Path = typer.Argument(..., help="Shard folder, e.g. shards/fr."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """Re-hash every shard and check that the tars, index.parquet and dataset.json agree."""
+    from pipeline.verify import verify
+
+    problems = verify(root, progress=progress)
+    if problems:
+        for p in problems:
+            typer.secho(p, fg=typer.colors.RED, err=True)
+        fail(f"{len(problems)} problem(s) in {root}")
+    typer.echo(f"{root}: all shards, {INDEX} and {DATASET} agree")

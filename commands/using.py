@@ -1,0 +1,296 @@
+"""Using a trained model: `eval`, `lm build`, `checkpoint upgrade|average`, `transcribe`, `serve`, `export`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from asr.decode_options import DecodeOptions
+from commands.base import app, bounded, fail, shards_lang
+from pipeline.atomic import os_error_message
+
+
+_BEAM_HELP = (f"Beam search with this many hypotheses (default: greedy; with --lm or --ctc-weight: "
+              f"{DecodeOptions.ctc_beam} for ctc, {DecodeOptions.las_beam} for las).")
+_LM_HELP = "Word n-gram LM (ARPA, from `asr-cli lm build`) for beam search."
+_LM_WEIGHT_HELP = f"Weight of the LM's log10 probability; tune on dev (default: {DecodeOptions.lm_weight:g})."
+_WORD_SCORE_HELP = f"Score added per word with --lm; tune on dev (default: {DecodeOptions.word_score:g})."
+_CTC_WEIGHT_HELP = "las only: CTC weight of joint CTC/attention beam search (default: the training weight)."
+
+
+def _decode_options(beam, lm, lm_weight, word_score, ctc_weight) -> DecodeOptions:
+    """DecodeOptions from the shared eval / transcribe options (None: the tuned default)."""
+    given = {"lm_weight": lm_weight, "word_score": word_score}
+    return DecodeOptions(beam=beam, lm=lm, ctc_weight=ctc_weight, **{k: v for k, v in given.items() if v is not None})
+
+
+@app.command("eval")
+@bounded
+def eval_(
+    checkpoint: Path = typer.Option(..., help="Checkpoint made by `asr-cli train` (e.g. runs/fr-ctc/best.pt)."),
+    shards: Path = typer.Option(..., help="Shard folder made by `asr-cli shards`."),
+    split: str = typer.Option("test", help="Split to evaluate (every utterance, once)."),
+    beam: Optional[int] = typer.Option(None, help=_BEAM_HELP),
+    lm: Optional[Path] = typer.Option(None, help=_LM_HELP),
+    lm_weight: Optional[float] = typer.Option(None, help=_LM_WEIGHT_HELP, show_default=False),
+    word_score: Optional[float] = typer.Option(None, help=_WORD_SCORE_HELP, show_default=False),
+    ctc_weight: Optional[float] = typer.Option(None, help=_CTC_WEIGHT_HELP),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: <checkpoint folder>/eval-<split>-<mode>)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
+    batch_frames: int = typer.Option(20000, help="Padded feature frames per batch."),
+    max_batch: int = typer.Option(256, help="Utterances per batch at most."),
+    workers: int = typer.Option(1, help="DataLoader workers reading the shards."),
+    threads: int = typer.Option(0, help="CPU threads per process (0: cores / processes)."),
+    shard_url: Optional[str] = typer.Option(None, help="Read tars from this URL prefix or '{path}' template."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """CER / WER of a checkpoint on a split: per-utterance results, summary, real-time factor."""
+    import os
+
+    from asr.checkpoint import CheckpointError
+    from asr.evaluate import CoverageError, EvalConfig, evaluate, format_summary
+    from pipeline.lock import LockedError
+
+    cfg = EvalConfig(checkpoint=checkpoint, shards=shards, split=split,
+                     decode=_decode_options(beam, lm, lm_weight, word_score, ctc_weight), out=out, device=device,
+                     batch_frames=batch_frames, max_batch=max_batch, workers=workers, threads=threads,
+                     shard_url=shard_url, progress=progress)
+    try:
+        summary = evaluate(cfg)
+    except (CheckpointError, CoverageError, FileNotFoundError, ValueError, LockedError) as e:
+        fail(str(e))
+    except OSError as e:  # a full disk: "no space left on <path>"
+        fail(os_error_message(e))
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(format_summary(summary))
+
+
+lm_app = typer.Typer(no_args_is_help=True, help="Word n-gram language models for beam search.")
+app.add_typer(lm_app, name="lm")
+
+
+@lm_app.command("build")
+@bounded
+def lm_build(
+    shards: Path = typer.Option(..., help="Shard folder: the LM is estimated on its train sentences only."),
+    order: int = typer.Option(3, help="N-gram order."),
+    out: Optional[Path] = typer.Option(None, help="ARPA file to write (default: lm/<lang>-<order>gram.arpa)."),
+    extra_text: Optional[Path] = typer.Option(None, help="More raw text, one sentence per line (normalised here; "
+                                                         "dev/test sentences dropped)."),
+):
+    """Interpolated modified Kneser-Ney n-gram LM (ARPA) from the shards' train text."""
+    import time
+
+    from asr.lm import build_lm_from_shards
+
+    lang = shards_lang(shards)
+    out = out or Path("lm") / f"{lang}-{order}gram.arpa"
+    started = time.time()
+    try:
+        stats = build_lm_from_shards(shards, order, out, extra_text=extra_text)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    typer.echo(_format_lm_stats(stats, out, time.time() - started))
+
+
+def _format_lm_stats(stats: dict, out: Path, seconds: float) -> str:
+    lines = [f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {seconds:.1f}s",
+             f"  sentences: {stats['sentences']} ({stats['train_sentences']} distinct train sentences"
+             + (f", {stats['extra_sentences']} extra; {stats['extra_rejected']} extra lines rejected by the "
+                f"normaliser, {stats['extra_heldout_dropped']} equal to a dev/test sentence dropped"
+                if stats["extra_sentences"] or stats["extra_rejected"] or stats["extra_heldout_dropped"] else "")
+             + ")",
+             f"  vocabulary: {stats['vocab_size']} words"]
+    for n, (count, d, fallback) in enumerate(zip(stats["ngrams"], stats["discounts"], stats["discount_fallback"]),
+                                             start=1):
+        lines.append(f"  {n}-grams: {count:>9}   discounts D1 {d[0]:.3f}  D2 {d[1]:.3f}  D3+ {d[2]:.3f}"
+                     + ("  (fallback)" if fallback else ""))
+    return "\n".join(lines)
+
+
+checkpoint_app = typer.Typer(no_args_is_help=True, help="Checkpoint files.")
+app.add_typer(checkpoint_app, name="checkpoint")
+
+
+@checkpoint_app.command("upgrade")
+def checkpoint_upgrade(
+    old: Path = typer.Argument(..., help="A checkpoint written by an earlier cv-asr (a pickled .pt)."),
+    out: Optional[Path] = typer.Option(None, help="Where to write it (default: OLD with .safe.pt)."),
+):
+    """Convert an earlier cv-asr checkpoint (a pickle, which can carry code) into the current
+    format (safetensors + JSON). Only tensors and plain data are read from it: anything else
+    is refused, not run."""
+    from asr.checkpoint import CheckpointError, upgrade
+
+    out = out or old.with_name(old.stem + ".safe.pt")
+    try:
+        upgrade(old, out)
+    except CheckpointError as e:
+        fail(str(e))
+    except OSError as e:  # a full disk: "no space left on <path>"
+        fail(os_error_message(e))
+    typer.echo(f"wrote {out}")
+
+
+@checkpoint_app.command("average")
+def checkpoint_average(
+    checkpoints: list[Path] = typer.Argument(..., help="Checkpoints of one model (e.g. runs/fr-ctc/avg/*.pt)."),
+    out: Path = typer.Option(..., help="Where to write their mean."),
+):
+    """The mean of several checkpoints' weights (as `train --average` writes averaged.pt): a
+    checkpoint for eval and transcribe, with the last one's model config, tokenizer and CMVN."""
+    from asr.averaging import average_checkpoints
+    from asr.checkpoint import CheckpointError
+
+    try:
+        average_checkpoints(checkpoints, out)
+    except (CheckpointError, ValueError) as e:
+        fail(str(e))
+    except OSError as e:
+        fail(os_error_message(e))
+    typer.echo(f"wrote {out}: the mean of {len(checkpoints)} checkpoints")
+
+
+_FORMATS = ("txt", "json", "srt", "vtt")
+
+
+@app.command()
+@bounded
+def transcribe(
+    files: list[Path] = typer.Argument(..., help="Audio files: MP3, WAV, FLAC ... any rate, mono or stereo."),
+    checkpoint: Path = typer.Option(..., help="Checkpoint made by `asr-cli train`."),
+    beam: Optional[int] = typer.Option(None, help=_BEAM_HELP),
+    lm: Optional[Path] = typer.Option(None, help=_LM_HELP),
+    lm_weight: Optional[float] = typer.Option(None, help=_LM_WEIGHT_HELP, show_default=False),
+    word_score: Optional[float] = typer.Option(None, help=_WORD_SCORE_HELP, show_default=False),
+    ctc_weight: Optional[float] = typer.Option(None, help=_CTC_WEIGHT_HELP),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
+    format: str = typer.Option("txt", "--format", help="txt: one line of text per file. json: one JSON object "
+                               "per line and file: id, path, text, duration, time, words [{word, start, end, "
+                               "score}] (seconds); id, path, error for a file that failed. srt / vtt: subtitles "
+                               "(cues of at most 7 s / 42 characters) of ONE file on stdout; several files need "
+                               "--out-dir."),
+    json_lines: bool = typer.Option(False, "--json", help="Same as --format json."),
+    out_dir: Optional[Path] = typer.Option(None, help="Write <out-dir>/<file name>.<format> per input (any "
+                                           "format) and print the path written, one line per file."),
+    batch_size: int = typer.Option(1, help="Files padded into one batch through the model."),
+):
+    """Transcribe audio files: one line per file, in order: its text (or JSON object, or written
+    path), or an empty line for a file that failed (the reason on stderr; the exit status is then 1).
+    With --format srt / vtt and no --out-dir, the one file's subtitles."""
+    import json
+
+    from asr.checkpoint import CheckpointError
+    from pipeline.atomic import write_text
+
+    fmt = "json" if json_lines else format
+    if fmt not in _FORMATS:
+        fail(f"--format: {format!r} is not one of {', '.join(_FORMATS)}", 2)
+    if fmt in ("srt", "vtt") and out_dir is None and len(files) > 1:
+        fail(f"--format {fmt} prints the subtitles of one file; for {len(files)} files give --out-dir "
+             f"(one .{fmt} file per input)", 2)
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            fail(f"--out-dir: {out_dir} is a file, not a folder", 2)
+        stems = [f.stem for f in files]
+        twice = sorted({s for s in stems if stems.count(s) > 1})
+        if twice:
+            fail(f"--out-dir: several inputs are named {twice[0]}.*; their outputs would overwrite each other", 2)
+
+    def render(result) -> str:
+        from asr import subtitles
+
+        if fmt == "txt":
+            return result.text
+        if fmt == "json":
+            return json.dumps(result.to_dict(words=True), ensure_ascii=False)
+        return (subtitles.srt if fmt == "srt" else subtitles.vtt)(result.words, result.duration)
+
+    from asr.api import Recognizer
+
+    failures = 0
+    try:
+        rec = Recognizer.load(checkpoint, device=device, timestamps=fmt != "txt",  # txt: no word alignment
+                              **vars(_decode_options(beam, lm, lm_weight, word_score, ctc_weight)))
+        for result in rec.transcribe_many(files, batch_size=batch_size):
+            if not result.ok:
+                failures += 1
+                typer.secho(f"error: {result}", fg=typer.colors.RED, err=True)
+                typer.echo(json.dumps(result.to_dict(), ensure_ascii=False) if fmt == "json" and out_dir is None
+                           else "")  # its line
+                continue
+            if getattr(result, "warning", None):  # a long file read only in part
+                typer.secho(f"warning: {result.path}: {result.warning}", fg=typer.colors.YELLOW, err=True)
+            text = render(result)
+            if out_dir is not None:
+                path = out_dir / f"{Path(result.path).stem}.{fmt}"
+                out_dir.mkdir(parents=True, exist_ok=True)
+                write_text(path, text if fmt in ("srt", "vtt") else text + "\n")
+                typer.echo(str(path))
+            elif fmt in ("srt", "vtt"):
+                typer.echo(text, nl=False)
+            else:
+                typer.echo(text)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    except OSError as e:  # --out-dir: a full disk, a read-only folder
+        fail(os_error_message(e))
+    if failures:
+        fail(f"{failures} of {len(files)} file(s) could not be transcribed")
+
+
+@app.command()
+@bounded
+def serve(
+    checkpoint: Path = typer.Option(..., help="Checkpoint made by `asr-cli train` (or `asr-cli export`'s .onnx)."),
+    lm: Optional[Path] = typer.Option(None, help=_LM_HELP + " Adds the beam-lm mode (the default then)."),
+    beam: Optional[int] = typer.Option(None, help="Hypotheses of the beam and beam-lm modes (default: the "
+                                       "model kind's)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 for every interface (reachable "
+                             "from other machines)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    max_mb: float = typer.Option(50.0, help="Uploads larger than this many MB are refused (413)."),
+    max_seconds: float = typer.Option(600.0, help="Audio longer than this many seconds is refused (413)."),
+    workers: int = typer.Option(1, help="Model replicas decoding at once (each one a copy of the model in memory)."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, auto ..."),
+):
+    """A web page (and JSON API) to try a model: upload or record audio, see the words and their times."""
+    import os
+
+    from asr.checkpoint import CheckpointError
+    from asr.serve import ServeConfig, run
+
+    if workers < 1:
+        fail("--workers must be at least 1 (one model replica)", 2)
+    if lm is not None and not lm.is_file():
+        fail(f"language model {lm} not found (build one with `asr-cli lm build`)")
+    cfg = ServeConfig(checkpoint=checkpoint, lm=lm, device=device, beam=beam, max_mb=max_mb,
+                      max_seconds=max_seconds, workers=workers)
+    try:
+        run(cfg, host=host, port=port)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    except OSError as e:  # the port is taken, a host that is not ours
+        fail(f"cannot serve on {host}:{port}: {os.strerror(e.errno) if e.errno else e}")
+
+
+@app.command()
+def export(
+    checkpoint: Path = typer.Option(..., help="CTC checkpoint made by `asr-cli train` (e.g. runs/fr-ctc/best.pt)."),
+    out: Path = typer.Option(..., help="ONNX file to write (e.g. model.onnx); a readable copy of its metadata "
+                                       "goes beside it (model.onnx.json)."),
+):
+    """CTC checkpoint -> ONNX model (dynamic batch and time) for onnxruntime: `transcribe` and `eval`
+    take it as --checkpoint."""
+    from asr.checkpoint import CheckpointError
+    from asr.export import ExportError, export_onnx, format_summary
+
+    try:
+        summary = export_onnx(checkpoint, out)
+    except (CheckpointError, ExportError) as e:
+        fail(str(e))
+    except OSError as e:  # a full disk, a read-only folder
+        fail(os_error_message(e))
+    typer.echo(format_summary(summary))
