@@ -19,7 +19,7 @@ import torch
 
 from asr import checkpoint
 from asr.data import Batch
-from asr.models import build_model, model_config
+from asr.models import CTC_PRESETS, build_model, model_config
 from asr.specaug import SpecAugmentConfig
 from asr.distributed import Dist
 from asr.train import TrainConfig, train, train_step
@@ -214,4 +214,4 @@ def test_an_error_in_a_spawned_rank_is_one_line(shards_dir, tmp_path):
     assert proc.returncode == 1
     # every rank fails the same way (a rank's failure can also surface on another as a lost
     # connection: an error every rank meets keeps the test independent of which one torch reports)
-    assert proc.stderr.strip() == "unknown ctc preset 'bogus' (choose from tiny, small, lab)", proc.stderr[-2000:]
+    assert proc.stderr.strip() == f"unknown ctc preset 'bogus' (choose from {', '.join(CTC_PRESETS)})", proc.stderr[-2000:]
