@@ -30,7 +30,6 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory espeak
-	-@$(MAKE) --no-print-directory chromium
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
@@ -66,10 +65,13 @@ eval: $(STAMP)
 demo: $(STAMP)
 	$(CLI) demo --model $(MODEL)
 
+# Chromium only for the browser tests of `asr-cli serve` (they skip without it): not a `make demo` need.
 test: $(STAMP)
+	-@$(MAKE) --no-print-directory chromium
 	$(BIN)/python -m pytest -q
 
 test-all: $(STAMP)
+	-@$(MAKE) --no-print-directory chromium
 	$(BIN)/python -m pytest -q -m ''
 
 # Pipeline throughput (vs the naive librosa path), then the shard loader (vs decoding MP3s on
