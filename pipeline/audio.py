@@ -79,17 +79,23 @@ class AudioError(Exception):
         self.detail = detail
 
 
+def _existing(path: str | os.PathLike) -> Path:
+    """`path` as a Path; AudioError missing_file / empty_file when it is not a non-empty file."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError("missing_file", str(path))
+    if path.stat().st_size == 0:
+        raise AudioError("empty_file", str(path))
+    return path
+
+
 def decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Read an audio file at its own rate: float32 [n, channels] and the sample rate.
 
     Raises AudioError with reason missing_file / empty_file / decode_error / truncated /
     empty_audio.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError("missing_file", str(path))
-    if path.stat().st_size == 0:
-        raise AudioError("empty_file", str(path))
+    path = _existing(path)
     try:
         with sf.SoundFile(str(path)) as f:
             announced = f.frames
@@ -122,11 +128,7 @@ def read_blocks(path: str | os.PathLike, seconds: float = 10.0) -> tuple[int, in
     Raises AudioError missing_file / empty_file / decode_error on opening; a block that cannot
     be decoded raises AudioError("unreadable_after", "<seconds read before it>").
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError("missing_file", str(path))
-    if path.stat().st_size == 0:
-        raise AudioError("empty_file", str(path))
+    path = _existing(path)
     try:
         f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
