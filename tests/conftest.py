@@ -186,3 +186,30 @@ def learnt(handful_shards, tmp_path_factory) -> dict:
     rows = sorted((r for r in pq.read_table(handful_shards / "index.parquet").to_pylist() if r["split"] == "train"),
                   key=lambda r: r["id"])
     return {"ckpt": out / "last.pt", "rows": rows}
+
+
+_DIE_AFTER_TAR = """
+import os, sys
+sys.path.insert(0, {root!r})
+import pipeline.build as S
+from pathlib import Path
+calls = 0
+real = S.write_tar
+def dying_write_tar(path, samples):
+    global calls
+    result = real(path, samples)
+    calls += 1
+    if calls == {die_at}:   # this tar is written but not yet renamed: die like kill -9
+        os._exit(137)
+    return result
+S.write_tar = dying_write_tar
+S.build(S.BuildConfig(cv_root=Path({cv!r}), lang="fr", out=Path({out!r}), jobs=1, shard_size=8,
+                      progress=False, max_duration=15.0, speeds={speeds!r}))
+"""
+
+
+def build_killed_after_tar(cv: Path, out: Path, die_at: int, speeds: tuple = ()) -> subprocess.CompletedProcess:
+    """A one-job `shards` build (shard size 8) in a child process that dies like kill -9 right
+    after writing its `die_at`-th tar, before renaming it."""
+    script = _DIE_AFTER_TAR.format(root=str(ROOT), cv=str(cv), out=str(out), die_at=die_at, speeds=tuple(speeds))
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

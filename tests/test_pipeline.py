@@ -18,7 +18,7 @@ import torch
 import torchaudio
 import webdataset as wds
 
-from conftest import BROKEN, LANG, ROOT, UNSEEN_CHAR
+from conftest import BROKEN, LANG, ROOT, UNSEEN_CHAR, build_killed_after_tar
 from pipeline.audio import FeatureConfig, compute_features
 from pipeline.cv import ReleaseError, open_release, read_tsv, unquote
 from pipeline.build import BuildConfig, build
@@ -164,30 +164,9 @@ def test_stored_features_equal_a_direct_computation(shards_dir, broken_root, cli
 # --------------------------------------------------------------------------------------
 # resume, determinism, verify
 # --------------------------------------------------------------------------------------
-DIE_AFTER_TAR = """
-import os, sys
-sys.path.insert(0, {root!r})
-import pipeline.build as S
-from pathlib import Path
-calls = 0
-real = S.write_tar
-def dying_write_tar(path, samples):
-    global calls
-    result = real(path, samples)
-    calls += 1
-    if calls == 3:   # the third shard's tar is written but not yet renamed: die like kill -9
-        os._exit(137)
-    return result
-S.write_tar = dying_write_tar
-S.build(S.BuildConfig(cv_root=Path({cv!r}), lang="fr", out=Path({out!r}), jobs=1, shard_size=8,
-                      progress=False, max_duration=15.0))
-"""
-
-
 def test_killed_build_resumes_to_identical_shards(broken_root, shards_dir, tmp_path):
     out = tmp_path / "fr"
-    script = DIE_AFTER_TAR.format(root=str(ROOT), cv=str(broken_root), out=str(out))
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    proc = build_killed_after_tar(broken_root, out, die_at=3)  # the third shard's tar written, not renamed
     assert proc.returncode == 137, proc.stderr
     assert list(out.glob("*/*.tmp")), "the kill should leave a half-finished shard behind"
     assert not dataset_path(out).exists()

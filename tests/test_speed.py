@@ -7,7 +7,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from typer.testing import CliRunner
 from asr.data import LoaderConfig, ShardStream
 from asr.tokenizer import CharTokenizer
 from cli import app
-from conftest import LANG, ROOT
+from conftest import LANG, ROOT, build_killed_after_tar
 from pipeline.audio import FeatureConfig, log_mel
 from pipeline.build import BuildConfig, build, parse_speeds
 from pipeline.shardformat import (ShardSet, dataset_path, index_path, load_npy, read_dataset, read_index,
@@ -166,31 +165,10 @@ def test_an_old_folder_without_the_speed_column_loads_verifies_and_resumes(shard
     assert verify(old, progress=False) == []
 
 
-DIE_AFTER_TAR = """
-import os, sys
-sys.path.insert(0, {root!r})
-import pipeline.build as S
-from pathlib import Path
-calls = 0
-real = S.write_tar
-def dying_write_tar(path, samples):
-    global calls
-    result = real(path, samples)
-    calls += 1
-    if calls == {die_at}:   # this tar is written but not yet renamed: die like kill -9
-        os._exit(137)
-    return result
-S.write_tar = dying_write_tar
-S.build(S.BuildConfig(cv_root=Path({cv!r}), lang="fr", out=Path({out!r}), jobs=1, shard_size=8,
-                      progress=False, max_duration=15.0, speeds=(0.9, 1.1)))
-"""
-
-
 @pytest.mark.parametrize("die_at", [2, 4])  # inside a shard's group (after its original), between groups
 def test_killed_speed_build_resumes_to_identical_shards(broken_root, speed_dir, tmp_path, die_at):
     out = tmp_path / "fr"
-    script = DIE_AFTER_TAR.format(root=str(ROOT), cv=str(broken_root), out=str(out), die_at=die_at)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    proc = build_killed_after_tar(broken_root, out, die_at=die_at, speeds=SPEEDS)
     assert proc.returncode == 137, proc.stderr
     assert list(out.glob("*/*.tmp")) and not dataset_path(out).exists()
     finished = shard_hashes(out)
