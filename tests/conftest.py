@@ -213,3 +213,13 @@ def build_killed_after_tar(cv: Path, out: Path, die_at: int, speeds: tuple = ())
     after writing its `die_at`-th tar, before renaming it."""
     script = _DIE_AFTER_TAR.format(root=str(ROOT), cv=str(cv), out=str(out), die_at=die_at, speeds=tuple(speeds))
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def lm(shards_dir, tmp_path_factory) -> Path:
+    """A word 3-gram LM (ARPA) of `shards_dir`'s train sentences (test_serve and its browser tests)."""
+    from asr.lm import build_lm_from_shards
+
+    out = tmp_path_factory.mktemp("lm") / "lm-3gram.arpa"
+    build_lm_from_shards(shards_dir, 3, out)
+    return out

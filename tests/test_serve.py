@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import socket
 import subprocess
 import sys
@@ -30,15 +29,6 @@ from conftest import LANG, ROOT
 
 def clips(synth_root: Path, n: int) -> list[Path]:
     return sorted((synth_root / LANG / "clips").glob("*.mp3"))[:n]
-
-
-@pytest.fixture(scope="module")
-def lm(shards_dir, tmp_path_factory) -> Path:
-    from asr.lm import build_lm_from_shards
-
-    out = tmp_path_factory.mktemp("serve-lm") / "lm-3gram.arpa"
-    build_lm_from_shards(shards_dir, 3, out)
-    return out
 
 
 @pytest.fixture(scope="module")

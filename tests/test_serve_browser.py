@@ -84,15 +84,6 @@ def transcribe_file(page, clip: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def lm(shards_dir, tmp_path_factory) -> Path:
-    from asr.lm import build_lm_from_shards
-
-    out = tmp_path_factory.mktemp("browser-lm") / "lm-3gram.arpa"
-    build_lm_from_shards(shards_dir, 3, out)
-    return out
-
-
-@pytest.fixture(scope="module")
 def clip(synth_root) -> Path:
     return sorted((synth_root / LANG / "clips").glob("*.mp3"))[0]
 
