@@ -63,11 +63,14 @@ class Recognizer:
         Raises asr.checkpoint.CheckpointError for a file that is not a checkpoint,
         FileNotFoundError for a missing LM, ValueError / TypeError for a bad option.
         """
-        unknown = sorted(set(options) - set(DECODE_FIELDS))
-        if unknown:
-            raise TypeError(f"unknown decoding option(s) {', '.join(unknown)} (known: {', '.join(DECODE_FIELDS)})")
-        decode = DecodeOptions(lm=None if lm is None else Path(lm), **options)
-        return cls(Transcriber(Path(checkpoint), decode, device, timestamps=timestamps, window_s=window_s))
+        return cls(Transcriber(Path(checkpoint), _decode_options(lm, options), device, timestamps=timestamps,
+                               window_s=window_s))
+
+    def with_options(self, **options) -> "Recognizer":
+        """A Recognizer sharing this one's model (no second copy in memory) that decodes with
+        other DecodeOptions fields, e.g. `rec.with_options(beam=50, lm="lm.arpa")`. Fields not
+        given take asr/decode_options.py's defaults, as in `load`."""
+        return Recognizer(self.transcriber.with_options(_decode_options(options.pop("lm", None), options)))
 
     @property
     def sample_rate(self) -> int:
@@ -111,3 +114,11 @@ class Recognizer:
                 pending = []
         if pending:
             yield from self.transcriber.batch(pending)
+
+
+def _decode_options(lm, options: dict) -> DecodeOptions:
+    """`load`'s and `with_options`' keywords -> DecodeOptions; TypeError naming an unknown one."""
+    unknown = sorted(set(options) - set(DECODE_FIELDS))
+    if unknown:
+        raise TypeError(f"unknown decoding option(s) {', '.join(unknown)} (known: {', '.join(DECODE_FIELDS)})")
+    return DecodeOptions(lm=None if lm is None else Path(lm), **options)

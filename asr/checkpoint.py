@@ -135,11 +135,21 @@ def _head(z: zipfile.ZipFile, name: str, size: int = 1 << 20) -> bytes:
         return f.read(size)
 
 
+def _safetensors_head(head: bytes, size: int) -> bool:
+    """Whether a file starts as safetensors does: an 8-byte little-endian header length that fits
+    the file, then the JSON header's "{". Checked before the pickle test: the length's first byte
+    is 0x80 (a pickle's first opcode) for one header length in 256 (it happened to a checkpoint
+    with a 9,856-byte header)."""
+    return len(head) == 9 and 2 <= int.from_bytes(head[:8], "little") <= size - 8 and head[8:9] == b"{"
+
+
 def _refuse_pickle(path: Path) -> None:
     """A pickle (what torch.save writes) can run code when loaded: say what the file is, never
     unpickle it."""
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(9)
+    if _safetensors_head(head, path.stat().st_size):
+        return
     if head.startswith(b"PK\x03\x04") and zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as z:

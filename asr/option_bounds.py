@@ -110,6 +110,7 @@ BOUNDS: dict[str, Bound] = {
     "heads": AT_LEAST_1,
     "conv_kernel": AT_LEAST_1,
     "subsampling": Bound(4, 8, why="4 or 8"),
+    "upsample": Bound(1, 2, why="1 or 2"),
     # SpecAugment
     "freq_masks": AT_LEAST_0,
     "freq_width": AT_LEAST_0,

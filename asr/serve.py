@@ -28,7 +28,6 @@ is read by the same soundfile path as every other upload.
 from __future__ import annotations
 
 import base64
-import copy
 import io
 import queue
 import tempfile
@@ -47,7 +46,6 @@ from starlette.requests import ClientDisconnect
 from asr import checkpoint as ckpt_io
 from asr.api import Recognizer, TranscriptionError
 from asr.decode_options import DecodeOptions
-from asr.decoding import Decoder
 from asr.las_decoding import LASGreedyDecoder
 from pipeline.audio import AudioError, compute_features
 
@@ -75,21 +73,14 @@ class ServeConfig:
         return int(self.max_mb * 1e6)
 
 
-def _with_decoder(rec: Recognizer, options: DecodeOptions) -> Recognizer:
-    """`rec` decoding with `options`, sharing its model (a shallow copy with its own Decoder)."""
-    t = copy.copy(rec.transcriber)
-    t.decoder = Decoder(t.model, t.tokenizer, options, rec.transcriber.decoder.normalizer)
-    return Recognizer(t)
-
-
 def load_replica(cfg: ServeConfig) -> dict[str, Recognizer]:
     """One model, as a Recognizer per decoding mode (beam-lm only with an LM)."""
     greedy = Recognizer.load(cfg.checkpoint, device=cfg.device)
     kind = greedy.transcriber.decoder.kind
     beam = cfg.beam or DecodeOptions().search_beam(kind)
-    modes = {"greedy": greedy, "beam": _with_decoder(greedy, DecodeOptions(beam=beam))}
+    modes = {"greedy": greedy, "beam": greedy.with_options(beam=beam)}
     if cfg.lm is not None:
-        modes["beam-lm"] = _with_decoder(greedy, DecodeOptions(beam=beam, lm=Path(cfg.lm)))
+        modes["beam-lm"] = greedy.with_options(beam=beam, lm=cfg.lm)
     return modes
 
 

@@ -77,7 +77,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     clip: float = 5.0
     device: str = "auto"
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fast (bf16 where native, CPUs too) | bf16 | fp16 | fp32
     compile: bool = False
     eval_every: int = 500
     eval_utts: int = 200

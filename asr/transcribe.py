@@ -29,6 +29,8 @@ presets) can differ slightly for the shorter files of a batch (batch_size 1 avoi
 
 from __future__ import annotations
 
+import copy
+
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -152,6 +154,20 @@ class Transcriber:
         has_ctc = self.decoder.kind == "ctc" or getattr(model, "ctc_head", None) is not None
         self.window_s = window_s if has_ctc else None
 
+    def with_options(self, options: DecodeOptions) -> "Transcriber":
+        """This transcriber decoding with `options` instead: the same model, weights and
+        features (not copied), its own Decoder (a beam decoder holds per-search state, so two
+        threads never share one)."""
+        other = copy.copy(self)
+        other.decoder = Decoder(self.model, self.tokenizer, options, self.decoder.normalizer)
+        return other
+
+    def encoder_stride(self) -> int:
+        """Input frames per encoder frame (4 behind the x4 front): windows start on a multiple of
+        it, so a window's encoder frames are the whole file's (a CTC head with upsample 2 has two
+        output frames per encoder frame, so the CTC frame shift alone would give 2)."""
+        return max(1, round(self.shift * getattr(self.model, "upsample", 1) / (self.features.hop_ms / 1000)))
+
     def compute(self, path: Path) -> tuple[np.ndarray | None, float]:
         """The file's features as the shards store them (float16 [T, F]) and its duration (s).
 
@@ -226,7 +242,7 @@ class Transcriber:
         try:
             stream = FeatureStream(item.path, self.features)
             result = transcribe_stream(stream, self._window_words, self.features.hop_ms / 1000, self.window_s,
-                                       align=max(1, round(self.shift / (self.features.hop_ms / 1000))))
+                                       align=self.encoder_stride())
         except OSError as e:
             return FileFailure(item.path, e.strerror or type(e).__name__)
         except AudioError as e:

@@ -29,7 +29,7 @@ def train(
     weight_decay: float = typer.Option(0.01, help="AdamW weight decay."),
     clip: float = typer.Option(5.0, help="Gradient norm clipping."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
-    precision: str = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16, fp16, fp32."),
+    precision: str = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fast (bf16 wherever the hardware has it, a CPU with AVX512-BF16 or AMX too), bf16, fp16, fp32."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     eval_every: int = typer.Option(500, help="Dev loss / CER and checkpoints every N steps."),
     eval_utts: int = typer.Option(200, help="Dev utterances used for the periodic CER."),
@@ -56,6 +56,7 @@ def train(
     heads: Optional[int] = typer.Option(None, help="conformer: attention heads [preset]."),
     conv_kernel: Optional[int] = typer.Option(None, help="conformer: depthwise conv kernel, odd [preset]."),
     subsampling: Optional[int] = typer.Option(None, help="conformer: time reduction of the front, 4 or 8 [preset]."),
+    upsample: Optional[int] = typer.Option(None, help="ctc: output frames per encoder frame, 1 or 2 (small: 2, i.e. 50 a second behind the x4 front) [preset]."),
     tokens: str = typer.Option("char", help="Output units: char, or unigram:N (SentencePiece, N pieces, trained on the train text)."),
     ctc_weight: float = typer.Option(0.3, help="las: weight w of the joint CTC loss, w * ctc + (1 - w) * attention (0: no CTC head)."),
     label_smoothing: float = typer.Option(0.1, help="las: label smoothing of the attention loss."),
@@ -92,7 +93,11 @@ def train(
                    "att_temperature": att_temperature, "decoder_layers": decoder_layers,
                    "decoder_hidden": decoder_hidden, "embed_dim": embed_dim}
     if model == "las":
+        if upsample is not None:
+            fail("--upsample applies to --model ctc only")
         options.update(las_options, ctc_weight=ctc_weight)
+    elif upsample is not None:
+        options["upsample"] = upsample
     elif any(v is not None for v in las_options.values()):
         fail(f"--{next(k for k, v in las_options.items() if v is not None).replace('_', '-')} applies to --model las only")
     if rnn is not None and rnn not in ("gru", "lstm"):

@@ -73,6 +73,23 @@ def test_transcribe_many_in_order_past_a_bad_file(chatty_ckpt, synth_root, tmp_p
         rec.transcribe(bad)
 
 
+def test_with_options_shares_the_model_and_decodes_as_load(chatty_ckpt, synth_root):
+    """`with_options` gives the decoding `load` would with those options, on the same model
+    object (serve keeps one model per replica and a Recognizer per decoding mode)."""
+    clips = clip_files(synth_root, 3)
+    greedy = Recognizer.load(chatty_ckpt, device="cpu")
+    beam = greedy.with_options(beam=4)
+    assert beam.transcriber.model is greedy.transcriber.model
+    assert beam.transcriber.decoder is not greedy.transcriber.decoder
+    assert greedy.transcriber.decoder.beam is None and beam.transcriber.decoder.beam is not None
+    loaded = Recognizer.load(chatty_ckpt, device="cpu", beam=4)
+    assert [beam.transcribe(c).text for c in clips] == [loaded.transcribe(c).text for c in clips]
+    assert [greedy.transcribe(c).text for c in clips] == [Recognizer.load(chatty_ckpt, device="cpu").transcribe(c).text
+                                                            for c in clips]  # the original is unchanged
+    with pytest.raises(TypeError, match="unknown decoding option.*bean"):
+        greedy.with_options(bean=4)
+
+
 def test_samples_at_44k_equal_the_file(chatty_ckpt, synth_root, tmp_path):
     clip = clip_files(synth_root, 1)[0]
     wave, _, _ = load_audio(clip)  # 16 kHz
@@ -117,14 +134,15 @@ def long_file(learnt, handful_shards, synth_root, tmp_path_factory) -> dict:
 
 def reference_spikes(ckpt: Path, clip: Path, text: str) -> list[tuple[float, float]]:
     """Each word's (first, last) CTC spike in seconds, by torchaudio's forced_align and
-    merge_tokens of the reference text, computed here apart from asr/timestamps.py (40 ms
-    frames: ctc/small's 10 ms hop x its x4 conv front)."""
+    merge_tokens of the reference text, computed here apart from asr/timestamps.py (20 ms
+    frames: ctc/small's 10 ms hop x its x4 conv front / its two CTC frames per encoder frame)."""
     from torchaudio.functional import forced_align, merge_tokens
 
     from asr.models import checkpoint_cmvn, load_model
     from pipeline.audio import compute_features
 
     model, tokenizer, ck = load_model(ckpt)
+    shift = 0.01 * model.encoder.time_reduction / model.upsample
     mean, std = checkpoint_cmvn(ck)
     feats, _ = compute_features(clip)
     x = torch.from_numpy((feats.astype(np.float32) - mean) / std)[None]
@@ -138,7 +156,7 @@ def reference_spikes(ckpt: Path, clip: Path, text: str) -> list[tuple[float, flo
     words, current = [], []
     for span in spans + [None]:
         if span is None or span.token == space:
-            words.append((current[0].start * 0.04, current[-1].end * 0.04))
+            words.append((current[0].start * shift, current[-1].end * shift))
             current = []
         else:
             current.append(span)

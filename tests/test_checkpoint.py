@@ -192,6 +192,27 @@ def test_load_model_reads_a_trained_checkpoint(tiny_ctc):
     assert isinstance(resume["rng"][0]["numpy"][1], np.ndarray) and resume["rng"][0]["numpy"][1].dtype == np.uint32
 
 
+def test_a_header_length_whose_first_byte_is_a_pickle_opcode_still_loads(tiny_ctc, tmp_path):
+    """A safetensors file starts with its header's length, little-endian: for one length in 256
+    the first byte is 0x80, a pickle's first opcode (a LAS run's averaging checkpoint had a
+    9,856-byte header and was refused as a pickle). Such a file loads; a real pickle does not."""
+    ckpt = checkpoint.load(tiny_ctc)
+    path = tmp_path / "x80.pt"
+    for pad in range(300):  # the payload's free-text config field moves the header length a byte at a time
+        checkpoint.save(path, {**ckpt, "train_config": {**ckpt["train_config"], "note": "x" * pad}})
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    head = path.read_bytes()
+    assert head[:1] == b"\x80" and head[8:9] == b"{", "no padding gave a header length of 0x..80"
+    loaded = checkpoint.load(path)
+    assert all(torch.equal(v, ckpt["state_dict"][k]) for k, v in loaded["state_dict"].items())
+    assert load_model(path)[2]["position"] == ckpt["position"]
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps({"state_dict": {}}))
+    with pytest.raises(CheckpointError, match="it is a pickle"):
+        checkpoint.load(raw)
+
+
 def test_saving_an_arbitrary_object_is_refused(tmp_path):
     with pytest.raises(TypeError, match="plain data and tensors only"):
         checkpoint.save(tmp_path / "x.pt", {"lang": "fr", "metrics": {"f": lambda: 1}})

@@ -37,6 +37,11 @@ def test_demo_runs_the_whole_path_and_a_rerun_reuses_it(tmp_path):
     assert report["corpus"]["clips"]["train"] > 0 and not report["corpus"]["reused"]
     assert report["shards"]["utterances"]["test"] == len(test_rows) > 0
     assert report["shards"]["built"] > 0 and report["shards"]["realtime_factor"] > 0
+    # the demo's shards carry the 0.9 and 1.1 speed copies of train (never of dev / test)
+    speeds = sorted(r["speed"] for r in index if r["split"] == "train")
+    assert report["shards"]["speed_copies"] == speeds.count(0.9) + speeds.count(1.1) > 0
+    assert speeds.count(0.9) == speeds.count(1.1) == speeds.count(1.0)
+    assert {r["speed"] for r in index if r["split"] in ("dev", "test")} == {1.0}
     assert report["train"]["step"] == 6 and not report["train"]["reused"]
     assert (run / "best.pt").is_file() and any((run / "tb").iterdir())
     assert "\\data\\" in (run / "lm-3gram.arpa").read_text()[:100]
@@ -78,11 +83,11 @@ def test_demo_runs_the_whole_path_and_a_rerun_reuses_it(tmp_path):
 
 @pytest.mark.slow
 def test_the_demo_meets_its_accuracy_bar(tmp_path):
-    """The real `make demo` (5 h corpus, 14 min of training): greedy test CER <= 20 %, and
-    beam search with the LM lowers the WER. About 20 minutes on 2 cores."""
+    """The real `make demo` (5 h corpus, 15 min of training): greedy test CER <= 18 %, and
+    beam search with the LM lowers both the CER and the WER. About 20 minutes on 2 cores."""
     runs = tmp_path / "runs"
     _run(["demo", "--runs", str(runs), "--no-progress"], timeout=3600)
     report = json.loads((runs / "demo-ctc" / "report.json").read_text())
     greedy, lm = report["eval"]["greedy"], report["eval"]["beam+lm"]
-    assert greedy["cer"] <= 0.20, report["eval"]
-    assert lm["wer"] < greedy["wer"], report["eval"]
+    assert greedy["cer"] <= 0.18, report["eval"]
+    assert lm["cer"] < greedy["cer"] and lm["wer"] < greedy["wer"], report["eval"]

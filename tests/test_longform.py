@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 import pytest
 import soundfile as sf
 
@@ -184,6 +185,27 @@ def test_windowed_decoding_agrees_with_whole_file_decoding(learnt, learnt_long):
     sf.write(short, sf.read(learnt_long, dtype="float32")[0][: 7 * 16000], 16000, subtype="FLOAT")
     today, now = Recognizer.load(learnt["ckpt"], device="cpu", window_s=None).transcribe(short), rec.transcribe(short)
     assert (now.text, now.words, now.duration) == (today.text, today.words, today.duration) and now.text
+
+
+def test_windows_of_an_upsampling_ctc_head_start_on_encoder_frames(learnt, learnt_long, tmp_path):
+    """A CTC head with two output frames per encoder frame (ctc/small's upsample 2): windows must
+    start on a multiple of the encoder's x4, not of the 2 input frames of a CTC frame, or a
+    window's encoder frames are not the whole file's. The twin of `learnt` whose head repeats
+    each frame's posteriors (CTC collapses the repeats) spells exactly what `learnt` spells."""
+    from asr import checkpoint
+
+    ckpt = checkpoint.load(learnt["ckpt"])
+    ckpt["model"] = {**ckpt["model"], "options": {**ckpt["model"]["options"], "upsample": 2}}
+    for name in ("head.weight", "head.bias"):
+        ckpt["state_dict"][name] = torch.cat([ckpt["state_dict"][name]] * 2)
+    twin = tmp_path / "twin.pt"
+    checkpoint.save(twin, ckpt)
+    rec = Recognizer.load(twin, device="cpu", window_s=8.0)
+    assert rec.transcriber.encoder_stride() == 4 and rec.transcriber.shift == pytest.approx(0.02)
+    base = Recognizer.load(learnt["ckpt"], device="cpu", window_s=8.0)
+    assert base.transcriber.encoder_stride() == 4
+    for r in (rec, Recognizer.load(twin, device="cpu", window_s=None)):
+        assert r.transcribe(learnt_long).text == base.transcribe(learnt_long).text
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

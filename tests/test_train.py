@@ -23,7 +23,7 @@ from asr.models import CTC_PRESETS, build_model, model_config
 from asr.specaug import SpecAugmentConfig
 from asr.distributed import Dist
 from asr.train import TrainConfig, train, train_step
-from conftest import LANG, ROOT
+from conftest import ROOT
 from pipeline.shardformat import ShardSet
 
 NO_AUG = SpecAugmentConfig(freq_masks=0, time_masks=0)
@@ -215,3 +215,31 @@ def test_an_error_in_a_spawned_rank_is_one_line(shards_dir, tmp_path):
     # every rank fails the same way (a rank's failure can also surface on another as a lost
     # connection: an error every rank meets keeps the test independent of which one torch reports)
     assert proc.stderr.strip() == f"unknown ctc preset 'bogus' (choose from {', '.join(CTC_PRESETS)})", proc.stderr[-2000:]
+
+
+def test_bf16_autocast_on_a_cpu(shards_dir, tmp_path):
+    """--precision bf16 trains on a CPU (fast picks it where the CPU has AVX512-BF16 / AMX):
+    the forward runs in bf16 (its losses differ from fp32's), the weights stay fp32."""
+    from asr.distributed import autocast_dtype, native_bf16
+
+    cpu = torch.device("cpu")
+    assert autocast_dtype("bf16", cpu) is torch.bfloat16 and autocast_dtype("fp32", cpu) is None
+    assert autocast_dtype("auto", cpu) is None
+    assert autocast_dtype("fast", cpu) is (torch.bfloat16 if native_bf16(cpu) else None)
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        autocast_dtype("fp16", cpu)
+    with pytest.raises(ValueError, match="must be one of auto, fast, bf16, fp16, fp32, not 'half'"):
+        autocast_dtype("half", cpu)
+    common = dict(shards=str(shards_dir), preset="tiny", max_steps=6, warmup=2, batch_frames=2500, eval_every=0,
+                  eval_utts=4, workers=0, progress=False, seed=3, log_every=1, device="cpu")
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        summary = train(TrainConfig(out=str(out), precision=precision, **common))
+        assert summary["step"] == 6 and np.isfinite(summary["dev"]["loss"])
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        losses[precision] = [r["loss"] for r in rows if "loss" in r]
+        assert len(losses[precision]) == 6 and all(np.isfinite(losses[precision]))
+        assert {v.dtype for v in _state(out / "last.pt").values() if v.is_floating_point()} == {torch.float32}
+    assert losses["fp32"][0] != losses["bf16"][0]  # the same batch and weights: autocast did run in bf16
+    assert losses["bf16"][0] == pytest.approx(losses["fp32"][0], rel=0.05)
