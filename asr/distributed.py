@@ -104,7 +104,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     cores the BiGRU made 2,572 steps in bf16 against 1,800 in fp32, dev CER 20.1 % against
     20.9 %), else fp32."""
     if precision == "auto":
-        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        precision = "bf16" if device.type == "cuda" and native_bf16(device) else "fp32"
     elif precision == "fast":
         precision = "bf16" if native_bf16(device) else "fp32"
     if precision not in ("bf16", "fp16", "fp32"):

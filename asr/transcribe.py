@@ -30,7 +30,6 @@ presets) can differ slightly for the shorter files of a batch (batch_size 1 avoi
 from __future__ import annotations
 
 import copy
-
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
