@@ -56,14 +56,18 @@ class Word:
         return asdict(self)
 
 
+def time_reduction(model) -> int:
+    """Feature frames per encoder frame of `model` (a torch model's encoder, or an ONNX model's)."""
+    encoder = getattr(model, "encoder", None)
+    return int(getattr(encoder, "time_reduction", None) or model.time_reduction)
+
+
 def frame_shift(model, hop_s: float) -> float:
     """Seconds between two of `model`'s CTC log-prob frames, features `hop_s` apart.
 
     CTC model: encoder time reduction / upsample; LAS: its encoder's time reduction (its
     CTC head runs on the encoder frames)."""
-    encoder = getattr(model, "encoder", None)
-    reduction = getattr(encoder, "time_reduction", None) or model.time_reduction
-    return hop_s * reduction / getattr(model, "upsample", 1)
+    return hop_s * time_reduction(model) / getattr(model, "upsample", 1)
 
 
 def _targets(words: list[str], tokenizer) -> tuple[list[int], list[int]]:

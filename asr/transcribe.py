@@ -43,7 +43,7 @@ from asr.decoding import DecodeOptions, Decoder, normalize_hypothesis
 from asr.longform import WINDOW_S, FeatureStream, transcribe_stream
 from asr.models import checkpoint_cmvn, load_model
 from asr.distributed import Dist, pick_device
-from asr.timestamps import Word, align_words, frame_shift
+from asr.timestamps import Word, align_words, frame_shift, time_reduction
 from pipeline.audio import AudioError, FeatureConfig, compute_features, load_audio, waveform_features
 from pipeline.text import get_normalizer
 
@@ -165,7 +165,7 @@ class Transcriber:
         """Input frames per encoder frame (4 behind the x4 front): windows start on a multiple of
         it, so a window's encoder frames are the whole file's (a CTC head with upsample 2 has two
         output frames per encoder frame, so the CTC frame shift alone would give 2)."""
-        return max(1, round(self.shift * getattr(self.model, "upsample", 1) / (self.features.hop_ms / 1000)))
+        return time_reduction(self.model)
 
     def compute(self, path: Path) -> tuple[np.ndarray | None, float]:
         """The file's features as the shards store them (float16 [T, F]) and its duration (s).
