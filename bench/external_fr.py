@@ -10,7 +10,10 @@ ratio external CER / demo test CER shows how far the model generalises beyond it
 
 Writes bench/out/external/{clips,refs.tsv} once, then transcribes with the same feature
 function and decoder as `asr-cli transcribe` and prints CER / WER (greedy, and beam + LM
-when --lm is given).
+when --lm is given), with the greedy CER by speaking rate and by pitch. `--breakdown` also
+voices the same sentences with the same voices at the corpus's own rates and pitches, and
+with only one of the two outside them (into bench/out/external-*), to tell what costs most:
+the sentences, the rates or the pitches.
 """
 
 from __future__ import annotations
@@ -151,43 +154,73 @@ SENTENCES = [
 # pitch, a wide pitch range, a sample rate of 16 kHz, no added noise.
 VARIANTS = ["m1", "m3", "m7", "f2", "f4", "Alex", "Annie", "klatt4", "steph", "michel", "aunty", "Henrique"]
 DIALECTS = ["fr", "fr-be", "fr-ch"]
+OUTSIDE_RATES = [110, 120, 215, 230]  # words a minute; the corpus's speakers read at 125-200
+OUTSIDE_PITCHES = [5, 15, 85, 95]  # the corpus's are 15-85, most of them 38-62
+
+# --breakdown: the same sentences and voices with one thing changed, to say whether the
+# sentences, the rates or the pitches cost the most. "corpus" draws rate and pitch as the
+# synthetic corpus draws a speaker's (pipeline.synth.plan.SPEAKER_RATE / SPEAKER_PITCH).
+PROSODIES = ("outside", "corpus prosody", "outside rates only", "outside pitches only")
 
 
-def make_clips(out: Path, seed: int = 123) -> list[tuple[Path, str]]:
+def make_clips(out: Path, seed: int = 123, prosody: str = "outside") -> list[tuple[Path, str, int, int]]:
+    """Voice SENTENCES once into out/clips -> [(wav, sentence, rate wpm, pitch)]; refs.tsv
+    keeps the sentence and its voicing, so a rerun reads them back."""
     import numpy as np
     import soundfile as sf
     import soxr
 
+    from pipeline.synth.plan import SPEAKER_PITCH, SPEAKER_RATE, clipped_normal
     from pipeline.synth.render import ESPEAK_RATE, wav_samples
 
     clips = out / "clips"
     clips.mkdir(parents=True, exist_ok=True)
     refs = out / "refs.tsv"
     if refs.exists():
-        return [(clips / line.split("\t")[0], line.split("\t")[1]) for line in refs.read_text().splitlines()]
-    rng = random.Random(seed)
+        rows = [line.split("\t") for line in refs.read_text().splitlines()]
+        if all(len(r) == 5 for r in rows):  # name, sentence, voice, rate, pitch
+            return [(clips / r[0], r[1], int(r[3]), int(r[4])) for r in rows]
+    rng = random.Random(seed)  # the voices (and the outside prosody): the same in every variant
+    corpus_rng = np.random.default_rng(seed)
     rows = []
     for i, sentence in enumerate(SENTENCES):
         voice = f"{rng.choice(DIALECTS)}+{rng.choice(VARIANTS)}"
-        rate = rng.choice([110, 120, 215, 230])
-        pitch = rng.choice([5, 15, 85, 95])
+        rate, pitch = rng.choice(OUTSIDE_RATES), rng.choice(OUTSIDE_PITCHES)
+        corpus_rate, corpus_pitch = clipped_normal(corpus_rng, SPEAKER_RATE), clipped_normal(corpus_rng, SPEAKER_PITCH)
+        if prosody in ("corpus prosody", "outside pitches only"):
+            rate = corpus_rate
+        if prosody in ("corpus prosody", "outside rates only"):
+            pitch = corpus_pitch
         cmd = ["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "--stdout", sentence]
         wav = subprocess.run(cmd, capture_output=True, check=True).stdout
         x = wav_samples(wav)  # espeak streams its WAV with placeholder sizes: read the PCM
         x = soxr.resample(x, ESPEAK_RATE, 16000).astype(np.float32)
         name = f"external_{i:04d}.wav"
         sf.write(clips / name, 0.8 * x / max(1e-3, float(np.abs(x).max())), 16000)
-        rows.append(f"{name}\t{sentence}")
-    refs.write_text("\n".join(rows) + "\n")
-    return [(clips / r.split("\t")[0], r.split("\t")[1]) for r in rows]
+        rows.append([name, sentence, voice, str(rate), str(pitch)])
+    refs.write_text("".join("\t".join(r) + "\n" for r in rows))
+    return [(clips / r[0], r[1], int(r[3]), int(r[4])) for r in rows]
+
+
+def transcribe(transcriber, pairs) -> tuple[list[str], list[str]]:
+    """-> (normalised references, hypotheses); a file that fails counts as an empty hypothesis."""
+    from asr.transcribe import FileFailure
+    from pipeline.text import get_normalizer
+
+    norm = get_normalizer(transcriber.lang)
+    refs = [norm.normalize(s) or "" for _, s, _, _ in pairs]
+    hyps = []
+    for path, *_ in pairs:
+        r = transcriber(path)
+        hyps.append("" if isinstance(r, FileFailure) else r.text)
+    return refs, hyps
 
 
 def main() -> None:
     import jiwer
 
     from asr.decoding import DecodeOptions
-    from asr.transcribe import FileFailure, Transcriber
-    from pipeline.text import get_normalizer
+    from asr.transcribe import Transcriber
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", type=Path, required=True)
@@ -196,6 +229,9 @@ def main() -> None:
     ap.add_argument("--word-score", type=float, default=None)
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "out" / "external")
     ap.add_argument("--test-cer", type=float, help="the model's CER on its own test split, for the ratio")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also voice the sentences at the corpus's rates and pitches, and with only one of "
+                         "the two outside them (greedy CER of each)")
     args = ap.parse_args()
 
     pairs = make_clips(args.work)
@@ -206,18 +242,27 @@ def main() -> None:
     print(f"{len(pairs)} external utterances ({args.work})")
     for name, options in modes.items():
         transcriber = Transcriber(args.checkpoint, options, "cpu")
-        norm = get_normalizer(transcriber.lang)
-        refs = [norm.normalize(s) or "" for _, s in pairs]
-        hyps = []
-        for path, _ in pairs:
-            r = transcriber(path)
-            hyps.append("" if isinstance(r, FileFailure) else r.text)
+        refs, hyps = transcribe(transcriber, pairs)
         cer = jiwer.cer(refs, hyps)
         ratio = f"  ({cer / args.test_cer:.2f}x the test CER)" if args.test_cer else ""
         print(f"{name:<8} CER {cer:.3f}  WER {jiwer.wer(refs, hyps):.3f}{ratio}")
         if name == "greedy":
+            for label, key in (("rate", 2), ("pitch", 3)):  # where the errors are
+                parts = []
+                for g in sorted({p[key] for p in pairs}):
+                    idx = [i for i, p in enumerate(pairs) if p[key] == g]
+                    parts.append(f"{g}: {100 * jiwer.cer([refs[i] for i in idx], [hyps[i] for i in idx]):.1f} %")
+                print(f"  by {label:<5} " + ", ".join(parts))
             for r, h in list(zip(refs, hyps))[:4]:
                 print(f"  ref: {r}\n  hyp: {h}")
+    if args.breakdown:
+        transcriber = Transcriber(args.checkpoint, DecodeOptions(), "cpu")
+        print("the same sentences and voices, greedy:")
+        for prosody in PROSODIES:
+            work = args.work if prosody == "outside" else args.work.with_name(
+                f"{args.work.name}-{prosody.replace(' ', '-')}")
+            refs, hyps = transcribe(transcriber, make_clips(work, prosody=prosody))
+            print(f"  {prosody:<22} CER {100 * jiwer.cer(refs, hyps):5.1f} %")
 
 
 if __name__ == "__main__":

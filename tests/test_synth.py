@@ -25,7 +25,7 @@ from pipeline.synth.french import (
     sentence_key,
     word_count,
 )
-from pipeline.synth.plan import make_plan
+from pipeline.synth.plan import SPEAKER_PITCH, SPEAKER_RATE, make_plan
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng is not installed (make setup)")
@@ -256,6 +256,11 @@ def test_plan_for_five_hours_speakers_and_voices(tmp_path):
     train_voices = {(p.dialect, p.variant, p.pitch, p.rate) for p in by_split["train"]}
     assert not any((p.dialect, p.variant, p.pitch, p.rate) in train_voices
                    for p in eval_speakers)
+    # rates and pitches spread over the ranges bench/external_fr.py voices beyond
+    rates, pitches = np.array([p.rate for p in plan.speakers]), np.array([p.pitch for p in plan.speakers])
+    for values, (mean, sd, low, high) in ((rates, SPEAKER_RATE), (pitches, SPEAKER_PITCH)):
+        assert values.min() >= low and values.max() <= high
+        assert abs(values.mean() - mean) < sd / 4 and 0.7 * sd < values.std() < 1.2 * sd
     # long tail: a few clips for most speakers, a few dozen for some
     per_speaker = {}
     for job in plan.jobs:

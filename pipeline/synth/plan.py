@@ -21,6 +21,12 @@ from pipeline.synth.french import generate_sentences
 SYNTH_VERSION = 1  # bump when a configuration's output changes (sentences included)
 MALE, FEMALE = "male_masculine", "female_feminine"
 
+# A speaker's espeak-ng pitch (-p, 0-99) and rate (-s, words a minute): normal(mean, sd),
+# rounded, clipped to [low, high] -> (mean, sd, low, high). bench/external_fr.py voices its
+# "corpus prosody" clips from these and its outside voices beyond them.
+SPEAKER_PITCH = (50, 12, 15, 85)
+SPEAKER_RATE = (152, 15, 125, 200)
+
 # espeak-ng voice variants that sound human enough, with a gender and a weight (the
 # stranger-sounding ones are drawn less often).
 VARIANTS: tuple[tuple[str, str, float], ...] = tuple(
@@ -153,6 +159,12 @@ def _pick(rng: np.random.Generator, options) -> object:
     return options[int(rng.choice(len(options), p=w / w.sum()))]
 
 
+def clipped_normal(rng: np.random.Generator, spec: tuple[float, float, float, float]) -> int:
+    """One draw of SPEAKER_PITCH / SPEAKER_RATE: round(normal(mean, sd)) clipped to [low, high]."""
+    mean, sd, low, high = spec
+    return int(np.clip(round(rng.normal(mean, sd)), low, high))
+
+
 def _make_speaker(rng: np.random.Generator, key: str, split: str, cfg: SynthConfig,
                   variants: list[tuple[str, str, float]]) -> Speaker:
     variant, gender, _ = _pick(rng, variants)
@@ -176,9 +188,9 @@ def _make_speaker(rng: np.random.Generator, key: str, split: str, cfg: SynthConf
         split=split,
         dialect=dialect,
         variant=variant,
-        pitch=int(np.clip(round(rng.normal(50, 12)), 15, 85)),
+        pitch=clipped_normal(rng, SPEAKER_PITCH),
         pitch_range=int(rng.integers(30, 101)),
-        rate=int(np.clip(round(rng.normal(152, 15)), 125, 200)),
+        rate=clipped_normal(rng, SPEAKER_RATE),
         word_gap=int(rng.choice([0, 1, 2], p=[0.6, 0.28, 0.12])),
         amplitude=int(rng.integers(80, 131)),
         gender=gender if rng.random() > 0.15 else "",
