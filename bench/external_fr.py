@@ -240,6 +240,7 @@ def main() -> None:
         tuned = {k: v for k, v in (("lm_weight", args.lm_weight), ("word_score", args.word_score)) if v is not None}
         modes["beam+lm"] = DecodeOptions(lm=args.lm, **tuned)
     print(f"{len(pairs)} external utterances ({args.work})")
+    greedy = None  # (transcriber, refs, hyps): --breakdown's "outside" row and its greedy decoder
     for name, options in modes.items():
         transcriber = Transcriber(args.checkpoint, options, "cpu")
         refs, hyps = transcribe(transcriber, pairs)
@@ -247,6 +248,7 @@ def main() -> None:
         ratio = f"  ({cer / args.test_cer:.2f}x the test CER)" if args.test_cer else ""
         print(f"{name:<8} CER {cer:.3f}  WER {jiwer.wer(refs, hyps):.3f}{ratio}")
         if name == "greedy":
+            greedy = (transcriber, refs, hyps)
             for label, key in (("rate", 2), ("pitch", 3)):  # where the errors are
                 parts = []
                 for g in sorted({p[key] for p in pairs}):
@@ -256,12 +258,12 @@ def main() -> None:
             for r, h in list(zip(refs, hyps))[:4]:
                 print(f"  ref: {r}\n  hyp: {h}")
     if args.breakdown:
-        transcriber = Transcriber(args.checkpoint, DecodeOptions(), "cpu")
+        transcriber, refs, hyps = greedy
         print("the same sentences and voices, greedy:")
         for prosody in PROSODIES:
-            work = args.work if prosody == "outside" else args.work.with_name(
-                f"{args.work.name}-{prosody.replace(' ', '-')}")
-            refs, hyps = transcribe(transcriber, make_clips(work, prosody=prosody))
+            if prosody != "outside":  # the outside clips were transcribed greedily above
+                work = args.work.with_name(f"{args.work.name}-{prosody.replace(' ', '-')}")
+                refs, hyps = transcribe(transcriber, make_clips(work, prosody=prosody))
             print(f"  {prosody:<22} CER {100 * jiwer.cer(refs, hyps):5.1f} %")
 
 
