@@ -9,6 +9,7 @@ Fronts (EncoderConfig.subsampling S):
         depthwise-separable stride-2 convs (3x3 depthwise + 1x1 pointwise), ReLU, Linear
 
 Block (macaron):  x + FFN/2 -> x + MHSA -> x + Conv -> x + FFN/2 -> LayerNorm
+    (with layer_scale > 0, each of the four module outputs times a learnt per-channel gain)
     FFN   LayerNorm, Linear(D, ff_mult D), SiLU, dropout, Linear, dropout
     MHSA  LayerNorm, multi-head self-attention with rotary positions (RoPE: relative, no
           table, any length), key-padding mask, dropout
@@ -157,12 +158,17 @@ class ConformerBlock(nn.Module):
         self.conv = ConvModule(d, cfg.conv_kernel, cfg.dropout)
         self.ff2 = FeedForward(d, cfg.ff_mult, cfg.dropout)
         self.norm = nn.LayerNorm(d)
+        # LayerScale (Touvron et al. 2021, CaiT): each module's output times a learnt per-channel
+        # gain that starts at cfg.layer_scale, so at first every block is close to the identity and
+        # the network trains like a shallow one (see EncoderConfig.layer_scale).
+        self.gamma = nn.Parameter(torch.full((4, d), cfg.layer_scale)) if cfg.layer_scale else None
 
     def forward(self, x, frame_mask, rope):
-        x = x + 0.5 * self.ff1(x)
-        x = x + self.att(x, frame_mask, rope)
-        x = x + self.conv(x, frame_mask)
-        x = x + 0.5 * self.ff2(x)
+        g = self.gamma if self.gamma is not None else (1.0, 1.0, 1.0, 1.0)
+        x = x + 0.5 * g[0] * self.ff1(x)
+        x = x + g[1] * self.att(x, frame_mask, rope)
+        x = x + g[2] * self.conv(x, frame_mask)
+        x = x + 0.5 * g[3] * self.ff2(x)
         return self.norm(x)
 
 

@@ -60,6 +60,10 @@ class EncoderConfig:
     heads: int = 4
     ff_mult: int = 4
     conv_kernel: int = 15  # the depthwise conv's kernel, in encoder frames (odd)
+    # The initial LayerScale gain of each block's modules, 0: none (a plain Conformer). Deep CTC
+    # Conformers can sit on the blank plateau for thousands of steps, depending on the seed; starting
+    # the blocks near the identity lets them leave it like a shallow model (README, "Recipes").
+    layer_scale: float = 0.0
     subsampling: int = 4  # 4: ConvSubsampling; 8: FastConformer's depthwise-separable front
 
     @property

@@ -109,6 +109,7 @@ BOUNDS: dict[str, Bound] = {
     "blocks": AT_LEAST_1,
     "heads": AT_LEAST_1,
     "conv_kernel": AT_LEAST_1,
+    "layer_scale": FRACTION,
     "subsampling": Bound(4, 8, why="4 or 8"),
     "upsample": Bound(1, 2, why="1 or 2"),
     # SpecAugment

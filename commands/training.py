@@ -56,6 +56,7 @@ def train(
     heads: Optional[int] = typer.Option(None, help="conformer: attention heads [preset]."),
     conv_kernel: Optional[int] = typer.Option(None, help="conformer: depthwise conv kernel, odd [preset]."),
     subsampling: Optional[int] = typer.Option(None, help="conformer: time reduction of the front, 4 or 8 [preset]."),
+    layer_scale: Optional[float] = typer.Option(None, help="conformer: initial LayerScale gain of each block's modules, 0: none (conformer-small: 0.1; it keeps deep CTC Conformers off the blank plateau) [preset]."),
     upsample: Optional[int] = typer.Option(None, help="ctc: output frames per encoder frame, 1 or 2 (small: 2, i.e. 50 a second behind the x4 front) [preset]."),
     tokens: str = typer.Option("char", help="Output units: char, or unigram:N (SentencePiece, N pieces, trained on the train text)."),
     ctc_weight: float = typer.Option(0.3, help="las: weight w of the joint CTC loss, w * ctc + (1 - w) * attention (0: no CTC head)."),
@@ -87,7 +88,8 @@ def train(
 
     options = {"rnn": rnn, "rnn_layers": rnn_layers, "rnn_hidden": rnn_hidden, "conv_channels": conv_channels,
                "proj_dim": proj_dim, "dropout": dropout, "encoder": encoder, "d_model": d_model, "blocks": blocks,
-               "heads": heads, "conv_kernel": conv_kernel, "subsampling": subsampling}
+               "heads": heads, "conv_kernel": conv_kernel, "subsampling": subsampling,
+               "layer_scale": layer_scale}
     las_options = {"listener": listener, "frame_stack": frame_stack, "pyramid_layers": pyramid_layers,
                    "attention": attention, "att_dim": att_dim, "att_norm": att_norm,
                    "att_temperature": att_temperature, "decoder_layers": decoder_layers,

@@ -48,12 +48,12 @@ def test_shapes_and_lengths(subsampling):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("subsampling", [4, 8])
-def test_padding_never_changes_real_frames(subsampling):
+@pytest.mark.parametrize("subsampling,layer_scale", [(4, 0.0), (8, 0.0), (4, 0.1)])
+def test_padding_never_changes_real_frames(subsampling, layer_scale):
     """Eval mode: each utterance alone, in a batch of several lengths, and with extra garbage
     padding gives the same outputs on its real frames."""
     torch.manual_seed(1)
-    enc = make_encoder(small_cfg(subsampling)).eval()
+    enc = make_encoder(small_cfg(subsampling, layer_scale=layer_scale)).eval()
     lengths = torch.tensor([120, 75, 31])
     feats = torch.randn(3, 120, 40)
     for i in range(3):  # what lies past each length is garbage, not zeros
@@ -68,6 +68,31 @@ def test_padding_never_changes_real_frames(subsampling):
             assert alone.shape[1] == n
             torch.testing.assert_close(out[i, :n], alone[0], atol=1e-5, rtol=1e-4)
             torch.testing.assert_close(padded[i, :n], alone[0], atol=1e-5, rtol=1e-4)
+
+
+def test_layer_scale_starts_each_block_near_the_identity_and_learns_its_gains():
+    """With a small LayerScale gain a block is at first close to its final LayerNorm alone (what
+    lets a deep CTC Conformer train like a shallow one early); without it (0, old checkpoints)
+    the block has no gain parameters and is far from it."""
+    from asr.conformer import ConformerBlock, rotary_tables
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 30, 32)
+    mask = torch.ones(2, 30, dtype=torch.bool)
+    rope = rotary_tables(30, 8, "cpu", torch.float32)
+    plain = ConformerBlock(small_cfg(4)).eval()
+    assert not any("gamma" in name for name, _ in plain.named_parameters())
+    scaled = ConformerBlock(small_cfg(4, layer_scale=1e-3)).eval()
+    scaled.load_state_dict(plain.state_dict(), strict=False)  # the same modules, gains added
+    assert torch.equal(scaled.gamma, torch.full((4, 32), 1e-3))
+    with torch.no_grad():
+        identity = plain.norm(x)
+        near = (scaled(x, mask, rope) - identity).abs().max()
+        far = (plain(x, mask, rope) - identity).abs().max()
+    assert near < 0.02 < far, (float(near), float(far))
+    scaled.train()
+    scaled(x, mask, rope).pow(2).sum().backward()
+    assert scaled.gamma.grad is not None and scaled.gamma.grad.abs().sum() > 0
 
 
 def toy_batch(vocab: int, seed: int) -> Batch:
@@ -190,10 +215,10 @@ def test_demo_preset_recipe_and_refusal(tmp_path):
     assert not (tmp_path / "data").exists()  # refused before the first stage
 
 
-@pytest.mark.parametrize("subsampling", [4, 8])
-def test_onnx_export_of_a_conformer_matches_pytorch(subsampling):
+@pytest.mark.parametrize("options", [{"subsampling": 4}, {"subsampling": 8}, {"layer_scale": 0.1}])
+def test_onnx_export_of_a_conformer_matches_pytorch(options):
     """`asr-cli export`'s graph and check (onnxruntime against PyTorch on utterances of
     different lengths) take the Conformer too."""
     torch.manual_seed(0)
-    model = build_model(model_config("ctc", "conformer-tiny", 12, 80, {"subsampling": subsampling})).eval()
+    model = build_model(model_config("ctc", "conformer-tiny", 12, 80, options)).eval()
     assert check(model, graph_bytes(model, 80), 80) < 1e-4
