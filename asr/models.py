@@ -58,8 +58,8 @@ CTC_PRESETS: dict[str, dict] = {
     # With small's two CTC frames per encoder frame (upsample 2), bf16 and the demo's speed copies:
     # 2,247 steps, dev 21.7 %, test 19.6 % (the BiGRU's recipe with them: 15.8 % / 13.9 %).
     # LayerScale 0.1: without it, two seeds in three sat on the blank plateau (60-minute recipe, no speed
-    # copies: dev CER at step 750 98 % and 85 %, seed 0 still 93 % at step 2,000); with it both left it by
-    # step 500 (dev 39.5 and 39.8 %; 30.5 and 31.5 % at step 750, where the seed that did leave it was at 40 %).
+    # copies: dev CER at step 750 98 % and 85 %, seed 0 still 93 % at step 2,000); with it all three left it
+    # by step 500 (dev 39.5, 44.4 and 39.8 %; 30.5, 33.6 and 31.5 % at 750; seed 1 without it: 71 and 40 %).
     # In the demo's 15 minutes (seed 0, speed copies): dev 39.8 % at step 500 against 75.1 %, 19.6 % at the
     # end against 21.7 % (2,112 steps against 2,247), test 18.1 % against 19.6 %.
     "conformer-small": dict(encoder="conformer", subsampling=4, conv_channels=32, d_model=144, blocks=6, heads=4,
