@@ -64,7 +64,8 @@ DEMO_TRAIN: dict[str, dict] = {
 # into runs/demo-<model>-<preset>. conformer-small: see its comment in asr/models.py; at the BiGRU's
 # lr 3e-3 it stayed on CTC's blank plateau for the whole 15 minutes (dev CER 89 %), at 1e-3 with a
 # 300-step warm-up it reached 27.8 % (fp32), 21.7 % with bf16, speed copies and upsample 2 (2,247
-# steps), 19.6 % with LayerScale 0.1 as well (2,112 steps; test 18.1 %). The LAS listener's recipe was measured at lr 1e-3, warm-up 300 (README, "Recipes").
+# steps), 19.6 % with LayerScale 0.1 as well (2,112 steps; test 18.1 %). The LAS listener's recipe
+# was measured at lr 1e-3, warm-up 300 (README, "Recipes").
 DEMO_PRESETS: dict[tuple[str, str], dict] = {
     ("ctc", "conformer-small"): dict(preset="conformer-small", max_steps=2300, lr=1e-3, warmup=300),
     ("las", "conformer-small"): dict(preset="conformer-small", max_steps=1200, lr=1e-3, warmup=300),
