@@ -163,12 +163,14 @@ class ConformerBlock(nn.Module):
         # the network trains like a shallow one (see EncoderConfig.layer_scale).
         self.gamma = nn.Parameter(torch.full((4, d), cfg.layer_scale)) if cfg.layer_scale else None
 
+    def _gain(self, i: int, y: torch.Tensor) -> torch.Tensor:
+        return y if self.gamma is None else self.gamma[i] * y
+
     def forward(self, x, frame_mask, rope):
-        g = self.gamma if self.gamma is not None else (1.0, 1.0, 1.0, 1.0)
-        x = x + 0.5 * g[0] * self.ff1(x)
-        x = x + g[1] * self.att(x, frame_mask, rope)
-        x = x + g[2] * self.conv(x, frame_mask)
-        x = x + 0.5 * g[3] * self.ff2(x)
+        x = x + 0.5 * self._gain(0, self.ff1(x))
+        x = x + self._gain(1, self.att(x, frame_mask, rope))
+        x = x + self._gain(2, self.conv(x, frame_mask))
+        x = x + 0.5 * self._gain(3, self.ff2(x))
         return self.norm(x)
 
 
