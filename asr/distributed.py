@@ -99,10 +99,10 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """auto: bf16 on a CUDA device that has it, else fp32 (None: no autocast); fast: bf16
-    wherever the hardware has it (a CPU too: in the demo's 15 minutes on 2 AVX512-BF16 EPYC
-    cores the BiGRU made 2,572 steps in bf16 against 1,800 in fp32, dev CER 20.1 % against
-    20.9 %), else fp32."""
+    """The autocast dtype of a precision name (None: fp32, no autocast). auto: bf16 on a CUDA
+    device that has it, else fp32. `fast` (and `auto` on a CPU, for training) is a measured
+    choice between fp32 and bf16, made by asr.precision.choose, which then passes its answer
+    here; given to this function directly, `fast` means bf16 where the hardware has it."""
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" and native_bf16(device) else "fp32"
     elif precision == "fast":

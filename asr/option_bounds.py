@@ -92,6 +92,7 @@ BOUNDS: dict[str, Bound] = {
     "procs": AT_LEAST_1,
     "jobs": AT_LEAST_0,
     "seed": AT_LEAST_0,
+    "train_seed": AT_LEAST_0,
     # model shape
     "rnn_layers": AT_LEAST_1,
     "rnn_hidden": AT_LEAST_1,

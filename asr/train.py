@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from asr import averaging, checkpoint
+from asr import averaging, checkpoint, ctc_frames, precision
 from asr.data import LoaderConfig, ShardStream, make_loader, steps_per_epoch
 from asr.decoding import greedy_texts
 from asr.distributed import (Dist, any_rank, autocast_dtype, cpu_threads, max_over_ranks, pick_device,
@@ -77,7 +77,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     clip: float = 5.0
     device: str = "auto"
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fast (bf16 where native, CPUs too) | bf16 | fp16 | fp32
+    precision: str = "auto"  # auto (bf16 on CUDA; on a CPU as fast) | fast (fp32 or bf16, whichever a few timed steps find faster) | bf16 | fp16 | fp32
     compile: bool = False
     eval_every: int = 500
     eval_utts: int = 200
@@ -141,6 +141,7 @@ class Run:
     d: Dist
     device: torch.device
     amp_dtype: torch.dtype | None
+    precision: dict  # asr.precision.choose's report: the precision trained in and how it was chosen
     out: Path
     shards: ShardSet
     tokenizer: object
@@ -185,7 +186,7 @@ def checkpoint_payload(run: Run, metrics: dict) -> dict:
         "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
         "scaler": run.scaler.state_dict(), "rng": rngs, "best_cer": p.best_cer,
         "train_seconds": p.trained_before + time.time() - run.started,
-        "train_config": dataclasses.asdict(run.cfg), "metrics": metrics,
+        "train_config": dataclasses.asdict(run.cfg), "metrics": metrics, "precision": run.precision["chosen"],
     }
 
 
@@ -234,6 +235,12 @@ def new_tokenizer_and_config(cfg: TrainConfig, d: Dist, shards: ShardSet) -> tup
         tokenizer = tokenizer_from_state(obj[0])
     mconf = model_config(cfg.model, cfg.preset, len(tokenizer), shards.dataset["features"]["n_mels"],
                          dict(cfg.model_options))
+    if mconf["kind"] == "ctc" and mconf["options"].get("upsample") == "auto":  # from the train split's speed
+        rows = shards.read_index(columns=["text", "frames"], split=cfg.train_split)
+        mconf, report = ctc_frames.resolve(mconf, [r["text"] for r in rows], [r["frames"] for r in rows],
+                                           tokenizer, build_model(mconf).encoder)
+        if d.main:
+            print(ctc_frames.describe(report))
     return tokenizer, mconf
 
 
@@ -249,7 +256,6 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 def setup(cfg: TrainConfig, d: Dist) -> Run:
     """Device, data, model, optimizer (restored on --resume), loader and dev subset."""
     device = pick_device(cfg.device, d)
-    amp_dtype = autocast_dtype(cfg.precision, device)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads or cpu_threads(d))
     shards = ShardSet.open(cfg.shards, cfg.shard_url)
@@ -265,10 +271,16 @@ def setup(cfg: TrainConfig, d: Dist) -> Run:
     if hasattr(model, "configure_training"):
         model.configure_training(cfg, tokenizer)
     model.to(device)
+    if state and state.get("precision"):  # a resumed run trains on in the precision it started in
+        prec = {"asked": cfg.precision, "chosen": state["precision"], "measured": False, "why": "kept from last.pt"}
+    else:
+        _, prec = precision.choose(cfg.precision, device, model, lambda: probe_batches(shards, cfg, tokenizer, device),
+                                   d, cfg.max_steps)
+    amp_dtype = autocast_dtype(prec["chosen"], device)
     optimizer = make_optimizer(model, cfg)
     pos = Position()
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, pos.time_fraction))
-    run = Run(cfg, d, device, amp_dtype, Path(cfg.out), shards, tokenizer, mconf, model, model,
+    run = Run(cfg, d, device, amp_dtype, prec, Path(cfg.out), shards, tokenizer, mconf, model, model,
               SpecAugment(cfg.specaug).to(device), optimizer, scheduler,
               torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16), pos)
     if state:
@@ -296,8 +308,8 @@ def setup(cfg: TrainConfig, d: Dist) -> Run:
         run.writer = summary_writer(run.out / "tb")
         print(f"{mconf['kind']}/{mconf['preset']}: {count_parameters(model) / 1e6:.2f} M parameters, "
               f"{len(tokenizer)} units, device {device}{f' x {d.world} ranks' if d.active else ''}, "
-              f"precision {amp_dtype or torch.float32}, {run.per_epoch} steps per epoch"
-              + (f", resuming at step {run.pos.step}" if state else ""))
+              f"{run.per_epoch} steps per epoch" + (f", resuming at step {run.pos.step}" if state else ""))
+        print(precision.describe(prec))
     run.started = time.time()
     return run
 
@@ -341,6 +353,19 @@ def train_step(train_model, model, batch, optimizer, scaler, clip: float, amp_dt
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
     return True, float(loss.detach()), gnorm
+
+
+def probe_batches(shards: ShardSet, cfg: TrainConfig, tokenizer, device: torch.device, n: int = 2) -> list:
+    """The first `n` train batches in shard order (no shuffle: the loader's stream is untouched),
+    on `device`: what `asr.precision` times."""
+    lcfg = LoaderConfig(batch_frames=cfg.batch_frames, max_batch=cfg.max_batch, max_frames=cfg.max_frames,
+                        bucket_pool=64, workers=0)
+    batches = []
+    for batch in ShardStream(shards.urls(cfg.train_split), tokenizer, shards.cmvn, lcfg, train=False):
+        batches.append(batch.to(device))
+        if len(batches) == n:
+            break
+    return batches
 
 
 def dev_subset(shards: ShardSet, split: str, tokenizer, cfg: TrainConfig) -> list:
@@ -434,6 +459,8 @@ def train_one_epoch(run: Run, stop: "_StopFlag", meter: "Meter") -> str | None:
         if d.main and (pos.step % cfg.log_every == 0 or pos.step == cfg.max_steps):
             meter.log(run)
         meter.bar.update(1)
+        if d.main and run.run_steps == ESTIMATE_AFTER and pos.step < cfg.max_steps:
+            meter.bar.write(time_estimate(run))
         if cfg.eval_every and pos.step % cfg.eval_every == 0 and pos.step < cfg.max_steps:
             run.last_dev = validate(run)
         reason = ("signal" if stop.requested else
@@ -442,6 +469,21 @@ def train_one_epoch(run: Run, stop: "_StopFlag", meter: "Meter") -> str | None:
         if any_rank(reason is not None, d, run.device):
             return reason or "another rank"
     return None
+
+
+ESTIMATE_AFTER = 30  # steps timed before the run says how long it will take
+
+
+def time_estimate(run: Run) -> str:
+    """How long the rest of the run takes at the pace of its first steps (data, optimizer and all)."""
+    per_step = (time.time() - run.started) / max(1, run.run_steps)
+    left = run.cfg.max_steps - run.pos.step
+    evals = left // run.cfg.eval_every if run.cfg.eval_every else 0
+    text = (f"about {per_step * left / 60:.0f} min for the {left} steps left on this machine "
+            f"({per_step:.2f} s a step so far, plus {evals} dev evaluations)")
+    if run.cfg.time_budget and per_step * left > run.cfg.time_budget:
+        text += f": more than the {run.cfg.time_budget / 60:.0f}-minute cap, which will cut the run short"
+    return text
 
 
 def _train(cfg: TrainConfig, d: Dist) -> dict:
@@ -475,7 +517,7 @@ def _train_locked(cfg: TrainConfig, d: Dist) -> dict:
     summary = {"step": run.pos.step, "epoch": run.pos.epoch, "stopped_by": reason,
                "skipped_batches": run.pos.skipped, "seconds": round(time.time() - run.started, 1),
                "dev": {k: v for k, v in final.items() if k != "samples"}, "best_dev_cer": run.pos.best_cer,
-               "out": str(run.out)}
+               "max_steps": cfg.max_steps, "precision": run.precision, "out": str(run.out)}
     if d.main and cfg.average and reason in FINISHED:
         summary["averaged"] = write_averaged(run)
     if d.main:

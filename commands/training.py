@@ -29,7 +29,7 @@ def train(
     weight_decay: float = typer.Option(0.01, help="AdamW weight decay."),
     clip: float = typer.Option(5.0, help="Gradient norm clipping."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
-    precision: str = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fast (bf16 wherever the hardware has it, a CPU with AVX512-BF16 or AMX too), bf16, fp16, fp32."),
+    precision: str = typer.Option("auto", help="auto (bf16 on CUDA; on a CPU as fast), fast (fp32 or bf16, whichever a few timed training steps find faster on this machine), bf16, fp16, fp32."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     eval_every: int = typer.Option(500, help="Dev loss / CER and checkpoints every N steps."),
     eval_utts: int = typer.Option(200, help="Dev utterances used for the periodic CER."),
@@ -57,7 +57,7 @@ def train(
     conv_kernel: Optional[int] = typer.Option(None, help="conformer: depthwise conv kernel, odd [preset]."),
     subsampling: Optional[int] = typer.Option(None, help="conformer: time reduction of the front, 4 or 8 [preset]."),
     layer_scale: Optional[float] = typer.Option(None, help="conformer: initial LayerScale gain of each block's modules, 0: none (conformer-small: 0.1; it keeps deep CTC Conformers off the blank plateau) [preset]."),
-    upsample: Optional[int] = typer.Option(None, help="ctc: output frames per encoder frame, 1 or 2 (small: 2, i.e. 50 a second behind the x4 front) [preset]."),
+    upsample: Optional[int] = typer.Option(None, help="ctc: output frames per encoder frame, 1 or 2 (small presets: chosen from the train split, 2 only where its fast speech needs 50 frames a second) [preset]."),
     tokens: str = typer.Option("char", help="Output units: char, or unigram:N (SentencePiece, N pieces, trained on the train text)."),
     ctc_weight: float = typer.Option(0.3, help="las: weight w of the joint CTC loss, w * ctc + (1 - w) * attention (0: no CTC head)."),
     label_smoothing: float = typer.Option(0.1, help="las: label smoothing of the attention loss."),
@@ -198,7 +198,7 @@ def plot(
 def demo(
     model: str = typer.Option("ctc", help="ctc or las."),
     hours: float = typer.Option(5.0, help="Hours of synthetic speech."),
-    minutes: float = typer.Option(15.0, help="Training time budget (a fast machine finishes its steps sooner)."),
+    minutes: float = typer.Option(45.0, help="A cap on training's wall clock: the recipe is a number of steps, and a run the cap cuts short says so in the report (rerun to finish it)."),
     data: Path = typer.Option(Path("data/demo"), help="Common Voice root of the synthetic corpus."),
     shards: Path = typer.Option(Path("shards/demo-fr"), help="Shard folder to build."),
     runs: Path = typer.Option(Path("runs"), help="Runs folder: the model goes to <runs>/demo-<model>."),
@@ -207,6 +207,7 @@ def demo(
     retrain: bool = typer.Option(False, "--retrain", help="Train again even if the run folder holds a finished model."),
     max_steps: Optional[int] = typer.Option(None, help="Train this many steps instead of the demo recipe's."),
     seed: int = typer.Option(0, help="Seed of the synthetic corpus."),
+    train_seed: int = typer.Option(0, help="Seed of the training run (run folder <runs>/demo-<model>-seed<N> when not 0)."),
     preset: str = typer.Option("", help="Another model's demo recipe: conformer-small (ctc, las); run folder <runs>/demo-<model>-<preset>."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ):
@@ -217,7 +218,7 @@ def demo(
         fail("--model must be ctc or las")
     cfg = DemoConfig(model=model, hours=hours, minutes=minutes, data=data, shards=shards, runs=runs, jobs=jobs,
                      device=device, retrain=retrain, max_steps=max_steps, seed=seed, progress=progress,
-                     preset=preset)
+                     preset=preset, train_seed=train_seed)
     try:
         run_demo(cfg)
     except (RuntimeError, FileNotFoundError, FileExistsError, ValueError) as e:

@@ -1,0 +1,71 @@
+"""--precision fast / auto: the faster precision by timing, never by CPU flags (asr/precision.py)."""
+
+import pytest
+import torch
+
+from asr import precision
+from asr.distributed import Dist, native_bf16
+
+
+def test_pick_faster_keeps_the_lower_median_whatever_the_order():
+    assert precision.pick_faster({"fp32": [0.30, 0.31, 0.90], "bf16": [0.40, 0.41, 0.39]}) == "fp32"
+    assert precision.pick_faster({"fp32": [0.50, 0.52, 0.49], "bf16": [0.40, 0.80, 0.38]}) == "bf16"
+    # one slow outlier (a load spike) does not flip the choice: the median, not the mean
+    assert precision.pick_faster({"fp32": [0.30, 0.30, 5.0], "bf16": [0.35, 0.35, 0.35]}) == "fp32"
+
+
+def _fake_measure(timings):
+    def measure(model, batches, names, device, d, steps=precision.PROBE_STEPS):
+        return {n: timings[n] for n in names}
+    return measure
+
+
+@pytest.mark.parametrize("fp32,bf16,expected", [(0.119, 0.087, "bf16"), (0.087, 0.119, "fp32")])
+def test_fast_takes_what_the_probe_measured_faster(monkeypatch, fp32, bf16, expected):
+    """The Xeon of the issue (bf16 slower) and the EPYC (bf16 faster), timings injected."""
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    monkeypatch.setattr(precision, "measure", _fake_measure({"fp32": [fp32] * 3, "bf16": [bf16] * 3}))
+    cpu = torch.device("cpu")
+    for asked in ("fast", "auto"):  # auto on a CPU measures as fast does
+        chosen, report = precision.choose(asked, cpu, None, lambda: [], Dist(), max_steps=1000)
+        assert chosen == expected and report["measured"]
+        slower = "fp32" if expected == "bf16" else "bf16"
+        assert report["speedup"] == pytest.approx(max(fp32, bf16) / min(fp32, bf16), rel=1e-2)
+        assert report["ms_per_step"][slower] > report["ms_per_step"][expected]
+        assert expected in precision.describe(report)
+
+
+def test_no_probe_without_bf16_short_runs_or_an_explicit_precision(monkeypatch):
+    def boom(*a, **k):
+        raise AssertionError("probed")
+    monkeypatch.setattr(precision, "measure", boom)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    assert precision.choose("fast", cpu, None, list, Dist(), 1000)[0] == "fp32"  # nothing to compare
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    chosen, report = precision.choose("fast", cpu, None, list, Dist(), precision.PROBE_MIN_STEPS - 1)
+    assert chosen == "fp32" and not report["measured"] and "steps" in report["why"]
+    assert precision.choose("bf16", cpu, None, list, Dist(), 1000)[0] == "bf16"
+    assert precision.choose("fp32", cpu, None, list, Dist(), 1000)[0] == "fp32"
+    with pytest.raises(ValueError, match="--precision"):
+        precision.choose("half", cpu, None, list, Dist(), 1000)
+
+
+@pytest.mark.skipif(not native_bf16(torch.device("cpu")), reason="this CPU has no native bf16: nothing to time")
+def test_the_probe_times_real_steps_and_leaves_the_model_as_it_was():
+    """A real probe on a tiny model: both precisions timed, weights, buffers and RNG untouched."""
+    from asr.models import build_model, model_config
+    from asr.data import Batch
+
+    torch.manual_seed(0)
+    model = build_model(model_config("ctc", "conformer-tiny", 12, 80))  # has BatchNorm buffers
+    feats = torch.randn(2, 120, 80)
+    batch = Batch(feats=feats, feat_lens=torch.tensor([120, 90]), targets=torch.tensor([[1, 2, 3], [4, 5, 0]]),
+                  target_lens=torch.tensor([3, 2]), texts=["abc", "de"], ids=["a", "b"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    seconds = precision.measure(model, [batch], ["fp32", "bf16"], torch.device("cpu"), Dist(), steps=2)
+    assert set(seconds) == {"fp32", "bf16"} and all(len(v) == 2 and min(v) > 0 for v in seconds.values())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(rng, torch.get_rng_state())
+    assert all(p.grad is None for p in model.parameters())
