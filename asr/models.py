@@ -25,6 +25,7 @@ import numpy as np
 from torch import nn
 
 import asr.checkpoint as checkpoint  # `from asr import` would count as importing the package (the API)
+import asr.ctc_frames as ctc_frames
 from asr.ctc import CTCConfig, CTCModel
 from asr.encoder import EncoderConfig
 from asr.las import LASConfig, LASModel
@@ -39,7 +40,7 @@ CTC_PRESETS: dict[str, dict] = {
     # from 44-53 % to 24-30 % (bench/external_fr.py), for 0.7 % more parameters and the same step time.
     # Three (upsample 3) made every figure worse: dev 18.7 %, test 16.4 %, the fast voices 28-34 %.
     "small": dict(conv_channels=32, proj_dim=256, rnn="gru", rnn_layers=3, rnn_hidden=256, dropout=0.1,
-                  pack=False, layer_norm=True, upsample=2),
+                  pack=False, layer_norm=True, upsample="auto"),
     "lab": dict(conv_channels=32, conv_kernels=((11, 41), (11, 21)), proj_dim=1024, rnn_layers=4,
                 rnn_hidden=1024, dropout=0.1),
     # tests: seconds on a CPU
@@ -63,7 +64,7 @@ CTC_PRESETS: dict[str, dict] = {
     # In the demo's 15 minutes (seed 0, speed copies): dev 39.8 % at step 500 against 75.1 %, 19.6 % at the
     # end against 21.7 % (2,112 steps against 2,247), test 18.1 % against 19.6 %.
     "conformer-small": dict(encoder="conformer", subsampling=4, conv_channels=32, d_model=144, blocks=6, heads=4,
-                            ff_mult=4, conv_kernel=15, dropout=0.1, upsample=2, layer_scale=0.1),
+                            ff_mult=4, conv_kernel=15, dropout=0.1, upsample="auto", layer_scale=0.1),
     # the GPU recipe for a full release (ESPnet's Common Voice Conformer sizes: d 256, FFN 2048, x4 front, 32.8 M).
     # Schedule (not measured here): ESPnet's recipe peaks at lr 2e-3 after 25k warm-up steps then decays (Noam);
     # the loop's warm-up + cosine stands in: --lr 2e-3 --warmup 25000 --max-steps 150000 or more, large batches
@@ -133,6 +134,8 @@ def build_model(config: dict) -> nn.Module:
     kind, options = config["kind"], dict(config["options"])
     if kind == "ctc":
         upsample = options.pop("upsample", 1)
+        if upsample == "auto":  # not resolved from a train split (asr/ctc_frames.py): a benchmark, a count
+            upsample = ctc_frames.UNRESOLVED
         unknown = set(options) - ENCODER_FIELDS
         if unknown:
             raise ValueError(f"options {sorted(unknown)} do not apply to the CTC model")
