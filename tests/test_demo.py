@@ -42,7 +42,10 @@ def test_demo_runs_the_whole_path_and_a_rerun_reuses_it(tmp_path):
     assert report["shards"]["speed_copies"] == speeds.count(0.9) + speeds.count(1.1) > 0
     assert speeds.count(0.9) == speeds.count(1.1) == speeds.count(1.0)
     assert {r["speed"] for r in index if r["split"] in ("dev", "test")} == {1.0}
-    assert report["train"]["step"] == 6 and not report["train"]["reused"]
+    assert report["train"]["step"] == report["train"]["max_steps"] == 6 and not report["train"]["reused"]
+    assert report["train"]["stopped_by"] == "max_steps"  # the step budget ends it, the clock is only a cap
+    assert report["train"]["precision"] == {"asked": "fast", "chosen": "fp32", "measured": False,
+                                            "why": "fewer than 200 steps: not worth a probe"}
     assert (run / "best.pt").is_file() and any((run / "tb").iterdir())
     assert "\\data\\" in (run / "lm-3gram.arpa").read_text()[:100]
     assert set(report["eval"]) == {"greedy", "beam+lm"}
@@ -71,6 +74,7 @@ def test_demo_runs_the_whole_path_and_a_rerun_reuses_it(tmp_path):
 
     text = (run / "report.md").read_text()
     assert "| greedy" in text and "| beam+lm" in text and "tensorboard --logdir" in text
+    assert "training   6 of 6 steps" in text and "the step budget was reached (6 steps)" in text
     assert "Demo report" in first.stdout
 
     # a rerun reuses the corpus, the shards and the model
@@ -79,6 +83,14 @@ def test_demo_runs_the_whole_path_and_a_rerun_reuses_it(tmp_path):
     assert again["corpus"]["reused"] and again["shards"]["built"] == 0 and again["train"]["reused"]
     assert again["eval"]["greedy"]["cer"] == report["eval"]["greedy"]["cer"]
     assert "reused the model" in second.stdout
+
+
+def test_the_report_says_when_the_clock_cut_training_short():
+    from asr.demo import budget_line
+
+    cut = budget_line({"step": 700, "max_steps": 2600, "stopped_by": "time_budget"})
+    assert cut.startswith("CUT SHORT at step 700 of 2600 (time_budget)") and "--minutes" in cut
+    assert "reached" in budget_line({"step": 2600, "max_steps": 2600, "stopped_by": "max_steps"})
 
 
 @pytest.mark.slow
