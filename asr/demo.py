@@ -57,11 +57,8 @@ DEMO_TRAIN: dict[str, dict] = {
 
 
 # `asr-cli demo --preset NAME`: another model's recipe (DEMO_TRAIN's, these changed), trained
-# into runs/demo-<model>-<preset>. conformer-small: see its comment in asr/models.py; at the BiGRU's
-# lr 3e-3 it stayed on CTC's blank plateau for the whole 15 minutes (dev CER 89 %), at 1e-3 with a
-# 300-step warm-up it reached 27.8 % (fp32), 21.7 % with bf16, speed copies and upsample 2 (2,247
-# steps), 19.6 % with LayerScale 0.1 as well (2,112 steps; test 18.1 %). The LAS listener's recipe
-# was measured at lr 1e-3, warm-up 300 (README, "Recipes").
+# into runs/demo-<model>-<preset>. conformer-small leaves CTC's blank plateau only at a lower lr
+# than the BiGRU's (at 3e-3 its dev CER stayed at 89 % for 15 minutes; docs/RESULTS.md, part 2).
 DEMO_PRESETS: dict[tuple[str, str], dict] = {
     ("ctc", "conformer-small"): dict(preset="conformer-small", max_steps=2300, lr=1e-3, warmup=300),
     ("las", "conformer-small"): dict(preset="conformer-small", max_steps=1200, lr=1e-3, warmup=300),
@@ -78,6 +75,7 @@ class DemoConfig:
     runs: Path = Path("runs")
     minutes: float = 45.0  # a cap on training's wall clock (the budget is the recipe's steps)
     train_seed: int = 0  # the training run's seed (the corpus has its own, `seed`)
+    precision: str = ""  # "": the recipe's (fast: measured); fp32 or bf16 to force one
     jobs: int = 0  # synth / shards worker processes, 0: every core
     device: str = "auto"
     retrain: bool = False
@@ -102,14 +100,16 @@ class DemoConfig:
     @property
     def run(self) -> Path:
         name = f"demo-{self.model}-{self.preset}" if self.preset else f"demo-{self.model}"
-        return self.runs / (f"{name}-seed{self.train_seed}" if self.train_seed else name)
+        name += f"-seed{self.train_seed}" if self.train_seed else ""
+        return self.runs / (f"{name}-{self.precision}" if self.precision else name)
 
     def recipe(self) -> dict:
         """DEMO_TRAIN's recipe for the model, with the preset's changes if any."""
         if self.preset and (self.model, self.preset) not in DEMO_PRESETS:
             known = ", ".join(p for m, p in DEMO_PRESETS if m == self.model)
             raise ValueError(f"the {self.model} demo has no preset {self.preset!r} (choose from {known})")
-        return {**DEMO_TRAIN[self.model], **DEMO_PRESETS.get((self.model, self.preset), {})}
+        recipe = {**DEMO_TRAIN[self.model], **DEMO_PRESETS.get((self.model, self.preset), {})}
+        return {**recipe, "precision": self.precision} if self.precision else recipe
 
 
 def _stage(name: str) -> float:

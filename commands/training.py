@@ -208,6 +208,7 @@ def demo(
     max_steps: Optional[int] = typer.Option(None, help="Train this many steps instead of the demo recipe's."),
     seed: int = typer.Option(0, help="Seed of the synthetic corpus."),
     train_seed: int = typer.Option(0, help="Seed of the training run (run folder <runs>/demo-<model>-seed<N> when not 0)."),
+    precision: str = typer.Option("", help="fp32 or bf16 to force one (run folder ...-<precision>); default: the faster, measured."),
     preset: str = typer.Option("", help="Another model's demo recipe: conformer-small (ctc, las); run folder <runs>/demo-<model>-<preset>."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ):
@@ -216,9 +217,11 @@ def demo(
 
     if model not in ("ctc", "las"):
         fail("--model must be ctc or las")
+    if precision not in ("", "fp32", "bf16"):
+        fail("--precision must be fp32 or bf16 (or left out: the faster, measured)")
     cfg = DemoConfig(model=model, hours=hours, minutes=minutes, data=data, shards=shards, runs=runs, jobs=jobs,
                      device=device, retrain=retrain, max_steps=max_steps, seed=seed, progress=progress,
-                     preset=preset, train_seed=train_seed)
+                     preset=preset, train_seed=train_seed, precision=precision)
     try:
         run_demo(cfg)
     except (RuntimeError, FileNotFoundError, FileExistsError, ValueError) as e:

@@ -103,3 +103,15 @@ def test_the_demo_meets_its_accuracy_bar(tmp_path):
     greedy, lm = report["eval"]["greedy"], report["eval"]["beam+lm"]
     assert greedy["cer"] <= 0.18, report["eval"]
     assert lm["cer"] < greedy["cer"] and lm["wer"] < greedy["wer"], report["eval"]
+
+
+def test_demo_seed_and_precision_get_their_own_run_folder_and_recipe():
+    from asr.demo import DEMO_TRAIN, DemoConfig
+
+    plain = DemoConfig()
+    assert plain.run.name == "demo-ctc" and plain.recipe()["precision"] == DEMO_TRAIN["ctc"]["precision"] == "fast"
+    forced = DemoConfig(train_seed=2, precision="fp32")
+    assert forced.run.name == "demo-ctc-seed2-fp32" and forced.recipe()["precision"] == "fp32"
+    assert forced.recipe()["max_steps"] == plain.recipe()["max_steps"]  # the same step budget
+    proc = subprocess.run(CLI + ["demo", "--precision", "fp16"], capture_output=True, text=True, env=ENV, cwd=ROOT)
+    assert proc.returncode != 0 and "--precision must be fp32 or bf16" in proc.stderr + proc.stdout
