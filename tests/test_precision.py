@@ -69,3 +69,29 @@ def test_the_probe_times_real_steps_and_leaves_the_model_as_it_was():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.equal(rng, torch.get_rng_state())
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_training_run_probes_on_its_first_batches_and_records_the_choice(shards_dir, tmp_path, monkeypatch):
+    """`asr.train.setup` with --precision fast and a run long enough to be worth a probe: the
+    probe gets real train batches, its choice sets the autocast dtype and lands in last.pt."""
+    from asr import checkpoint, train
+
+    seen = {}
+
+    def fake_measure(model, batches, names, device, d, steps=precision.PROBE_STEPS):
+        seen["batches"] = batches
+        return {"fp32": [0.2, 0.2, 0.2], "bf16": [0.1, 0.1, 0.1]}
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    monkeypatch.setattr(precision, "measure", fake_measure)
+    cfg = train.TrainConfig(shards=str(shards_dir), out=str(tmp_path / "run"), preset="tiny", precision="fast",
+                            max_steps=precision.PROBE_MIN_STEPS, steps_this_run=2, batch_frames=2000,
+                            eval_every=0, workers=0, progress=False)
+    summary = train.train(cfg)
+    assert len(seen["batches"]) == 2 and all(len(b) > 0 and b.feats.ndim == 3 for b in seen["batches"])
+    assert summary["precision"]["chosen"] == "bf16" and summary["precision"]["speedup"] == 2.0
+    assert checkpoint.load(tmp_path / "run" / "last.pt", train_state=True)["precision"] == "bf16"
+    # resumed, the run keeps its precision without probing again
+    monkeypatch.setattr(precision, "measure", lambda *a, **k: (_ for _ in ()).throw(AssertionError("probed")))
+    again = train.train(train.TrainConfig(**{**cfg.__dict__, "resume": True}))
+    assert again["precision"] == {"asked": "fast", "chosen": "bf16", "measured": False, "why": "kept from last.pt"}
