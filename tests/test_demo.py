@@ -115,3 +115,18 @@ def test_demo_seed_and_precision_get_their_own_run_folder_and_recipe():
     assert forced.recipe()["max_steps"] == plain.recipe()["max_steps"]  # the same step budget
     proc = subprocess.run(CLI + ["demo", "--precision", "fp16"], capture_output=True, text=True, env=ENV, cwd=ROOT)
     assert proc.returncode != 0 and "--precision must be fp32 or bf16" in proc.stderr + proc.stdout
+
+
+def test_the_time_estimate_counts_the_steps_left_and_warns_of_the_cap():
+    import time
+    from types import SimpleNamespace
+
+    from asr.train import time_estimate
+
+    cfg = SimpleNamespace(max_steps=2600, eval_every=250, time_budget=45 * 60)
+    run = SimpleNamespace(cfg=cfg, started=time.time() - 30.0, run_steps=30, pos=SimpleNamespace(step=100))
+    text = time_estimate(run)  # 1 s a step, 2,500 steps left: 42 minutes, under the 45-minute cap
+    assert text.startswith("about 42 min for the 2500 steps left") and "10 dev evaluations" in text
+    assert "cap" not in text
+    run.started = time.time() - 60.0  # 2 s a step: 83 minutes, past the cap
+    assert "more than the 45-minute cap, which will cut the run short" in time_estimate(run)
