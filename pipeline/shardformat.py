@@ -245,7 +245,12 @@ class ShardSet:
         c = self.dataset["cmvn"]
         if c.get("mean") is None:
             raise ValueError(f"{dataset_path(self.root)} has no CMVN statistics (empty train split?)")
-        return np.asarray(c["mean"], np.float32), np.asarray(c["std"], np.float32)
+        mean, std = np.asarray(c["mean"], np.float32), np.asarray(c["std"], np.float32)
+        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+            # features normalised by it would all be NaN: every batch skipped, nothing learnt
+            raise ValueError(f"{dataset_path(self.root)} holds a CMVN that is not finite or has a zero std: "
+                             "rebuild the shards (asr-cli shards --force)")
+        return mean, std
 
     def split(self, name: str) -> dict:
         if name not in self.dataset["splits"]:
