@@ -90,7 +90,8 @@ def _decode(obj, tensor):
     if "$tensor" in obj:
         return tensor(obj["$tensor"])
     if "$ndarray" in obj:
-        return tensor(obj["$ndarray"]).numpy().astype(_array_dtype(obj["dtype"]))
+        dtype = _array_dtype(obj.get("dtype"))  # before the tensor is even looked up
+        return tensor(obj["$ndarray"]).numpy().astype(dtype)
     if "$bytes" in obj:
         return base64.b64decode(obj["$bytes"])
     if "$tuple" in obj:
@@ -253,9 +254,9 @@ def check_features(features) -> None:
         raise CheckpointError(f"field 'features' does not make a feature config ({e})") from None
     _field(cfg.sample_rate >= MIN_SAMPLE_RATE, "features.sample_rate", cfg.sample_rate, f"at least {MIN_SAMPLE_RATE}")
     _field(cfg.hop_length >= 1, "features.hop_ms", cfg.hop_ms, "expected a hop of at least one sample")
+    _field(MIN_N_FFT <= cfg.n_fft <= 1 << 16, "features.n_fft", cfg.n_fft, f"expected {MIN_N_FFT} to 65536")
     _field(1 <= cfg.win_length <= cfg.n_fft, "features.win_ms", cfg.win_ms,
            f"expected a window of 1 to n_fft ({cfg.n_fft}) samples")
-    _field(MIN_N_FFT <= cfg.n_fft <= 1 << 16, "features.n_fft", cfg.n_fft, f"expected {MIN_N_FFT} to 65536")
     _field(0 <= cfg.f_min < cfg.f_max <= cfg.sample_rate / 2, "features.f_max", cfg.f_max,
            "expected 0 <= f_min < f_max <= sample_rate / 2")
     _field(cfg.log_offset > 0, "features.log_offset", cfg.log_offset, "expected a positive number")
