@@ -367,3 +367,16 @@ def test_a_good_checkpoint_still_loads(tiny_ctc):
 
     model, tokenizer, ckpt = load_model(tiny_ctc)
     assert ckpt["lang"] == LANG and len(tokenizer) == ckpt["model"]["vocab_size"]
+
+
+# --------------------------------------------------------------------------------------
+# items 6, 7, 14 in a build: a reject each, and the build goes on
+# --------------------------------------------------------------------------------------
+def test_a_long_run_of_digits_a_one_sample_clip_and_a_six_hour_header_are_rejects(poisoned):
+    rejects = {r["id"]: r for r in read_rejects(poisoned["out"])}
+    assert rejects["common_voice_fr_digits"]["reason"] == "digits"
+    assert rejects["common_voice_fr_one"]["reason"] == "too_short"
+    assert rejects["common_voice_fr_sixhours"]["reason"] == "too_long"
+    assert "from the file's header" in rejects["common_voice_fr_sixhours"]["detail"]
+    # the 6-hour file (691 MB of samples announced) was refused from its header, not decoded
+    assert poisoned["seconds"] < 60
