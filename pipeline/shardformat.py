@@ -86,7 +86,7 @@ SPLIT_NAMES = ("train", "dev", "test")  # the split folders (pipeline.cv.SPLITS;
 SHARD_PATH = re.compile(r"(?P<split>train|dev|test)/(?P=split)(?:-sp\d+(?:p\d+)?)?-\d{6,}\.tar")
 # The builder's own metadata files in `.parts/`: a shard's name + ".json"
 PARTS_NAME = re.compile(r"(?:train|dev|test)(?:-sp\d+(?:p\d+)?)?-\d{6,}\.json")
-BUILDER_MARK = "builder.json"  # in `.parts/`: the folder was made by `asr-cli shards` (what may be removed)
+BUILDER_MARK = "builder.mark"  # in `.parts/`: the folder was made by `asr-cli shards` (what may be removed)
 
 
 class ShardPathError(ValueError):
