@@ -20,7 +20,11 @@ arbitrary object) cannot be saved: `save` raises TypeError.
 
 `load` sniffs the file first: a pickle (raw, or PyTorch's zip of one, which is what cv-asr
 wrote before this format, "cv-asr-checkpoint-1") is refused with a one-line CheckpointError and
-never unpickled.
+never unpickled. Then, before anything is built from it, the metadata is checked against the
+tensors (`check_payload`): the model config is built on PyTorch's "meta" device (shapes, no
+memory) and must give exactly the file's tensor names and shapes, so a crafted config (an RNN
+of 60 x 6000) fails in milliseconds instead of allocating gigabytes; the feature config, CMVN,
+language and tokenizer must be usable. Every failure is a CheckpointError naming the field.
 """
 
 from __future__ import annotations
@@ -86,7 +90,8 @@ def _decode(obj, tensor):
     if "$tensor" in obj:
         return tensor(obj["$tensor"])
     if "$ndarray" in obj:
-        return tensor(obj["$ndarray"]).numpy().astype(np.dtype(obj["dtype"]))
+        dtype = _array_dtype(obj.get("dtype"))  # before the tensor is even looked up
+        return tensor(obj["$ndarray"]).numpy().astype(dtype)
     if "$bytes" in obj:
         return base64.b64decode(obj["$bytes"])
     if "$tuple" in obj:
@@ -94,6 +99,18 @@ def _decode(obj, tensor):
     if "$items" in obj:
         return {_decode(k, tensor): _decode(v, tensor) for k, v in obj["$items"]}
     return {k: _decode(v, tensor) for k, v in obj.items()}
+
+
+def _array_dtype(spec) -> np.dtype:
+    """The dtype of a JSON-described array: numbers only, at most 16 bytes an item (numpy's RNG
+    state is uint32). A crafted `<U200000000` would allocate 800 MB an element."""
+    try:
+        dtype = np.dtype(spec if isinstance(spec, str) and len(spec) <= 16 else None)
+    except TypeError:
+        dtype = None
+    if spec is None or dtype is None or dtype.kind not in "biufc" or dtype.itemsize > 16:
+        raise CheckpointError(f"an array's dtype {str(spec)[:40]!r} is not a plain number type")
+    return dtype
 
 
 def _plain_tensors(tensors: dict) -> dict:
@@ -187,15 +204,186 @@ def load(path: Path, map_location="cpu", train_state: bool = True) -> dict:
                 raise CheckpointError(f"{path} is not a cv-asr checkpoint (made by `asr-cli train`): a safetensors "
                                       "file without cv-asr's metadata")
             ckpt = {"format": FORMAT, **_decode(json.loads(meta["meta"]), f.get_tensor)}
+            shapes = {k[len(_MODEL):]: tuple(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith(_MODEL)}
+            check_payload(ckpt, shapes)  # before any weight is read, and before anything is built
             ckpt[WEIGHTS] = {k[len(_MODEL):]: f.get_tensor(k) for k in f.keys() if k.startswith(_MODEL)}
             if train_state:
                 ckpt.update(_decode(json.loads(meta["train_state"]), f.get_tensor))
-    except CheckpointError:
+    except CheckpointError as e:
+        if str(path) not in str(e):
+            raise CheckpointError(f"{path}: {e}") from None
         raise
     except Exception as e:  # safetensors' header errors, bad JSON, a missing tensor
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path} is not a readable checkpoint ({reason})") from None
     return ckpt
+
+
+# --------------------------------------------------------------------------------------
+# what a checkpoint says must fit its tensors (and be usable) before anything is built
+# --------------------------------------------------------------------------------------
+MIN_N_FFT = 16
+MAX_LANG = 64
+
+
+def _field(ok: bool, name: str, value, want: str) -> None:
+    if not ok:
+        raise CheckpointError(f"field {name!r} is {str(value)[:80]!r}: {want}")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def check_features(features) -> None:
+    """The feature config: a sample rate, window, hop and FFT that make frames at all."""
+    from pipeline.audio import MIN_SAMPLE_RATE, FeatureConfig
+
+    _field(isinstance(features, dict), "features", features, "expected the feature config (a JSON object)")
+    defaults = FeatureConfig()
+    for name in ("sample_rate", "n_mels", "n_fft"):
+        value = features.get(name, getattr(defaults, name))
+        _field(isinstance(value, int) and not isinstance(value, bool) and value > 0, f"features.{name}", value,
+               "expected a positive integer")
+    for name in ("win_ms", "hop_ms", "f_min", "f_max", "log_offset"):
+        _field(_number(features.get(name, getattr(defaults, name))), f"features.{name}", features.get(name),
+               "expected a finite number")
+    try:
+        cfg = FeatureConfig.from_dict(features)
+    except TypeError as e:
+        raise CheckpointError(f"field 'features' does not make a feature config ({e})") from None
+    _field(cfg.sample_rate >= MIN_SAMPLE_RATE, "features.sample_rate", cfg.sample_rate, f"at least {MIN_SAMPLE_RATE}")
+    _field(cfg.hop_length >= 1, "features.hop_ms", cfg.hop_ms, "expected a hop of at least one sample")
+    _field(MIN_N_FFT <= cfg.n_fft <= 1 << 16, "features.n_fft", cfg.n_fft, f"expected {MIN_N_FFT} to 65536")
+    _field(1 <= cfg.win_length <= cfg.n_fft, "features.win_ms", cfg.win_ms,
+           f"expected a window of 1 to n_fft ({cfg.n_fft}) samples")
+    _field(0 <= cfg.f_min < cfg.f_max <= cfg.sample_rate / 2, "features.f_max", cfg.f_max,
+           "expected 0 <= f_min < f_max <= sample_rate / 2")
+    _field(cfg.log_offset > 0, "features.log_offset", cfg.log_offset, "expected a positive number")
+    _field(cfg.n_mels <= cfg.n_fft // 2 + 1, "features.n_mels", cfg.n_mels, "expected at most n_fft / 2 + 1 bins")
+    _field(cfg.resample_quality in ("QQ", "LQ", "MQ", "HQ", "VHQ"), "features.resample_quality",
+           cfg.resample_quality, "expected one of soxr's QQ, LQ, MQ, HQ, VHQ")
+    _field(cfg.dtype in ("float16", "float32"), "features.dtype", cfg.dtype, "expected float16 or float32")
+
+
+def check_cmvn(cmvn, n_mels: int | None) -> None:
+    """mean and std: n_mels finite numbers each, every std above zero (features are divided by it)."""
+    _field(isinstance(cmvn, dict), "cmvn", cmvn, "expected {'mean': [...], 'std': [...]}")
+    if cmvn.get("mean") is None and cmvn.get("std") is None:
+        return  # no statistics: asr.models.load_model says so in its own words
+    for name in ("mean", "std"):
+        values = cmvn.get(name)
+        ok = isinstance(values, list) and (n_mels is None or len(values) == n_mels) and all(map(_number, values))
+        _field(ok, f"cmvn.{name}", values, f"expected {n_mels or 'n_mels'} finite numbers")
+    _field(all(v > 0 for v in cmvn["std"]), "cmvn.std", cmvn["std"], "expected every std above zero")
+
+
+def _tokenizer_size(state) -> int:
+    from asr.tokenizer import tokenizer_from_state
+
+    _field(isinstance(state, dict) and isinstance(state.get("kind"), str), "tokenizer", state,
+           "expected a tokenizer state")
+    if state["kind"] == "char":
+        vocab = state.get("vocab")
+        _field(isinstance(vocab, list) and all(isinstance(c, str) and c for c in vocab), "tokenizer.vocab",
+               vocab, "expected a list of characters")
+    try:
+        return len(tokenizer_from_state(state))
+    except Exception as e:  # a unigram model's bytes sentencepiece cannot read, duplicate units
+        raise CheckpointError(f"field 'tokenizer' does not make a tokenizer ({str(e)[:120]})") from None
+
+
+def check_model(config, shapes: dict[str, tuple]) -> None:
+    """The model config must build (on the meta device: no memory) exactly the file's tensors."""
+    import torch
+
+    from asr.models import build_model
+
+    _field(isinstance(config, dict) and isinstance(config.get("options"), dict), "model", config,
+           "expected a model config with 'kind' and 'options'")
+    for name in ("vocab_size", "n_mels"):
+        value = config.get(name)
+        _field(isinstance(value, int) and not isinstance(value, bool) and value > 0, f"model.{name}", value,
+               "expected a positive integer")
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
+    except Exception as e:  # an unknown kind or option, a size the layers refuse
+        raise CheckpointError(f"field 'model' does not build a model ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None
+    missing, extra = sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected))
+    if missing or extra:
+        raise CheckpointError(f"field 'model' does not fit the weights: {len(missing)} tensor(s) it needs are not in "
+                              f"the file ({', '.join(missing[:3])}), {len(extra)} in the file it has no place for "
+                              f"({', '.join(extra[:3])})")
+    for name, shape in expected.items():
+        if not name.endswith("_extra_state") and shapes[name] != shape:
+            raise CheckpointError(f"field 'model' does not fit the weights: it gives {name} the shape {list(shape)}, "
+                                  f"the file holds {list(shapes[name])}")
+
+
+def check_payload(ckpt: dict, shapes: dict[str, tuple]) -> None:
+    """CheckpointError, naming the field, unless what the checkpoint says fits its tensors and
+    can be used: model config (against `shapes`, the file's "model/" tensor shapes), feature
+    config, CMVN, language, tokenizer (its size is the model's output layer). Fields a
+    checkpoint lacks are left to the caller (asr.models.load_model names what decoding needs)."""
+    if "lang" in ckpt:
+        lang = ckpt["lang"]
+        _field(isinstance(lang, str) and 0 < len(lang) <= MAX_LANG and lang.isprintable(), "lang", lang,
+               "expected a language code such as 'fr'")
+    if "features" in ckpt:
+        check_features(ckpt["features"])
+    model = ckpt.get("model")
+    if "cmvn" in ckpt:
+        n_mels = model.get("n_mels") if isinstance(model, dict) else None
+        check_cmvn(ckpt["cmvn"], n_mels if isinstance(n_mels, int) else None)
+    if "model" in ckpt:
+        check_model(model, shapes)
+        if isinstance(ckpt.get("features"), dict) and "n_mels" in ckpt["features"]:
+            _field(ckpt["features"]["n_mels"] == model["n_mels"], "model.n_mels", model["n_mels"],
+                   f"expected the feature config's n_mels ({ckpt['features']['n_mels']})")
+    if "tokenizer" in ckpt:
+        size = _tokenizer_size(ckpt["tokenizer"])
+        if isinstance(model, dict):
+            _field(size == model["vocab_size"], "tokenizer", f"{size} units",
+                   f"expected the model's output layer's {model['vocab_size']} units")
+
+
+# What a resumed run keeps from the run before: its network and units. These options and the
+# shards' contents must be those the run was started with, or resuming would train the old
+# network on other data (or record options it never used).
+RESUME_OPTIONS = ("model", "preset", "tokens")
+RESUME_DATA = ("lang", "features", "cmvn", "vocab")
+
+
+def resume_differences(state: dict, options: dict, dataset: dict) -> list[str]:
+    """What differs between the run in `state` (a last.pt payload) and this command: its
+    options (`options`: the TrainConfig as a dict) and shards (`dataset`: dataset.json), one
+    phrase each ("--preset small, not tiny")."""
+    before = state.get("train_config") or {}
+    out = [f"--{k} {options[k]}, not {before[k]}" for k in RESUME_OPTIONS
+           if k in before and k in options and before[k] != options[k]]
+    old_opts, new_opts = before.get("model_options") or {}, options.get("model_options") or {}
+    out += [f"--{k.replace('_', '-')} {v}, not {old_opts.get(k, '(the preset value)')}"
+            for k, v in sorted(new_opts.items()) if old_opts.get(k) != v]
+    old_data = {"lang": state.get("lang"), "features": state.get("features"), "cmvn": state.get("cmvn"),
+                "vocab": (state.get("tokenizer") or {}).get("vocab")}
+    for k in RESUME_DATA:
+        if k == "vocab" and (state.get("tokenizer") or {}).get("kind") != "char":
+            continue  # sub-word units are trained from the text, not listed in dataset.json
+        if old_data[k] is not None and dataset.get(k) != old_data[k]:
+            shown = f" {dataset.get(k)}, not {old_data[k]}" if k == "lang" else ""
+            out.append(f"the shards' {k}{shown}")
+    return out
+
+
+def check_resume_compatible(state: dict, options: dict, dataset: dict, out: str | Path) -> None:
+    """ValueError, in one line, when `--resume` would go on with the old network and units
+    while recording other options or another data set's statistics (see `resume_differences`)."""
+    changed = resume_differences(state, options, dataset)
+    if changed:
+        raise ValueError(f"--resume: the run in {out} was started with other options or shards ({'; '.join(changed)}): "
+                         "resume with the options and shards it was started with, or start over with --force "
+                         "or another --out")
 
 
 def upgrade(old: Path, new: Path) -> dict:

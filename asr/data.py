@@ -265,3 +265,13 @@ def make_loader(shards: ShardSet, split: str, tokenizer, cfg: LoaderConfig, trai
         # resumed run's dropout and SpecAugment masks would drift from the uninterrupted run's
         generator=torch.Generator().manual_seed(cfg.seed + 7919 * rank),
     )
+
+
+def check_epoch_trained(skipped: int, steps: int, epoch: int) -> None:
+    """RuntimeError when every one of an epoch's `steps` batches was skipped (a non-finite loss
+    or gradient each time): nothing is being learnt, and going on would end with exit 0 and a
+    model as it started."""
+    if steps > 0 and skipped >= steps:
+        raise RuntimeError(f"epoch {epoch}: all {steps} batches were skipped (non-finite loss or gradient): the "
+                           "features or their CMVN are not finite (check the shards with `asr-cli shards verify`), "
+                           "or the learning rate is too high")

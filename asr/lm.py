@@ -78,6 +78,12 @@ WORD_BOUNDARY = "|"  # the lexicon's and the decoder's symbol for the space char
 TRAIN_SPLIT = "train"
 HELDOUT_SPLITS = ("dev", "test")
 LOG10_FORMAT = "{:.7f}"
+# What the decoders load: KenLM (and flashlight's copy of it) is built for at most 6-grams, and
+# a word of 100,000 characters crashes its trie (a segfault, not an error). An order above this
+# is refused before anything is read; a longer word is left out of a built model (its sentence
+# counted as rejected) and makes an ARPA file refused by `check_arpa`.
+MAX_ORDER = 6
+MAX_WORD_CHARS = 256
 
 
 # --------------------------------------------------------------------------------------
@@ -215,6 +221,17 @@ def write_arpa(adjusted: list[dict[tuple, int]], discounts: list[tuple], out: Pa
     return sizes
 
 
+def check_order(order: int) -> None:
+    """ValueError unless 1 <= order <= MAX_ORDER (what the decoders can load)."""
+    if not 1 <= order <= MAX_ORDER:
+        raise ValueError(f"--order {order}: the decoders load 1- to {MAX_ORDER}-gram models; choose an order in "
+                         f"1-{MAX_ORDER}")
+
+
+def _long_word(sentence: str) -> bool:
+    return any(len(w) > MAX_WORD_CHARS for w in sentence.split())
+
+
 def build_arpa(
     sentences: Iterable[str],
     order: int,
@@ -229,8 +246,7 @@ def build_arpa(
     per order), `discounts` ([D1, D2, D3+] per order), `discount_fallback` (per order: True
     where the fallback replaced the computed discounts).
     """
-    if order < 1:
-        raise ValueError(f"order must be >= 1, got {order}")
+    check_order(order)
     if len(discount_fallback) != 3 or not all(
         0 < d <= k for k, d in enumerate(discount_fallback, start=1)
     ):
@@ -272,20 +288,30 @@ def _read_index_texts(shards: Path) -> tuple[list[str], set[str]]:
         if not text:
             continue
         if split == TRAIN_SPLIT:
-            train[text] = None
+            if not _long_word(text):  # a decoder could not load it (see MAX_WORD_CHARS)
+                train[text] = None
         elif split in HELDOUT_SPLITS:
             heldout.add(text)
     return list(train), heldout
 
 
 def _extra_sentences(path: Path, normalizer, heldout: set[str], stats: dict) -> Iterator[str]:
-    """Normalised lines of `path`; counts kept/rejected/held-out lines into `stats`."""
-    with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not text
-        for line in f:
+    """Normalised lines of `path`; counts kept/rejected/held-out lines into `stats`. A line
+    the normaliser rejects, or holding a word over MAX_WORD_CHARS, is rejected. ValueError
+    naming the file and the byte for text that is not UTF-8."""
+    offset = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # -sig: a byte-order mark is not text
+            except UnicodeDecodeError as e:
+                raise ValueError(f"extra text file {path} is not UTF-8 at byte {offset + e.start} (line {lineno}): "
+                                 "convert it, e.g. `iconv -f latin1 -t utf-8`") from None
+            offset += len(raw)
             if not line.strip():
                 continue
             text = normalizer.normalize(line.strip())
-            if not text:
+            if not text or _long_word(text):
                 stats["extra_rejected"] += 1
             elif text in heldout:
                 stats["extra_heldout_dropped"] += 1
@@ -340,6 +366,7 @@ def build_lm_from_shards(shards: Path, order: int, out: Path,
     `build_arpa`'s stats plus `train_sentences`, `extra_sentences`, `extra_rejected` and
     `extra_heldout_dropped`.
     """
+    check_order(order)  # before any text is read
     train, extra, counts = _shard_sentences(shards, extra_text)
     stats = build_arpa(chain(train, extra), order, out)
     stats.update(counts)
@@ -443,6 +470,8 @@ def check_arpa(path: Path) -> list[str]:
                 if order == 0 and sorted(counts) != list(range(1, len(counts) + 1)):
                     raise broken(f"its \\data\\ header (line {lineno}) does not give n-gram counts for orders "
                                  f"1, 2, ... (it gives {sorted(counts) or 'none'})")
+                if order == 0 and len(counts) > MAX_ORDER:
+                    raise broken(f"it is a {len(counts)}-gram model; the decoders load at most {MAX_ORDER}-grams")
                 if order and seen < counts[order]:
                     raise cut(f"the \\data\\ header announces {counts[order]} {order}-grams, the section holds "
                               f"{seen} (line {lineno})")
@@ -472,6 +501,9 @@ def check_arpa(path: Path) -> list[str]:
                 raise broken(f"the \\data\\ header announces {counts[order]} {order}-grams, the section holds "
                              f"more (line {lineno})")
             if order == 1:
+                if len(parts[1]) > MAX_WORD_CHARS:  # the decoder's trie would crash on it
+                    raise broken(f"line {lineno} holds a word of {len(parts[1])} characters; the decoders take "
+                                 f"words of at most {MAX_WORD_CHARS}")
                 words.append(parts[1])
     if not ended:
         if not counts:

@@ -11,14 +11,20 @@
                       -> {"text", "words": [{"word", "start", "end"}], "duration",
                           "decode_seconds", "mode"} (+ "spectrogram", "attention": data: URLs)
 
-Bad input gets a 4xx and {"error": "<one line>"}: not multipart or no `file` (400), an empty
-file or one that is not audio (422), a body over --max-mb (413, refused while it streams in:
-at most the limit is ever read), audio longer than --max-seconds (413), an unknown mode (400).
+Bad input gets a 4xx and {"error": "<one line>"}: not multipart or no `file` (400), a file
+name with a control character (400), an empty file or one that is not audio (422), a body
+over --max-mb (413, refused while it streams in: at most the limit is ever read), a body not
+sent in full within `body_timeout` seconds (408: a slow or short-sent upload never holds a
+connection for ever), audio longer than --max-seconds (413), an unknown mode (400).
 
-Decoding runs in the thread pool, never on the event loop. The model is shared through a
-pool of `workers` replicas (one by default): a request takes a replica, decodes and gives it
-back, so no two threads ever run one model (or one beam-search decoder) at once, and other
-requests wait without holding the loop. bench/bench_serve.py measures 1 vs 2 replicas.
+Decoding runs in worker threads, never on the event loop, at most one thread per replica
+(a capacity limiter): the model is shared through a pool of `workers` replicas (one by
+default), a request takes a replica, decodes and gives it back, so no two threads ever run one
+model (or one beam-search decoder) at once, and other requests wait on the loop without taking
+a thread. `/`, `/health` and `/model` run on the loop itself, so they answer at once however
+many uploads wait. bench/bench_serve.py measures 1 vs 2 replicas. FastAPI's `/docs` and
+`/redoc` pages are off: they load their scripts from a CDN, and nothing here is fetched from
+the internet (`/openapi.json` still describes the API).
 
 The browser records the microphone as PCM (Web Audio) and sends a 16-bit WAV it encodes
 itself: MediaRecorder's webm/opus would need ffmpeg (libsndfile cannot read webm), and a WAV
@@ -27,18 +33,20 @@ is read by the same soundfile path as every other upload.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import queue
+import re
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import numpy as np
 import soundfile as sf
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.requests import ClientDisconnect
@@ -58,6 +66,13 @@ class BodyTooLarge(Exception):
     pass
 
 
+class BodyTimeout(Exception):
+    pass
+
+
+_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,10}")  # what of an upload's name the temporary file keeps
+
+
 @dataclass
 class ServeConfig:
     checkpoint: Path
@@ -67,6 +82,7 @@ class ServeConfig:
     max_mb: float = 50.0  # uploads larger than this are refused
     max_seconds: float = 600.0  # audio longer than this is refused
     workers: int = 1  # model replicas decoding at once
+    body_timeout: float = 120.0  # seconds an upload's whole body may take to arrive
 
     @property
     def max_bytes(self) -> int:
@@ -121,13 +137,24 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _limited(receive, limit: int):
-    """An ASGI `receive` that raises BodyTooLarge once more than `limit` body bytes came in."""
+def _limited(receive, limit: int, timeout: float | None = None):
+    """An ASGI `receive` that raises BodyTooLarge once more than `limit` body bytes came in, and
+    BodyTimeout when the body is not complete `timeout` seconds after the first call (a client
+    sending a byte a second, or less than its Content-Length, is cut off then)."""
     seen = 0
+    deadline = None
 
     async def wrapped():
-        nonlocal seen
-        message = await receive()
+        nonlocal seen, deadline
+        loop = asyncio.get_running_loop()
+        if timeout is not None:
+            deadline = deadline or loop.time() + timeout
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.001))
+            except asyncio.TimeoutError:
+                raise BodyTimeout from None
+        else:
+            message = await receive()
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > limit:
@@ -146,20 +173,26 @@ def create_app(cfg: ServeConfig, replicas: list[dict[str, Recognizer]] | None = 
     info = model_info(cfg, replicas[0])
     too_large = f"file too large: the limit is {cfg.max_mb:g} MB (asr-cli serve --max-mb)"
 
-    app = FastAPI(title="cv-asr", description="Speech recognition with a cv-asr checkpoint.")
+    slow = f"the upload did not arrive within {cfg.body_timeout:g} s; send it again"
+    decoding = anyio.CapacityLimiter(len(replicas))  # threads waiting for a replica would starve the others
+
+    # no /docs or /redoc: FastAPI's pages load their scripts from a CDN
+    app = FastAPI(title="cv-asr", description="Speech recognition with a cv-asr checkpoint.", docs_url=None,
+                  redoc_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.pool = pool  # the idle replicas (tests hold one back to see requests wait off the loop)
 
+    # async: answered on the event loop, never queued behind the uploads in the thread pool
     @app.get("/", include_in_schema=False)
-    def index():
+    async def index():
         return FileResponse(STATIC / "index.html")
 
     @app.get("/health")
-    def health():
+    async def health():
         return {"status": "ok"}
 
     @app.get("/model")
-    def model():
+    async def model():
         return info
 
     @app.post("/transcribe")
@@ -167,11 +200,13 @@ def create_app(cfg: ServeConfig, replicas: list[dict[str, Recognizer]] | None = 
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > cfg.max_bytes + FORM_OVERHEAD:
             return error(413, too_large)
-        request = Request(request.scope, _limited(request.receive, cfg.max_bytes + FORM_OVERHEAD))
+        request = Request(request.scope, _limited(request.receive, cfg.max_bytes + FORM_OVERHEAD, cfg.body_timeout))
         try:
             form = await request.form(max_files=1, max_fields=8)
         except BodyTooLarge:
             return error(413, too_large)
+        except BodyTimeout:
+            return error(408, slow)
         except ClientDisconnect:
             return error(400, "the upload was cut off")
         except Exception as e:  # starlette's MultiPartException, a bad content type
@@ -187,15 +222,19 @@ def create_app(cfg: ServeConfig, replicas: list[dict[str, Recognizer]] | None = 
             return error(400, "mode beam-lm needs a language model: start asr-cli serve with --lm")
         if upload.size is not None and upload.size > cfg.max_bytes:
             return error(413, too_large)
+        name = upload.filename or "upload"
+        if not name.isprintable():  # a NUL or a newline: no file is named so, and it would reach a path
+            return error(400, f"the file name {name[:80]!r} holds a control character; rename the file")
         plots = str(form.get("plots", "0")).lower() in ("1", "true", "yes", "on")
         data = await upload.read()
         await upload.close()
-        return await run_in_threadpool(_decode, data, upload.filename or "upload", mode, plots)
+        return await anyio.to_thread.run_sync(_decode, data, name, mode, plots, limiter=decoding)
 
     def _decode(data: bytes, name: str, mode: str, plots: bool) -> JSONResponse:
         if not data:
             return error(422, f"{name}: empty file (0 bytes)")
-        with tempfile.NamedTemporaryFile(suffix=Path(name).suffix[:10]) as f:
+        suffix = Path(name).suffix
+        with tempfile.NamedTemporaryFile(suffix=suffix if _SUFFIX.fullmatch(suffix) else "") as f:
             f.write(data)
             f.flush()
             try:

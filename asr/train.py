@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 
 from asr import averaging, checkpoint, ctc_frames, precision
-from asr.data import LoaderConfig, ShardStream, make_loader, steps_per_epoch
+from asr.data import LoaderConfig, ShardStream, check_epoch_trained, make_loader, steps_per_epoch
 from asr.decoding import greedy_texts
 from asr.distributed import (Dist, any_rank, autocast_dtype, cpu_threads, max_over_ranks, pick_device,
                              run_distributed, spawn_local)
@@ -260,6 +260,8 @@ def setup(cfg: TrainConfig, d: Dist) -> Run:
         torch.set_num_threads(cfg.threads or cpu_threads(d))
     shards = ShardSet.open(cfg.shards, cfg.shard_url)
     state = previous_run(cfg, d)
+    if state:  # the old network and units must meet the options and data they were trained with
+        checkpoint.check_resume_compatible(state, dataclasses.asdict(cfg), shards.dataset, cfg.out)
     random.seed(cfg.seed + d.rank)
     np.random.seed(cfg.seed + d.rank)
     torch.manual_seed(cfg.seed)  # the same initial parameters on every rank
@@ -503,7 +505,10 @@ def _train_locked(cfg: TrainConfig, d: Dist) -> dict:
             if cfg.epochs and run.pos.epoch >= cfg.epochs:
                 reason = "epochs"
                 break
+            skipped, steps = run.pos.skipped, run.pos.step
             halted = train_one_epoch(run, stop, meter)
+            if run.pos.step_in_epoch >= run.per_epoch:  # a whole epoch: was any of it learnt from?
+                check_epoch_trained(run.pos.skipped - skipped, run.pos.step - steps, run.pos.epoch)
             if halted:
                 reason = halted
                 break

@@ -44,7 +44,7 @@ from asr.longform import WINDOW_S, FeatureStream, transcribe_stream
 from asr.models import checkpoint_cmvn, load_model
 from asr.distributed import Dist, pick_device
 from asr.timestamps import Word, align_words, frame_shift, time_reduction
-from pipeline.audio import AudioError, FeatureConfig, compute_features, load_audio, waveform_features
+from pipeline.audio import AudioError, FeatureConfig, as_samples, compute_features, load_audio, waveform_features
 from pipeline.text import get_normalizer
 
 # AudioError reasons -> what the user is told
@@ -54,6 +54,8 @@ AUDIO_PROBLEMS = {
     "decode_error": "not a readable audio file (MP3, WAV, FLAC, OGG ...)",
     "truncated": "truncated audio file",
     "empty_audio": "the file holds no audio samples",
+    "too_short": "too short to transcribe",
+    "non_finite_features": "not transcribable: its samples overflow the spectrum",
 }
 SILENT = "silent_audio"
 
@@ -182,8 +184,9 @@ class Transcriber:
         return feats, info["duration"]
 
     def prepare(self, source, sample_rate: int | None = None) -> Prepared | FileFailure:
-        """A file path, or samples (numpy float [n] or [n, channels] at `sample_rate` Hz) ->
-        their features, or the FileFailure saying why there are none."""
+        """A file path, or samples (numpy float or integer PCM [n], [n, channels] or [channels, n]
+        at `sample_rate` Hz: `pipeline.audio.as_samples`) -> their features, or the FileFailure
+        saying why there are none."""
         if isinstance(source, np.ndarray):
             if sample_rate is None:
                 return FileFailure(ARRAY, "samples given without sample_rate=")
@@ -191,8 +194,10 @@ class Transcriber:
                 feats, info = waveform_features(source, sample_rate, self.features)
             except AudioError as e:
                 if e.reason != SILENT:
-                    return FileFailure(ARRAY, e.detail or e.reason)
-                return Prepared(ARRAY, None, len(source) / sample_rate)
+                    reason = AUDIO_PROBLEMS.get(e.reason, e.reason) if e.reason != "decode_error" else ""
+                    return FileFailure(ARRAY, f"{reason} ({e.detail})" if reason and e.detail else
+                                       reason or e.detail or e.reason)
+                return Prepared(ARRAY, None, len(as_samples(source)) / sample_rate)  # [n, channels] either way
             return Prepared(ARRAY, feats, info["duration"])
         path = Path(source)
         if path.is_dir():

@@ -9,7 +9,7 @@ import typer
 
 from commands.base import app, bounded, fail, shards_lang
 from pipeline.atomic import os_error_message
-from pipeline.shardformat import DATASET, ShardReadError
+from pipeline.shardformat import DATASET, ShardReadError, refuse_out_inside_shards
 
 
 @app.command()
@@ -124,6 +124,7 @@ def train(
         specaug_start=specaug_start, average=average,
     )
     try:
+        refuse_out_inside_shards(cfg.out)  # a later `shards --force` there must never meet a run
         summary = train_local(cfg, procs)
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
         fail(str(ShardReadError.within(e) or e))  # a shard error from a spawned process: its one line

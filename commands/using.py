@@ -10,6 +10,7 @@ import typer
 from asr.decode_options import DecodeOptions
 from commands.base import app, bounded, fail, shards_lang
 from pipeline.atomic import os_error_message
+from pipeline.shardformat import refuse_out_inside_shards
 
 
 _BEAM_HELP = (f"Beam search with this many hypotheses (default: greedy; with --lm or --ctc-weight: "
@@ -58,6 +59,8 @@ def eval_(
                      batch_frames=batch_frames, max_batch=max_batch, workers=workers, threads=threads,
                      shard_url=shard_url, progress=progress)
     try:
+        if out is not None:  # the default, beside the checkpoint, is the run's own folder
+            refuse_out_inside_shards(out)
         summary = evaluate(cfg)
     except (CheckpointError, CoverageError, FileNotFoundError, ValueError, LockedError) as e:
         fail(str(e))

@@ -30,6 +30,9 @@ import torchaudio
 TRUNCATION_TOLERANCE_S = 0.1
 TRUNCATION_TOLERANCE_FRAC = 0.02
 SILENCE_PEAK = 1e-4  # peak amplitude below which a clip holds no audible signal
+# A header claiming fewer samples a second than this is not audio (a "1 Hz" WAV would become
+# hours of virtual samples at 16 kHz): refused when the file is opened, before anything is read.
+MIN_SAMPLE_RATE = 1000
 
 
 @dataclass(frozen=True)
@@ -89,17 +92,29 @@ def _existing(path: str | os.PathLike) -> Path:
     return path
 
 
-def decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+def check_header(rate: int, frames: int, max_seconds: float | None = None) -> None:
+    """AudioError before any sample is read: decode_error for a rate below MIN_SAMPLE_RATE,
+    too_long when the header announces more than `max_seconds` (a 6-hour file in a release
+    is refused from its header, not decoded whole first)."""
+    if rate < MIN_SAMPLE_RATE:
+        raise AudioError("decode_error", f"the header's sample rate {rate} Hz is not audio (below {MIN_SAMPLE_RATE} Hz)")
+    if max_seconds is not None and frames > 0 and frames / rate > max_seconds:
+        raise AudioError("too_long", f"{frames / rate:.2f}s > {max_seconds}s (from the file's header)")
+
+
+def decode(path: str | os.PathLike, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """Read an audio file at its own rate: float32 [n, channels] and the sample rate.
 
     Raises AudioError with reason missing_file / empty_file / decode_error / truncated /
-    empty_audio.
+    empty_audio, or too_long when the header announces more than `max_seconds` (checked
+    before decoding).
     """
     path = _existing(path)
     try:
         with sf.SoundFile(str(path)) as f:
             announced = f.frames
             rate = f.samplerate
+            check_header(rate, announced, max_seconds)
             data = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
         raise decode_error(e) from None
@@ -133,6 +148,11 @@ def read_blocks(path: str | os.PathLike, seconds: float = 10.0) -> tuple[int, in
         f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
         raise decode_error(e) from None
+    try:
+        check_header(f.samplerate, f.frames)
+    except AudioError:
+        f.close()
+        raise
 
     def blocks() -> Iterator[np.ndarray]:
         done = 0
@@ -186,7 +206,22 @@ def log_mel(wave: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarra
     torchaudio's MelSpectrogram (25 ms Hann window in a 512-point FFT, centred with reflect
     padding, power spectrum, HTK mel filters), computed without its `abs()` of the complex
     spectrum: the power is re^2 + im^2, which halves the CPU time of this step (the values
-    agree to float32 rounding: 1 float16 value in 20,000 differs by one unit in the last place)."""
+    agree to float32 rounding: 1 float16 value in 20,000 differs by one unit in the last place).
+
+    AudioError too_short for n <= n_fft // 2 (the centred window's reflect padding needs more
+    samples), non_finite_features when samples huge but finite overflow the power spectrum:
+    one such clip would give the whole train split a CMVN of NaN."""
+    if len(wave) <= cfg.n_fft // 2:
+        raise AudioError("too_short", f"{len(wave)} samples at {cfg.sample_rate} Hz, fewer than the "
+                                      f"{cfg.n_fft // 2 + 1} one analysis window needs")
+    feats = _log_mel(wave, cfg)
+    if not np.isfinite(feats).all():
+        raise AudioError("non_finite_features", "the samples are so large that their spectrum overflows "
+                                                "(not a waveform in [-1, 1])")
+    return feats
+
+
+def _log_mel(wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     window, fb = _mel_weights(cfg)
     with torch.inference_mode():
         spec = torch.stft(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg.n_fft, cfg.hop_length,
@@ -209,14 +244,15 @@ def compute_features(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig
     return _features(wave, rate, channels, cfg)
 
 
-def speed_features(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig(),
-                   speeds: tuple[float, ...] = ()) -> tuple[np.ndarray, dict, list[tuple[np.ndarray, dict]]]:
+def speed_features(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig(), speeds: tuple[float, ...] = (),
+                   max_seconds: float | None = None) -> tuple[np.ndarray, dict, list[tuple[np.ndarray, dict]]]:
     """`compute_features` of a file, plus the features of its speed-perturbed copies (one per
-    factor of `speeds`, from the same decoded samples: the file is decoded once).
+    factor of `speeds`, from the same decoded samples: the file is decoded once). A header
+    announcing more than `max_seconds` is AudioError too_long before anything is decoded.
 
     Whether the clip is usable (AudioError) is decided on the original only: a copy is made
     for every clip kept, never rejected on its own. A copy's info holds its own duration."""
-    data, rate = decode(path)
+    data, rate = decode(path, max_seconds)
     channels = data.shape[1]
     mono = data.mean(axis=1) if channels > 1 else data[:, 0]
     feats, info = _features(resample(mono, rate, cfg), rate, channels, cfg)
@@ -227,20 +263,51 @@ def speed_features(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig()
     return feats, info, copies
 
 
+MAX_ARRAY_CHANNELS = 16  # in an array given in memory, the axis this short (and the other longer) is channels
+
+
+def as_samples(wave) -> np.ndarray:
+    """Samples given in memory -> float32 [n, channels] in [-1, 1] as a file's would be read.
+
+    Integer PCM is scaled by its dtype (int16 / 32768, int32 / 2**31, uint8 around 128), as
+    soundfile reads a PCM file; float is taken as it is. A 2-D array may be [n, channels] or
+    [channels, n]: the channel axis is the one of at most MAX_ARRAY_CHANNELS while the other is
+    longer. AudioError decode_error for any other dtype or shape, and for a 2-D shape where
+    that does not tell (both axes short, or both long)."""
+    data = np.asarray(wave)
+    if data.dtype.kind in "iu":
+        info = np.iinfo(data.dtype)
+        middle = 0 if data.dtype.kind == "i" else (int(info.max) + 1) // 2
+        data = (data.astype(np.float64) - middle) / (int(info.max) + 1 - middle)
+    elif data.dtype.kind != "f":
+        raise AudioError("decode_error", f"samples of dtype {data.dtype} are not audio: give float or integer PCM")
+    data = data.astype(np.float32, copy=False)
+    if data.ndim == 1 or data.size == 0:
+        return data.reshape(-1, 1) if data.size == 0 else data[:, None]
+    if data.ndim != 2:
+        raise AudioError("decode_error", f"expected samples [n] or [n, channels], got shape {data.shape}")
+    rows, cols = data.shape
+    if cols <= MAX_ARRAY_CHANNELS < rows:
+        return data
+    if rows <= MAX_ARRAY_CHANNELS < cols:
+        return np.ascontiguousarray(data.T)  # [channels, n], as torchaudio gives it
+    raise AudioError("decode_error", f"cannot tell samples from channels in shape {data.shape}: give [n] or "
+                                     f"[n, channels] with at most {MAX_ARRAY_CHANNELS} channels")
+
+
 def waveform_features(wave: np.ndarray, rate: int, cfg: FeatureConfig = FeatureConfig()) -> tuple[np.ndarray, dict]:
     """A waveform in memory -> (float16 [T, n_mels] log-Mel, info), as `compute_features` makes
-    them from a file holding these samples: float [n] (mono) or [n, channels] at `rate` Hz,
-    downmixed, resampled to cfg.sample_rate, then the same log-Mel.
+    them from a file holding these samples: float or integer PCM [n] (mono), [n, channels] or
+    [channels, n] at `rate` Hz (see `as_samples`), downmixed, resampled to cfg.sample_rate,
+    then the same log-Mel.
 
-    Raises AudioError: empty_audio (no samples), decode_error (non-finite samples, a bad rate
-    or shape), silent_audio.
+    Raises AudioError: empty_audio (no samples), decode_error (non-finite samples, a bad rate,
+    dtype or shape), silent_audio, too_short, non_finite_features.
     """
-    data = np.asarray(wave, dtype=np.float32)
-    if data.ndim == 1:
-        data = data[:, None]
-    if data.ndim != 2 or not (isinstance(rate, (int, np.integer)) and rate > 0):
-        raise AudioError("decode_error", f"expected float samples [n] or [n, channels] and a positive integer "
-                                         f"sample rate, got shape {tuple(np.shape(wave))} at {rate!r} Hz")
+    if not (isinstance(rate, (int, np.integer)) and rate > 0):
+        raise AudioError("decode_error", f"expected a positive integer sample rate, got {rate!r} Hz")
+    check_header(int(rate), 0)
+    data = as_samples(wave)
     if data.shape[0] == 0:
         raise AudioError("empty_audio", "no samples")
     if not np.isfinite(data).all():

@@ -20,7 +20,10 @@ How a build runs:
 4. index.parquet, rejects.parquet and dataset.json are assembled from the metadata.
 
 One build owns the output folder at a time (`pipeline.lock`): a second one into the same
-`--out` stops at once with the first one's pid. Every file is written through
+`--out` stops at once with the first one's pid. The builder only ever removes what it wrote:
+`--out` must be new, empty or a shard folder (its `.parts/` holds the builder's mark), and in
+one only files of the format's own names (tars, `.parts` metadata, the three tables, their
+`*.tmp`) are removed, even with `--force`; anything else a user put there stays. Every file is written through
 `pipeline.atomic`, so a full disk fails with an OSError naming the file, leaves no `*.tmp`,
 and leaves the shards already in place as they were.
 """
@@ -32,7 +35,6 @@ import json
 import math
 import multiprocessing as mp
 import os
-import shutil
 import sys
 import time
 import traceback
@@ -45,10 +47,10 @@ import numpy as np
 from pipeline import atomic
 from pipeline.audio import AudioError, FeatureConfig, speed_features
 from pipeline.cv import SPLITS, Clip, Release, ReleaseError, open_release, shuffled
-from pipeline.lock import lock_folder
-from pipeline.shardformat import (DATASET, FORMAT_VERSION, INDEX, PARTS, REJECT_COLUMNS, REJECTS, SPEED_RANGE, TAR,
-                                  json_text, parts_path, row_value, shard_name, shard_path, speed_id,
-                                  write_tables, write_tar)
+from pipeline.lock import LOCK_FILE, lock_folder
+from pipeline.shardformat import (BUILDER_MARK, DATASET, FORMAT_VERSION, INDEX, PARTS, PARTS_NAME, REJECT_COLUMNS,
+                                  REJECTS, SHARD_PATH, SPEED_RANGE, TAR, is_shard_folder, json_text, parts_path,
+                                  row_value, shard_name, shard_path, speed_id, write_tables, write_tar)
 from pipeline.text import get_normalizer
 
 
@@ -115,6 +117,80 @@ class ShardPlan:
         return shard_path(self.split, self.number, self.speed)
 
 
+class OutFolderError(ReleaseError):
+    """--out holds files the builder did not make (one line: what it found, what to do)."""
+
+
+# --------------------------------------------------------------------------------------
+# the output folder: only ever remove what the builder wrote
+# --------------------------------------------------------------------------------------
+def check_out_folder(out: Path) -> None:
+    """OutFolderError unless `out` is absent, empty (a lock file aside) or a shard folder."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OutFolderError(f"--out {out} is a file, not a folder: choose a new or empty folder")
+    found = sorted(p.name for p in out.iterdir() if p.name != LOCK_FILE)
+    if found and not is_shard_folder(out):
+        shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        raise OutFolderError(f"--out {out} is not empty and not a shard folder made by `asr-cli shards` (it holds "
+                             f"{shown}); nothing was changed: choose a new or empty folder, or move those away")
+
+
+def _mark_out_folder(out: Path) -> None:
+    """The builder's mark in `.parts/`: what lets a later build (--force included) touch the folder."""
+    (out / PARTS).mkdir(parents=True, exist_ok=True)
+    mark = out / PARTS / BUILDER_MARK
+    if not mark.is_file():
+        atomic.write_text(mark, json_text({"made_by": "asr-cli shards", "format_version": FORMAT_VERSION}))
+
+
+def _own_files(out: Path) -> list[Path]:
+    """Every file of `out` the builder writes, by the format's names: the split folders' tars,
+    `.parts/` metadata and decoder log, the three tables, and a killed run's `*.tmp` of any of
+    them. Nothing else (a user's file in a split folder, a run folder put there) is listed."""
+    tmp = atomic.TMP_SUFFIX
+    files = []
+    for split in SPLITS:
+        folder = out / split
+        for p in sorted(folder.iterdir()) if folder.is_dir() else []:
+            name = p.name[: -len(tmp)] if p.name.endswith(tmp) else p.name
+            if p.is_file() and not p.is_symlink() and SHARD_PATH.fullmatch(f"{split}/{name}"):
+                files.append(p)
+    parts = out / PARTS
+    for p in sorted(parts.iterdir()) if parts.is_dir() else []:
+        name = p.name[: -len(tmp)] if p.name.endswith(tmp) else p.name
+        if p.is_file() and (PARTS_NAME.fullmatch(name) or name == "decoder.log"):
+            files.append(p)
+    for name in (INDEX, REJECTS, DATASET):
+        files += [p for p in (out / name, atomic.tmp_path(out / name)) if p.is_file()]
+    return files
+
+
+def _clear(out: Path, stale_only: bool) -> None:
+    """--force: remove the builder's own files (then the split folders, if that left them
+    empty); otherwise only a killed run's `*.tmp`."""
+    for p in _own_files(out):
+        if not stale_only or p.name.endswith(atomic.TMP_SUFFIX):
+            p.unlink(missing_ok=True)
+    if not stale_only:
+        for split in SPLITS:
+            try:
+                (out / split).rmdir()
+            except OSError:  # absent, or holds what is not ours: left as it is
+                pass
+
+
+def _stamp(path: Path) -> list | None:
+    """(size, mtime in ns) of an input file, None when it is missing: a clip that comes back,
+    or is replaced by another of the same name, changes its shard's fingerprint."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
 # --------------------------------------------------------------------------------------
 # planning
 # --------------------------------------------------------------------------------------
@@ -132,7 +208,7 @@ def plan_shards(release: Release, cfg: BuildConfig, normalizer_version: str) -> 
             clips = shuffled(clips, cfg.seed)
         for number, start in enumerate(range(0, len(clips), cfg.shard_size)):
             chunk = clips[start : start + cfg.shard_size]
-            key = dict(base, split=split, clips=[(c.id, c.path.name, c.sentence) for c in chunk])
+            key = dict(base, split=split, clips=[(c.id, c.path.name, c.sentence, _stamp(c.path)) for c in chunk])
             fp = hashlib.sha256(json.dumps(key, ensure_ascii=False).encode()).hexdigest()
             plans.append(ShardPlan(split, number, chunk, fp))
             for speed in cfg.speeds if split == "train" else ():  # its copies right after it
@@ -175,11 +251,12 @@ def _read_meta(out: Path, plan: ShardPlan) -> dict | None:
 _WORKER: dict = {}
 
 
-def _init_worker(features: FeatureConfig, log_path: str | None) -> None:
+def _init_worker(features: FeatureConfig, log_path: str | None, max_seconds: float | None = None) -> None:
     import torch
 
     torch.set_num_threads(1)
     _WORKER["features"] = features
+    _WORKER["max_seconds"] = max_seconds  # a longer clip is refused from its header, not decoded whole
     if log_path:  # libmpg123 prints resync notes about broken MP3s straight to fd 2
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 2)
@@ -194,7 +271,7 @@ def _extract(task: tuple) -> tuple:
     path, want_stats, speeds = task
     cfg: FeatureConfig = _WORKER["features"]
     try:
-        feats, info, copies = speed_features(path, cfg, speeds)
+        feats, info, copies = speed_features(path, cfg, speeds, _WORKER.get("max_seconds"))
     except AudioError as e:
         return ("reject", e.reason, e.detail)
     except Exception as e:  # a bug or an exotic file must not stop a long build
@@ -275,19 +352,16 @@ def build(cfg: BuildConfig) -> dict:
     t0 = time.time()
     release = open_release(cfg.cv_root, cfg.lang, cfg.train_set)
     normalizer = get_normalizer(cfg.lang)
+    check_out_folder(Path(cfg.out))  # before the lock: a refused folder is left without even a .lock
     with lock_folder(Path(cfg.out), "shards"):
+        check_out_folder(Path(cfg.out))  # again, now that no other build can change it
         return _build(release, normalizer, cfg, t0)
 
 
 def _build(release: Release, normalizer, cfg: BuildConfig, t0: float) -> dict:
     out = Path(cfg.out)
-    if cfg.force and out.exists():
-        for name in (*SPLITS, PARTS, INDEX, REJECTS, DATASET):
-            p = out / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    (out / PARTS).mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(f"*/*{atomic.TMP_SUFFIX}"):  # left by a killed run
-        stale.unlink()
+    _clear(out, stale_only=not cfg.force)  # --force: all of ours; else a killed run's *.tmp
+    _mark_out_folder(out)
 
     plans = plan_shards(release, cfg, normalizer.version)
     # a shard and its speed copies are (re)built together: a kill between them redoes the group
@@ -343,12 +417,12 @@ def _run(todo: list[ShardPlan], out: Path, cfg: BuildConfig, normalizer, total: 
 
     log_path = str(out / PARTS / "decoder.log")
     if jobs == 1 or len(tasks) < 2:
-        _init_worker(cfg.features, None)
+        _init_worker(cfg.features, None, cfg.max_duration)
         results = map(_extract, tasks)
         pool = None
     else:
         ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(cfg.features, log_path))
+        pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(cfg.features, log_path, cfg.max_duration))
         results = pool.imap(_extract, tasks, chunksize=4)
     try:
         flush_ready()
@@ -412,16 +486,13 @@ def assemble(out: Path, plans: list[ShardPlan], release: Release, cfg: BuildConf
     rejects = [{"id": p.id, "split": p.split, "reason": p.reason, "detail": p.detail} for p in release.problems]
     rejects += [{k: r[k] for k in REJECT_COLUMNS} for m in metas for r in m["rejects"]]
 
-    # stale shards from an earlier build with another plan
-    planned = {p.tar_path for p in plans}
-    for split in SPLITS:
-        for tar in sorted((out / split).glob(f"*{TAR}")) if (out / split).is_dir() else []:
-            if f"{split}/{tar.name}" not in planned:
-                tar.unlink()
-    planned_meta = {f"{p.name}.json" for p in plans}
-    for meta in (out / PARTS).glob("*.json"):
-        if meta.name not in planned_meta:
-            meta.unlink()
+    # stale shards from an earlier build with another plan (files of the builder's own names only)
+    planned = {p.tar_path for p in plans} | {f"{PARTS}/{p.name}.json" for p in plans}
+    for path in _own_files(out):
+        rel = f"{path.parent.name}/{path.name}"
+        if (path.suffix == TAR and rel not in planned) or (path.parent.name == PARTS and path.suffix == ".json"
+                                                           and rel not in planned):
+            path.unlink()
 
     vocab = sorted({ch for r in rows if r["split"] == "train" for ch in r["text"]})
     originals = [m for m in metas if m.get("speed", 1.0) == 1.0]
@@ -471,6 +542,9 @@ def _cmvn(parts: list[dict]) -> dict:
     total_sq = np.sum([p["sumsq"] for p in parts], axis=0)
     mean = total / frames
     std = np.sqrt(np.maximum(total_sq / frames - mean**2, 1e-8))
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):  # every clip's features were checked finite
+        raise ReleaseError(f"the train split's CMVN is not finite (mean {mean[:3].tolist()}..., std "
+                           f"{std[:3].tolist()}...): a shard's features are corrupt; rebuild with --force")
     return {"frames": int(frames), "mean": [round(float(x), 6) for x in mean],
             "std": [round(float(x), 6) for x in std]}
 

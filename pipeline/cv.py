@@ -110,6 +110,9 @@ def read_tsv(path: Path, split: str, clips_dir: Path) -> tuple[list[Clip], list[
     text = raw.decode("utf-8-sig", errors="replace")
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     header = [h.strip() for h in lines[0].split("\t")] if lines else []
+    twice = sorted({h for h in header if h and header.count(h) > 1})
+    if twice:  # which of the two would be read is a guess: refuse it rather than let the last one win
+        raise ReleaseError(f"{path}: the header names column {', '.join(twice)} more than once; keep one of them")
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise ReleaseError(f"{path} has no column {', '.join(missing)} (header: {' '.join(header) or 'empty'})")
@@ -181,6 +184,7 @@ def open_release(cv_root: Path, lang: str, train_set: str = "train") -> Release:
     if train_set == "validated":
         clips["train"], left_out = _validated_minus_eval(clips, lang)
         problems += left_out
+    _unique_ids(clips, clips_dir)
     for split in SPLITS:
         clips[split], dups = _drop_duplicates(clips[split])
         problems += dups
@@ -191,6 +195,24 @@ def open_release(cv_root: Path, lang: str, train_set: str = "train") -> Release:
                            f"({len([p for p in problems if p.split == 'train'])} train row(s) rejected): "
                            "a model cannot be trained without train data")
     return Release(root, lang, clips, problems, columns)
+
+
+def _unique_ids(clips: dict[str, list[Clip]], clips_dir: Path) -> None:
+    """Give distinct files distinct ids, in place. `clip_id` maps `a.b.c.mp3` and `a_b_c.mp3`
+    (or `sub/x.mp3` and `x.mp3`) to one id; the file whose name is the id itself keeps it, any
+    other gets `<id>_<8 hex of its path>`, the same whatever the TSV order. The same file
+    listed twice keeps one id (a true duplicate, reported as such)."""
+    files: dict[str, set[Path]] = {}
+    for c in (c for split in SPLITS for c in clips[split]):
+        files.setdefault(c.id, set()).add(c.path)
+    for split in SPLITS:
+        for c in clips[split]:
+            paths = files[c.id]
+            if len(paths) < 2 or c.path.name == f"{c.id}{c.path.suffix}" and c.path.parent == min(
+                    (p.parent for p in paths if p.name == f"{c.id}{p.suffix}"), key=str):
+                continue
+            rel = c.path.relative_to(clips_dir).as_posix()  # not where the release lies: ids stay put
+            c.id = f"{c.id}_{hashlib.sha256(rel.encode()).hexdigest()[:8]}"
 
 
 def _drop_duplicates(clips: list[Clip]) -> tuple[list[Clip], list[TsvProblem]]:

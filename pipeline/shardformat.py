@@ -24,6 +24,7 @@ import io
 import json
 import math
 import re
+import shlex
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,57 @@ def shard_name(split: str, number: int, speed: float = 1.0) -> str:
 def shard_path(split: str, number: int, speed: float = 1.0) -> str:
     """`train/train-000000.tar`, relative to the shard folder (as dataset.json lists it)."""
     return f"{split}/{shard_name(split, number, speed)}{TAR}"
+
+
+SPLIT_NAMES = ("train", "dev", "test")  # the split folders (pipeline.cv.SPLITS; this module imports nothing of it)
+# What a shard path may be: `<split>/<split>[-sp<tag>]-<6 digits>.tar`, nothing else (no `..`,
+# no shell character, no other folder). dataset.json may come from anywhere (a bucket shared by
+# others), so every path it lists is matched against this before a URL or a command is made of it.
+SHARD_PATH = re.compile(r"(?P<split>train|dev|test)/(?P=split)(?:-sp\d+(?:p\d+)?)?-\d{6,}\.tar")
+# The builder's own metadata files in `.parts/`: a shard's name + ".json"
+PARTS_NAME = re.compile(r"(?:train|dev|test)(?:-sp\d+(?:p\d+)?)?-\d{6,}\.json")
+BUILDER_MARK = "builder.mark"  # in `.parts/`: the folder was made by `asr-cli shards` (what may be removed)
+
+
+class ShardPathError(ValueError):
+    """A shard path in dataset.json that is not one the format writes."""
+
+
+def check_shard_path(path, where: str = DATASET) -> str:
+    """`path` itself when it is a shard path the builder writes (`train/train-000000.tar`,
+    `train/train-sp0p9-000003.tar`); ShardPathError, in one line, for anything else (a path
+    that leaves the folder, names another file, or carries shell syntax)."""
+    if not isinstance(path, str) or not SHARD_PATH.fullmatch(path):
+        raise ShardPathError(f"{where} lists a shard path {str(path)[:120]!r} that is not a shard of this format "
+                             "(<split>/<split>-NNNNNN.tar): the folder was altered or is not from `asr-cli shards`; "
+                             "refusing to read it (check it with `asr-cli shards verify`)")
+    return path
+
+
+def is_shard_folder(root: str | Path) -> bool:
+    """Whether `root` is a folder `asr-cli shards` made: its `.parts/` holds the builder's mark,
+    or (a folder built before the mark existed) a `.parts/` beside a dataset.json of this format."""
+    root = Path(root)
+    parts = root / PARTS
+    if (parts / BUILDER_MARK).is_file():
+        return True
+    if not parts.is_dir() or not (root / DATASET).is_file():
+        return False
+    try:
+        return "format_version" in json.loads((root / DATASET).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
+def refuse_out_inside_shards(out: str | Path, option: str = "--out") -> None:
+    """ValueError when `out` is a shard folder or lies inside one: the next `asr-cli shards
+    --force` into that folder may remove what it finds in its split folders, and a run's files
+    are no shards."""
+    path = Path(out).absolute()
+    for folder in (path, *path.parents):
+        if is_shard_folder(folder):
+            raise ValueError(f"{option} {out} is inside the shard folder {folder}: choose a folder outside it "
+                             "(e.g. runs/<name>)")
 
 
 def row_value(row: dict, column: str):
@@ -193,7 +245,12 @@ class ShardSet:
         c = self.dataset["cmvn"]
         if c.get("mean") is None:
             raise ValueError(f"{dataset_path(self.root)} has no CMVN statistics (empty train split?)")
-        return np.asarray(c["mean"], np.float32), np.asarray(c["std"], np.float32)
+        mean, std = np.asarray(c["mean"], np.float32), np.asarray(c["std"], np.float32)
+        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+            # features normalised by it would all be NaN: every batch skipped, nothing learnt
+            raise ValueError(f"{dataset_path(self.root)} holds a CMVN that is not finite or has a zero std: "
+                             "rebuild the shards (asr-cli shards --force)")
+        return mean, std
 
     def split(self, name: str) -> dict:
         if name not in self.dataset["splits"]:
@@ -201,13 +258,16 @@ class ShardSet:
         return self.dataset["splits"][name]
 
     def urls(self, split: str) -> list[str]:
-        paths = [s["path"] for s in self.split(split)["shards"]]
+        where = str(dataset_path(self.root))
+        paths = [check_shard_path(s.get("path") if isinstance(s, dict) else s, where)
+                 for s in self.split(split)["shards"]]
         if not paths:
             raise ValueError(f"split {split!r} of {self.root} has no shards (no utterance kept)")
         if self.url is None:
             return [str(self.root / p) for p in paths]
-        if "{path}" in self.url:
-            return [self.url.format(path=p) for p in paths]
+        if "{path}" in self.url:  # quoted for the shell of a `pipe:` command (checked paths need none)
+            quote = shlex.quote if self.url.startswith("pipe:") else str
+            return [self.url.replace("{path}", quote(p)) for p in paths]
         return [f"{self.url.rstrip('/')}/{p}" for p in paths]
 
     def frames(self, split: str) -> int:

@@ -36,6 +36,9 @@ import unicodedata
 from dataclasses import dataclass, field
 
 VERSION = 1
+# The generic normaliser's own version: 2 lowercases the words num2words spells (German
+# "zwei Millionen" gave the vocabulary an "M"); fr and en never got capitals from it.
+GENERIC_VERSION = 2
 
 APOSTROPHES = "’‘ʼʹ`´′＇‛"
 HYPHENS = "‐‑"  # U+2010, U+2011: hyphens proper; en/em dashes are punctuation
@@ -80,7 +83,7 @@ class Normalizer:
     def __post_init__(self) -> None:
         base = self.lang.split("-")[0].split("_")[0].lower()
         self.name = base if base in ("fr", "en") else "generic"
-        self.version = f"{self.name}-{VERSION}"
+        self.version = f"{self.name}-{GENERIC_VERSION if self.name == 'generic' else VERSION}"
         self._base = base
         self._num_lang = _num2words_lang(self.lang)
         self._symbols = SYMBOL_WORDS.get(base, {})
@@ -161,7 +164,12 @@ class Normalizer:
     def _spell_numbers(self, text: str) -> str | None:
         if self._num_lang is None:
             return None
-        spelt = self._number_re.sub(lambda m: f" {self._number_words(m)} ", text)
+        try:
+            spelt = self._number_re.sub(lambda m: f" {self._lower(self._number_words(m))} ", text)
+        except (ValueError, OverflowError, ArithmeticError, RecursionError, IndexError, KeyError, TypeError):
+            # num2words gives up on a long run of digits (5,000 anywhere, ~400 in en, ja, ar;
+            # Python's int() stops at 4,300): a transcript it cannot read is a "digits" reject
+            return None
         if any(ch.isdigit() for ch in spelt):
             return None
         return spelt
