@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asr.encoder import ConvSubsampling, EncoderConfig, EncoderInterface, RNNEncoder, conv_out_length
+from asr.encoder import ConvSubsampling, EncoderConfig, EncoderInterface, RNNEncoder, conv_out_length, frame_mask
 
 ENCODERS = ("rnn", "conformer")
 
@@ -44,11 +44,6 @@ def make_encoder(cfg: EncoderConfig) -> EncoderInterface:
     if cfg.encoder == "conformer":
         return ConformerEncoder(cfg)
     raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {cfg.encoder!r}")
-
-
-def _frame_mask(lengths: torch.Tensor, t: int) -> torch.Tensor:
-    """[B] -> [B, t] bool, True on real frames."""
-    return torch.arange(t, device=lengths.device)[None, :] < lengths[:, None]
 
 
 class DWSepSubsampling(nn.Module):
@@ -74,11 +69,11 @@ class DWSepSubsampling(nn.Module):
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.relu(self.first(feats.unsqueeze(1)))  # [B, C, T/2, F/2]
         lengths = conv_out_length(lengths, 3, 2)
-        x = x * _frame_mask(lengths, x.shape[2])[:, None, :, None].to(x.dtype)
+        x = x * frame_mask(lengths, x.shape[2])[:, None, :, None].to(x.dtype)
         for dw, pw in zip(self.depthwise, self.pointwise):
             x = torch.relu(pw(dw(x)))
             lengths = conv_out_length(lengths, 3, 2)
-            x = x * _frame_mask(lengths, x.shape[2])[:, None, :, None].to(x.dtype)
+            x = x * frame_mask(lengths, x.shape[2])[:, None, :, None].to(x.dtype)
         b, c, t, f = x.shape
         return self.dropout(self.proj(x.permute(0, 2, 1, 3).reshape(b, t, c * f))), lengths
 
@@ -202,9 +197,9 @@ class ConformerEncoder(EncoderInterface):
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feats [B, T, F], lengths [B] -> encodings [B, T', d_model], lengths [B]."""
-        feats = feats * _frame_mask(lengths, feats.shape[1])[:, :, None].to(feats.dtype)
+        feats = feats * frame_mask(lengths, feats.shape[1])[:, :, None].to(feats.dtype)
         x, lengths = self.front(feats, lengths)
-        mask = _frame_mask(lengths, x.shape[1])
+        mask = frame_mask(lengths, x.shape[1])
         rope = rotary_tables(x.shape[1], self.cfg.d_model // self.cfg.heads, x.device, x.dtype)
         for block in self.blocks:
             x = block(x, mask, rope)

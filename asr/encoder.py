@@ -12,9 +12,12 @@ RNNEncoder:
     feats [B, T, F] --Conv2d s2 + ReLU--> --Conv2d s2 + ReLU--> [B, C, T/4, F/4]
         --flatten + Linear--> [B, T/4, D] --BiGRU/BiLSTM x N (packed)--> [B, T/4, 2H]
 
+Padding never changes an utterance's outputs at inference: the input's padded frames are
+zeroed, conv outputs are zeroed past each length after every layer, and the RNN runs over
+packed sequences (`pack=False` pads in training only, for speed; eval mode always packs).
+
 The conv kernels are options: 3x3 for the small CPU model, DeepSpeech2's wide kernels
-(11x41 then 11x21, time x freq) for the `lab` preset. Conv outputs are zeroed past each
-utterance's length after every layer, so padding never leaks into real frames.
+(11x41 then 11x21, time x freq) for the `lab` preset.
 
 A new encoder (a Conformer, say) subclasses EncoderInterface, takes its sizes from an
 EncoderConfig (new fields there, with defaults, keep old checkpoints loading), and is
@@ -96,6 +99,11 @@ class EncoderInterface(nn.Module):
         raise NotImplementedError
 
 
+def frame_mask(lengths: torch.Tensor, t: int) -> torch.Tensor:
+    """[B] -> [B, t] bool, True on real frames."""
+    return torch.arange(t, device=lengths.device)[None, :] < lengths[:, None]
+
+
 def conv_out_length(lengths: torch.Tensor, kernel: int, stride: int = 2) -> torch.Tensor:
     """Frames after a conv with padding kernel // 2 (what ConvSubsampling uses)."""
     pad = kernel // 2
@@ -129,12 +137,14 @@ class ConvSubsampling(nn.Module):
         return lengths
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # the input's padding zeroed too: the first conv's kernel reaches past the last real frame,
+        # where an utterance alone sees the conv's zero padding
+        feats = feats * frame_mask(lengths, feats.shape[1])[:, :, None].to(feats.dtype)
         x = feats.unsqueeze(1)  # [B, 1, T, F]
         for conv, k, s in zip(self.convs, self.kernels, self.strides):
             x = torch.relu(conv(x))
             lengths = conv_out_length(lengths, k[0], s)
-            mask = torch.arange(x.shape[2], device=x.device)[None, :] < lengths[:, None]  # [B, T']
-            x = x * mask[:, None, :, None].to(x.dtype)
+            x = x * frame_mask(lengths, x.shape[2])[:, None, :, None].to(x.dtype)
         b, c, t, f = x.shape
         x = self.norm(self.proj(x.permute(0, 2, 1, 3).reshape(b, t, c * f)))
         return self.dropout(x), lengths
@@ -181,7 +191,10 @@ class RNNEncoder(EncoderInterface):
         return self.dropout(x), lengths
 
     def _run(self, rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        if not self.cfg.pack:
+        """x [B, T', D] -> [B, T', 2H]. `pack=False` is a training speed-up only: over padded
+        frames the backward direction of a short utterance starts in its batch-mates' padding, so
+        at inference (eval mode) every batch is packed and each utterance gets what it gets alone."""
+        if not self.cfg.pack and self.training:
             return rnn(x)[0]
         packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         out, _ = rnn(packed)
@@ -236,6 +249,7 @@ class PyramidListener(EncoderInterface):
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feats [B, T, F], lengths [B] -> encodings [B, T', 2H], lengths [B]."""
+        feats = feats * frame_mask(lengths, feats.shape[1])[:, :, None].to(feats.dtype)
         x, lengths = _stack_frames(feats, lengths, self.frame_stack)
         x = self.dropout(self.proj(x))
         for rnn, halve in zip(self.layers, self.halves):

@@ -32,8 +32,8 @@ from asr.tokenizer import tokenizer_from_state
 
 CTC_PRESETS: dict[str, dict] = {
     "tiny": dict(conv_channels=8, proj_dim=64, rnn_layers=1, rnn_hidden=64, dropout=0.0),
-    # padded batches (1.6x faster than packed on a CPU) and a LayerNorm after each BiGRU layer; two CTC
-    # frames per encoder frame (upsample 2: 50 a second behind the x4 front): at 25 a second, characters
+    # padded batches in training (1.6x faster than packed on a CPU; inference packs, asr/encoder.py) and a
+    # LayerNorm after each BiGRU layer; two CTC frames per encoder frame (upsample 2: 50 a second behind the x4 front): at 25 a second, characters
     # left CTC too few frames for fast speech. In the demo's 15 minutes (bf16, speed copies) it took dev CER
     # from 19.1 % to 15.8 %, test from 17.3 % to 13.9 %, and the outside voices at 215-230 words a minute
     # from 44-53 % to 24-30 % (bench/external_fr.py), for 0.7 % more parameters and the same step time.

@@ -21,10 +21,10 @@ reason and the others go on; a file without audible signal transcribes as "".
 `Transcript.time` is the decoding time (model, search and alignment, not file decoding) in
 seconds, a batch's time shared evenly among its files.
 
-Batches: files are padded to the longest of their batch, as `asr-cli eval` batches shards.
-An encoder that packs its sequences (the default, the `tiny` presets) gives every file the
-text it gets alone; one that runs its RNN over the padding (`pack=False`: the `small`
-presets) can differ slightly for the shorter files of a batch (batch_size 1 avoids it).
+Batches: files are padded to the longest of their batch, as `asr-cli eval` batches shards,
+and every file gets the text it gets alone: at inference every encoder keeps padding out
+of each utterance's frames (the RNNs pack, even those trained on padded batches, asr/encoder.py;
+tests/test_batch_invariance.py).
 """
 
 from __future__ import annotations
