@@ -11,6 +11,8 @@ from commands.base import app, bounded, fail, shards_lang
 from pipeline.atomic import os_error_message
 from pipeline.shardformat import DATASET, ShardReadError
 
+BENCH_LOADER = Path(__file__).resolve().parents[1] / "bench" / "bench_loader.py"  # the checkout's bench/
+
 
 @app.command()
 @bounded
@@ -153,7 +155,10 @@ def bench_loader(
     """Shard loader throughput side by side with decoding MP3s on the fly."""
     import runpy
 
-    bench = runpy.run_path(str(Path(__file__).parent / "bench" / "bench_loader.py"))  # not in the package
+    script = BENCH_LOADER
+    if not script.is_file():  # bench/ is beside the package in a checkout, not inside an installed one
+        fail(f"{script} not found: bench-loader runs from a checkout of cv-asr (bench/ is not installed)")
+    bench = runpy.run_path(str(script))
     run, format_rows = bench["bench_loader"], bench["format_rows"]
     try:
         rows = run(shards, workers=workers, batch_frames=batch_frames, utterances=utterances, seconds=seconds,
