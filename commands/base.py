@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from asr.option_bounds import bounded as _bounded
+from commands.option_bounds import bounded as _bounded
 from pipeline.shardformat import dataset_path, read_dataset
 
 app = typer.Typer(
@@ -23,7 +23,7 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-bounded = _bounded(lambda message: fail(message, 2))  # every numeric option: asr/option_bounds.py
+bounded = _bounded(lambda message: fail(message, 2))  # every numeric option: commands/option_bounds.py
 
 
 

@@ -16,7 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 from asr.evaluate import UTTERANCES_FILE, EvalConfig, evaluate
-from asr.models import load_model
+from asr.loading import open_model as load_model  # a checkpoint or an .onnx
 from asr.onnx_model import METADATA_KEY, OnnxCTCModel, from_jsonable, jsonable
 from asr.train import TrainConfig, train
 from cli import app

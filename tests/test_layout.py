@@ -6,6 +6,7 @@ temp-then-rename helper."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,52 @@ def test_the_offline_stage_never_imports_the_models():
     assert len(offline) > 5
     leaks = {n: sorted(m for m in _imports(n, p) if m.startswith("asr")) for n, p in offline.items()}
     assert not {n: m for n, m in leaks.items() if m}, leaks
+
+
+def _closure(name: str) -> set[str]:
+    """Every module of ours that importing `name` can load (its imports, theirs, ...)."""
+    graph = {n: _imports(n, p) for n, p in MODULES.items()}
+    seen, todo = set(), [name]
+    while todo:
+        for m in graph[todo.pop()]:
+            if m not in seen:
+                seen.add(m)
+                todo.append(m)
+    return seen
+
+
+@pytest.mark.parametrize("leaf", ["asr.units", "asr.kinds", "asr.decode_options", "asr.encoders.interface"])
+def test_leaves_import_nothing_of_ours(leaf):
+    assert _imports(leaf, MODULES[leaf]) == set()
+
+
+def test_decoding_does_not_import_the_networks():
+    networks = {n for n in MODULES if n in ("asr.models", "asr.ctc", "asr.las") or n.startswith("asr.encoders")}
+    assert len(networks) >= 6
+    assert not _closure("asr.decoding") & networks, sorted(_closure("asr.decoding") & networks)
+
+
+def test_the_networks_do_not_reach_up_to_their_users():
+    """models.py builds and loads networks; opening an .onnx or a checkpoint for use is asr/loading.py's."""
+    users = {"asr.onnx_model", "asr.loading", "asr.transcribe", "asr.evaluate", "asr.api", "asr.decoding"}
+    for name in ("asr.models", "asr.ctc", "asr.las"):
+        assert not _closure(name) & users, (name, sorted(_closure(name) & users))
+
+
+def test_each_encoder_stands_alone():
+    """An encoder's file imports the interface and the conv fronts, never another encoder (loading
+    a BiGRU never runs the Conformer's code); `make_encoder` sits beside the interface."""
+    implementations = ("asr.encoders.rnn", "asr.encoders.conformer", "asr.encoders.pyramid")
+    shared = {"asr.encoders.interface", "asr.encoders.subsampling"}
+    for name in implementations:
+        assert _imports(name, MODULES[name]) <= shared, (name, _imports(name, MODULES[name]))
+    assert "def make_encoder" in MODULES["asr.encoders"].read_text()
+
+
+def test_the_option_bounds_belong_to_the_command_line():
+    users = {n for n, p in MODULES.items() if "commands.option_bounds" in _imports(n, p)}
+    assert users and all(n.startswith("commands") for n in users), users
+    typer_users = [n for n, p in MODULES.items() if n.startswith(("asr", "pipeline"))
+                   and re.search(r"^\s*(import typer|from typer)", p.read_text(), re.M)]
+    assert typer_users == []
+
