@@ -38,64 +38,15 @@ from asr.decoding import greedy_texts
 from asr.distributed import (Dist, any_rank, autocast_dtype, cpu_threads, max_over_ranks, pick_device,
                              run_distributed, spawn_local)
 from asr.models import build_model, count_parameters, model_config
-from asr.specaug import SpecAugment, SpecAugmentConfig
+from asr.specaug import SpecAugment
 from asr.subword import UnigramTokenizer
 from asr.tokenizer import CharTokenizer, tokenizer_from_state
+from asr.train_config import TrainConfig  # every training default (asr-cli train reads them there)
 from asr.trainlog import Meter, log_validation, rank_report, summary_writer, trim_log
 from pipeline import atomic
 from pipeline.audio import FeatureConfig
 from pipeline.lock import lock_folder
 from pipeline.shardformat import ShardSet
-
-
-@dataclass
-class TrainConfig:
-    shards: str
-    out: str = "runs/fr-ctc"
-    model: str = "ctc"  # ctc | las
-    preset: str = "small"
-    model_options: dict = field(default_factory=dict)  # overrides of the preset (sizes, rnn, ...)
-    tokens: str = "char"  # char | unigram:N (SentencePiece pieces)
-    shard_url: str | None = None  # where tars are read from, if not the shards folder
-    train_split: str = "train"
-    dev_split: str = "dev"
-    max_steps: int = 20000
-    epochs: int = 0  # 0: no epoch limit, stop at max_steps
-    steps_this_run: int = 0  # stop (with a checkpoint) after this many steps of this invocation
-    time_budget: float = 0.0  # seconds of training in this invocation, 0: none
-    # With a time budget: the cosine decay follows steps or training time, whichever is further
-    # along, and the budget counts the run's training time over resumes. A run cut by the clock
-    # (a slow or busy machine) still ends annealed; a fast one ends at max_steps, as without.
-    # Not bit-reproducible (the learning rate depends on the clock).
-    anneal_by_time: bool = False
-    batch_frames: int = 20000
-    max_batch: int = 256
-    max_frames: int = 2000
-    lr: float = 1e-3
-    warmup: int = 500
-    min_lr_ratio: float = 0.05
-    weight_decay: float = 0.01
-    clip: float = 5.0
-    device: str = "auto"
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fast (bf16 where native, CPUs too) | bf16 | fp16 | fp32
-    compile: bool = False
-    eval_every: int = 500
-    eval_utts: int = 200
-    log_every: int = 20
-    seed: int = 0
-    workers: int = 2
-    threads: int = 0  # torch CPU threads per process, 0: cores / local processes
-    resume: bool = False
-    force: bool = False
-    progress: bool = True
-    specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
-    specaug_start: int = 0  # SpecAugment's masks from this step on (a short run learns faster without them
-    # at first); its frequency warp, if any, from the first step
-    ctc_weight: float = 0.3  # attention model only: weight of the joint CTC loss
-    label_smoothing: float = 0.1  # attention model only
-    sampling_rate: float = 0.0  # attention model only: scheduled sampling probability at the end
-    average: int = 0  # keep the last N evaluation checkpoints (<out>/avg) and write their mean, averaged.pt
-
 
 
 # --------------------------------------------------------------------------------------

@@ -192,3 +192,30 @@ def test_the_option_bounds_belong_to_the_command_line():
                    and re.search(r"^\s*(import typer|from typer)", p.read_text(), re.M)]
     assert typer_users == []
 
+
+def test_no_train_default_is_stated_twice():
+    """Every training option's default is its asr/train_config.py field's: the commands take it
+    with FROM_CONFIG, and no other module states a literal default under that name in a
+    signature or a dataclass of the training loop."""
+    import dataclasses
+
+    from asr.train_config import SpecAugmentConfig, TrainConfig, options
+
+    names = set(options(TrainConfig)) | set(options(SpecAugmentConfig))
+    tree = ast.parse(MODULES["commands.training"].read_text())
+    command = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train")
+    args = command.args.args
+    defaults = dict(zip([a.arg for a in args[len(args) - len(command.args.defaults):]], command.args.defaults))
+    assert names <= set(defaults), names - set(defaults)
+    stated = [n for n in names if not (isinstance(defaults[n], ast.Name) and defaults[n].id == "FROM_CONFIG")]
+    assert stated == [], f"asr-cli train states these defaults itself: {stated}"
+    for module in ("asr.train", "asr.specaug", "commands.training"):
+        for node in ast.walk(ast.parse(MODULES[module].read_text())):
+            if isinstance(node, ast.ClassDef):
+                assert node.name not in ("TrainConfig", "SpecAugmentConfig"), (module, node.name)
+            if isinstance(node, ast.FunctionDef) and node.name != "train":
+                fargs = node.args.args[len(node.args.args) - len(node.args.defaults):]
+                literal = [a.arg for a, d in zip(fargs, node.args.defaults)
+                           if a.arg in names and isinstance(d, ast.Constant) and d.value is not None]
+                assert not literal, f"{module}.{node.name} restates {literal}"
+    assert {f.name for f in dataclasses.fields(TrainConfig)} >= names - set(options(SpecAugmentConfig))
