@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from asr import checkpoint
+import asr.models  # noqa: F401  (registers build_model, which checkpoint.load checks configs with)
 
 KEEP_DIR = "avg"  # <out>/avg/: the checkpoints `--average` keeps
 AVERAGED = "averaged.pt"

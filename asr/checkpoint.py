@@ -293,11 +293,21 @@ def _tokenizer_size(state) -> int:
         raise CheckpointError(f"field 'tokenizer' does not make a tokenizer ({str(e)[:120]})") from None
 
 
+# The function that builds a model from its config: asr.models registers its `build_model` when
+# imported (every reader of checkpoints imports it: models, train, averaging). A hook, not an
+# import: asr.models reads checkpoints through this module, which must not import it back.
+_BUILD_MODEL: list = []
+
+
+def register_model_builder(build) -> None:
+    _BUILD_MODEL[:] = [build]
+
+
 def check_model(config, shapes: dict[str, tuple]) -> None:
     """The model config must build (on the meta device: no memory) exactly the file's tensors."""
-    import torch
-
-    from asr.models import build_model
+    if not _BUILD_MODEL:
+        raise RuntimeError("asr.checkpoint: no model builder registered (import asr.models first)")
+    build_model = _BUILD_MODEL[0]
 
     _field(isinstance(config, dict) and isinstance(config.get("options"), dict), "model", config,
            "expected a model config with 'kind' and 'options'")

@@ -29,8 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asr.conformer import make_encoder
-from asr.encoder import EncoderConfig
+from asr.encoders import EncoderConfig, make_encoder
 from asr.units import BLANK
 
 

@@ -29,7 +29,7 @@ import torch
 from asr.ctc_decoding import CTCBeamDecoder, CTCGreedyDecoder, tidy
 from asr.decode_options import DecodeOptions
 from asr.las_decoding import LASBeamSearch, LASGreedyDecoder
-from asr.models import KINDS
+from asr.kinds import KINDS
 
 __all__ = ["DecodeOptions", "Decoder", "greedy_texts", "normalize_hypothesis"]
 

@@ -131,7 +131,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     report["corpus"] = {"path": str(cfg.data / DEMO_LANG), "reused": corpus["skipped"], "clips": corpus["clips"],
                         "hours": corpus["hours"], "speakers": corpus["speakers"], "seconds": corpus["seconds"]}
     print(("reused " if corpus["skipped"] else "made ") + f"{cfg.data / DEMO_LANG}: {corpus['clips']} clips, "
-          f"{sum(corpus['hours'].values()):.2f} h, speakers {corpus['speakers']}")
+          f"{corpus['hours']['validated']:.2f} h, speakers {corpus['speakers']}")  # validated: every clip, once
     report["stages"]["synth"] = round(time.time() - t, 1)
 
     t = _stage("2/6 shards (16 kHz log-Mel features, webdataset tars)")

@@ -58,7 +58,8 @@ from tqdm import tqdm
 from asr.data import LoaderConfig, ShardStream
 from asr.decoding import DecodeOptions, Decoder
 from asr.distributed import any_rank, cpu_threads, pick_device, run_distributed
-from asr.models import checkpoint_cmvn, load_model
+from asr.loading import open_model
+from asr.models import checkpoint_cmvn
 from pipeline.atomic import write_json, write_text
 from pipeline.audio import FeatureConfig
 from pipeline.lock import lock_folder
@@ -158,7 +159,7 @@ def _evaluate_held(cfg: EvalConfig, d, held: contextlib.ExitStack) -> dict:
         torch.set_num_threads(cfg.threads or cpu_threads(d))
     shards = ShardSet.open(cfg.shards, cfg.shard_url)
     shards.split(cfg.split)  # a clear error for an unknown split
-    model, tokenizer, ckpt = load_model(cfg.checkpoint, device)
+    model, tokenizer, ckpt = open_model(cfg.checkpoint, device)
     if FeatureConfig.from_dict(ckpt["features"]) != FeatureConfig.from_dict(shards.dataset["features"]):
         raise ValueError(f"the features of {cfg.shards} ({shards.dataset['features']}) are not those the model "
                          f"was trained on ({ckpt['features']}): rebuild the shards with the checkpoint's "

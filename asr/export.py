@@ -5,10 +5,10 @@
 
 The graph is CTCModel.log_probs (conv front, BiGRU / BiLSTM layers, head, log-softmax):
 features [batch, time, n_mels] (CMVN applied) and lengths [batch] in, log-probabilities
-[batch, frames, vocab] and frame counts [batch] out, batch and time dynamic. Packed
-sequences (the `tiny` and `lab` presets) become the ONNX GRU / LSTM's sequence_lens, so
-padding stays out of the recurrence exactly as in PyTorch; padded ones (`small`) run over it,
-also as in PyTorch. It is made by torch's TorchScript-based exporter (`dynamo=False`): the
+[batch, frames, vocab] and frame counts [batch] out, batch and time dynamic. The graph is
+traced in eval mode, where every RNN packs its sequences (`small`'s padded batches are for
+training only), so they become the ONNX GRU / LSTM's sequence_lens: padding stays out of the
+recurrence exactly as in PyTorch, and each utterance of a batch gets what it gets alone. It is made by torch's TorchScript-based exporter (`dynamo=False`): the
 dynamo-based one fails on these RNNs in torch 2.14 (on `pack_padded_sequence` and on
 `_VF.gru` with a dynamic time axis).
 

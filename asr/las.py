@@ -5,9 +5,9 @@
     <sos> y1 .. yL --Speller (LSTM, attention over enc)--> p(y1) .. p(yL) p(<eos>)
 
 Listener (`listener` option):
-  * "conv"    asr/encoder.py's RNNEncoder: two stride-2 convs (x4) + BiGRU/BiLSTM, or with
-              encoder="conformer" asr/conformer.py's ConformerEncoder (x4 or x8)
-  * "pyramid" asr/encoder.py's PyramidListener, Chan et al.'s pyramidal BiRNN: `frame_stack`
+  * "conv"    asr/encoders/rnn.py's RNNEncoder: two stride-2 convs (x4) + BiGRU/BiLSTM, or with
+              encoder="conformer" asr/encoders/conformer.py's ConformerEncoder (x4 or x8)
+  * "pyramid" asr/encoders/pyramid.py's PyramidListener, Chan et al.'s pyramidal BiRNN: `frame_stack`
               input frames concatenated, a Linear to `proj_dim`, then `rnn_layers` BiRNN
               layers of which the last `pyramid_layers` first concatenate adjacent frames
               (time / 2 each); the defaults (stack 2, 2 pyramid layers) reduce time x8. At
@@ -59,11 +59,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asr.conformer import make_encoder
-from asr.encoder import EncoderConfig, EncoderInterface, PyramidListener
-from asr.units import BLANK, EOS
+from asr.encoders import EncoderConfig, EncoderInterface, make_encoder
+from asr.encoders.pyramid import PyramidListener
+from asr.units import BLANK, EOS, SOS
 
-SOS = EOS  # the speller starts from <eos>
 MASKED_LOGIT = -1e4  # the blank's logit in the speller (never predicted; finite: no inf * 0)
 
 

@@ -43,9 +43,8 @@ import torch
 import torch.nn.functional as F
 
 from asr.decode_options import DecodeOptions
-from asr.las import SOS
 from asr.scorers import IMPOSSIBLE, CTCPrefixScorer, WordFusion, WordLM
-from asr.units import BLANK, EOS
+from asr.units import BLANK, EOS, SOS
 
 MAX_UNITS_PER_INPUT_FRAME = 0.25  # default max length: 25 units per second of 10 ms frames
 PRE_BEAM_FACTOR = 1.5  # pre_beam None: this many candidates per hypothesis and beam slot

@@ -390,15 +390,6 @@ def write_lm_text(shards: Path, out: Path, extra_text: Path | None = None) -> di
 # --------------------------------------------------------------------------------------
 # Lexicon for the decoder
 # --------------------------------------------------------------------------------------
-def is_arpa(path: Path) -> bool:
-    """True when the file's first non-empty line is `\\data\\` (KenLM binaries are not)."""
-    with open(path, "rb") as f:
-        for line in f:
-            if line.strip():
-                return line.strip() == b"\\data\\"
-    return False
-
-
 class LMFileError(ValueError):
     """A language model file that cannot be used (empty, cut short, corrupt, not an LM), in
     one line that names the file and what is wrong with it."""

@@ -3,7 +3,7 @@
     ctc/tiny    tests: a few seconds on a CPU
     ctc/small   the demo: 3.38 M parameters, learns the synthetic corpus on 2 CPU cores in minutes
     ctc/lab     the original lab's DeepSpeech2-like model: two wide convs, 4 x 1024 BiGRU (~70 M)
-    ctc/conformer-tiny    tests: a 1-block Conformer (asr/conformer.py), 0.02 M
+    ctc/conformer-tiny    tests: a 1-block Conformer (asr/encoders/conformer.py), 0.02 M
     ctc/conformer-small   Conformer sized for the CPU demo: x4 front, d 144, 6 blocks, kernel 15 (3.02 M)
     ctc/conformer-base    Conformer for a GPU and a full release: x4, d 256, 12 blocks, kernel 31 (32.8 M)
     las/tiny, las/small, las/small-pyramid, las/lab   Listen, Attend and Spell (asr/las.py)
@@ -13,7 +13,8 @@
 
 A model config is a plain dict (what checkpoints store): kind, preset, vocab_size, n_mels and
 the flat options (EncoderConfig fields, then the model's own: CTC's `upsample`, LASConfig's
-fields). `load_model` rebuilds a model and its tokenizer from a checkpoint file.
+fields). `load_model` rebuilds a model and its tokenizer from a checkpoint file (asr/loading.py
+opens either a checkpoint or an exported ONNX model for use).
 """
 
 from __future__ import annotations
@@ -27,14 +28,15 @@ from torch import nn
 import asr.checkpoint as checkpoint  # `from asr import` would count as importing the package (the API)
 import asr.ctc_frames as ctc_frames
 from asr.ctc import CTCConfig, CTCModel
-from asr.encoder import EncoderConfig
+from asr.encoders import EncoderConfig
+from asr.kinds import KINDS
 from asr.las import LASConfig, LASModel
-from asr.tokenizer import tokenizer_from_state
+from asr.tokenizer import Tokenizer, tokenizer_from_state
 
 CTC_PRESETS: dict[str, dict] = {
     "tiny": dict(conv_channels=8, proj_dim=64, rnn_layers=1, rnn_hidden=64, dropout=0.0),
-    # padded batches (1.6x faster than packed on a CPU) and a LayerNorm after each BiGRU layer; two CTC
-    # frames per encoder frame (upsample 2: 50 a second behind the x4 front): at 25 a second, characters
+    # padded batches in training (1.6x faster than packed on a CPU; inference packs, asr/encoders/rnn.py) and a
+    # LayerNorm after each BiGRU layer; two CTC frames per encoder frame (upsample 2: 50 a second behind the x4 front): at 25 a second, characters
     # left CTC too few frames for fast speech. In the demo's 15 minutes (bf16, speed copies) it took dev CER
     # from 19.1 % to 15.8 %, test from 17.3 % to 13.9 %, and the outside voices at 215-230 words a minute
     # from 44-53 % to 24-30 % (bench/external_fr.py), for 0.7 % more parameters and the same step time.
@@ -46,7 +48,7 @@ CTC_PRESETS: dict[str, dict] = {
     # tests: seconds on a CPU
     "conformer-tiny": dict(encoder="conformer", subsampling=4, conv_channels=8, d_model=32, blocks=1, heads=2,
                            ff_mult=2, conv_kernel=7, dropout=0.0),
-    # Conformer (asr/conformer.py): x4 conv front, d 144, 6 blocks, 4 heads, kernel 15, rotary MHSA, characters.
+    # Conformer (asr/encoders/conformer.py): x4 conv front, d 144, 6 blocks, 4 heads, kernel 15, rotary MHSA, characters.
     # Chosen on dev at equal wall time (bench/bench_encoders.py, 1 thread, 5,000-frame demo batches, idle
     # machine: BiGRU small 453 ms/step; this 444 ms = 1,666 steps in the demo's 15 minutes; the x8
     # FastConformer front + upsample 2, d 144 x 6: 288 ms = 2,568 steps), with a quarter-budget proxy of the
@@ -79,7 +81,7 @@ LAS_PRESETS: dict[str, dict] = {
     "tiny": dict(conv_channels=8, proj_dim=64, rnn="gru", rnn_layers=1, rnn_hidden=64, dropout=0.0,
                  embed_dim=32, decoder_hidden=96, att_dim=48, att_conv_channels=4, att_conv_kernel=15),
     # the demo: ctc/small's encoder (conv front + 3 x 256 BiGRU with LayerNorm, padded batches, see
-    # asr/encoder.py) + a 1 x 256 LSTM speller (1.17 M)
+    # asr/encoders/rnn.py) + a 1 x 256 LSTM speller (1.17 M)
     "small": dict(conv_channels=32, proj_dim=256, rnn="gru", rnn_layers=3, rnn_hidden=256, dropout=0.1,
                   pack=False, layer_norm=True, embed_dim=64, decoder_hidden=256, att_dim=128, att_conv_channels=10,
                   att_conv_kernel=31),
@@ -99,7 +101,6 @@ LAS_PRESETS: dict[str, dict] = {
                             att_conv_channels=10, att_conv_kernel=31),
 }
 
-KINDS = ("ctc", "las")  # model.kind of every model build_model makes
 ENCODER_FIELDS = {f.name for f in dataclasses.fields(EncoderConfig)} - {"n_mels"}
 LAS_FIELDS = {f.name for f in dataclasses.fields(LASConfig)} - {"vocab_size", "encoder"}
 DECODING_KEYS = ("features", "cmvn", "lang")  # what a checkpoint needs besides the model to decode
@@ -150,17 +151,17 @@ def build_model(config: dict) -> nn.Module:
     raise ValueError(f"unknown model kind {kind!r}")
 
 
+
+checkpoint.register_model_builder(build_model)  # the config check of checkpoint.load (before any weight)
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def load_model(path: Path, device="cpu") -> tuple[nn.Module, object, dict]:
+def load_model(path: Path, device="cpu") -> tuple[nn.Module, Tokenizer, dict]:
     """A checkpoint written by `asr-cli train` -> (model in eval mode on `device`, tokenizer,
     checkpoint dict). Raises checkpoint.CheckpointError when `path` is not one, or lacks what
     decoding needs (the feature config, CMVN, language)."""
-    if Path(path).suffix == ".onnx":  # `asr-cli export`'s model: onnxruntime on the CPU (asr/onnx_model.py)
-        from asr.onnx_model import load_onnx
-        return load_onnx(Path(path))
     ckpt = checkpoint.load(Path(path), train_state=False)  # no optimizer or RNG states: decoding only
     missing = [k for k in DECODING_KEYS if k not in ckpt]
     if missing:

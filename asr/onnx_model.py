@@ -4,7 +4,7 @@
     log_probs, out_lens = model.log_probs(feats [B, T, F], lengths [B])   # torch in, torch out
 
 `OnnxCTCModel` has CTCModel's `kind` and `log_probs` signature, so asr/decoding.py's
-`Decoder` (greedy, beam, beam + LM) decodes it unchanged, and asr/models.py's `load_model`
+`Decoder` (greedy, beam, beam + LM) decodes it unchanged, and asr/loading.py's `open_model`
 hands one out for a path ending in `.onnx` (`asr-cli transcribe` and `asr-cli eval` take
 either). The ONNX graph maps
 

@@ -17,24 +17,10 @@ has not heard. The training loop can apply it from the first step and the masks 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torchaudio
 
-
-@dataclass
-class SpecAugmentConfig:
-    freq_masks: int = 2
-    freq_width: int = 27  # bins
-    time_masks: int = 2
-    time_width: int = 40  # frames (10 ms)
-    time_ratio: float = 0.2  # a time mask covers at most this fraction of the utterance
-    freq_warp: float = 0.0  # VTLP-style stretch of the mel axis by up to this fraction (0: off)
-
-    @property
-    def enabled(self) -> bool:
-        return (self.freq_masks > 0 and self.freq_width > 0) or (self.time_masks > 0 and self.time_width > 0)
+from asr.train_config import SpecAugmentConfig  # its defaults, with the other training defaults
 
 
 class SpecAugment(torch.nn.Module):

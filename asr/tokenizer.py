@@ -5,7 +5,7 @@ The id layout (<blank>, <eos>, then the units) is asr/units.py's. Two kinds of u
     char       CharTokenizer: the characters of the dataset's vocabulary (the space included)
     unigram    asr/subword.py's UnigramTokenizer: SentencePiece pieces (`--tokens unigram:N`)
 
-`tokenizer_from_state` rebuilds either from the `state_dict()` a checkpoint holds.
+`Tokenizer` is either type; `tokenizer_from_state` rebuilds either from the `state_dict()` a checkpoint holds.
 """
 
 from __future__ import annotations
@@ -51,7 +51,10 @@ class CharTokenizer:
         return {"kind": "char", "vocab": list(self.vocab)}
 
 
-def tokenizer_from_state(state: dict):
+Tokenizer = CharTokenizer | UnigramTokenizer  # what every model, loader and decoder takes
+
+
+def tokenizer_from_state(state: dict) -> Tokenizer:
     """Rebuild a tokenizer saved by `state_dict()` (checkpoints hold this)."""
     if state["kind"] == "char":
         return CharTokenizer(state["vocab"])

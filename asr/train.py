@@ -26,6 +26,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jiwer
 import numpy as np
@@ -33,69 +34,48 @@ import torch
 import torch.distributed as dist
 
 from asr import averaging, checkpoint, ctc_frames, precision
-from asr.data import LoaderConfig, ShardStream, check_epoch_trained, make_loader, steps_per_epoch
+from asr.data import Batch, LoaderConfig, ShardStream, check_epoch_trained, make_loader, steps_per_epoch
 from asr.decoding import greedy_texts
 from asr.distributed import (Dist, any_rank, autocast_dtype, cpu_threads, max_over_ranks, pick_device,
                              run_distributed, spawn_local)
 from asr.models import build_model, count_parameters, model_config
-from asr.specaug import SpecAugment, SpecAugmentConfig
+from asr.specaug import SpecAugment
 from asr.subword import UnigramTokenizer
-from asr.tokenizer import CharTokenizer, tokenizer_from_state
+from asr.tokenizer import CharTokenizer, Tokenizer, tokenizer_from_state
+from asr.train_config import TrainConfig  # every training default (asr-cli train reads them there)
 from asr.trainlog import Meter, log_validation, rank_report, summary_writer, trim_log
 from pipeline import atomic
 from pipeline.audio import FeatureConfig
 from pipeline.lock import lock_folder
 from pipeline.shardformat import ShardSet
 
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+    from torch.utils.tensorboard import SummaryWriter
 
-@dataclass
-class TrainConfig:
-    shards: str
-    out: str = "runs/fr-ctc"
-    model: str = "ctc"  # ctc | las
-    preset: str = "small"
-    model_options: dict = field(default_factory=dict)  # overrides of the preset (sizes, rnn, ...)
-    tokens: str = "char"  # char | unigram:N (SentencePiece pieces)
-    shard_url: str | None = None  # where tars are read from, if not the shards folder
-    train_split: str = "train"
-    dev_split: str = "dev"
-    max_steps: int = 20000
-    epochs: int = 0  # 0: no epoch limit, stop at max_steps
-    steps_this_run: int = 0  # stop (with a checkpoint) after this many steps of this invocation
-    time_budget: float = 0.0  # seconds of training in this invocation, 0: none
-    # With a time budget: the cosine decay follows steps or training time, whichever is further
-    # along, and the budget counts the run's training time over resumes. A run cut by the clock
-    # (a slow or busy machine) still ends annealed; a fast one ends at max_steps, as without.
-    # Not bit-reproducible (the learning rate depends on the clock).
-    anneal_by_time: bool = False
-    batch_frames: int = 20000
-    max_batch: int = 256
-    max_frames: int = 2000
-    lr: float = 1e-3
-    warmup: int = 500
-    min_lr_ratio: float = 0.05
-    weight_decay: float = 0.01
-    clip: float = 5.0
-    device: str = "auto"
-    precision: str = "auto"  # auto (bf16 on CUDA; on a CPU as fast) | fast (fp32 or bf16, whichever a few timed steps find faster) | bf16 | fp16 | fp32
-    compile: bool = False
-    eval_every: int = 500
-    eval_utts: int = 200
-    log_every: int = 20
-    seed: int = 0
-    workers: int = 2
-    threads: int = 0  # torch CPU threads per process, 0: cores / local processes
-    resume: bool = False
-    force: bool = False
-    progress: bool = True
-    specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
-    specaug_start: int = 0  # SpecAugment's masks from this step on (a short run learns faster without them
-    # at first); its frequency warp, if any, from the first step
-    ctc_weight: float = 0.3  # attention model only: weight of the joint CTC loss
-    label_smoothing: float = 0.1  # attention model only
-    sampling_rate: float = 0.0  # attention model only: scheduled sampling probability at the end
-    average: int = 0  # keep the last N evaluation checkpoints (<out>/avg) and write their mean, averaged.pt
+FINISHED = ("max_steps", "epochs", "time_budget")  # why a run ends for good (not to be resumed)
 
+
+class _StopFlag:
+    """SIGTERM / SIGINT ask the loop to stop after the current step (a second Ctrl-C kills)."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 # --------------------------------------------------------------------------------------
@@ -110,7 +90,7 @@ def lr_factor(step: int, cfg: TrainConfig, time_fraction: float = 0.0) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def make_tokenizer(cfg: TrainConfig, shards: ShardSet, out: Path):
+def make_tokenizer(cfg: TrainConfig, shards: ShardSet, out: Path) -> Tokenizer:
     if cfg.tokens == "char":
         return CharTokenizer(shards.vocab)
     if cfg.tokens.startswith("unigram:"):
@@ -132,6 +112,13 @@ class Position:
     trained_before: float = 0.0  # training seconds of the invocations before this one
     time_fraction: float = 0.0  # of the time budget spent (TrainConfig.anneal_by_time)
 
+    @classmethod
+    def saved(cls, state: dict) -> "Position":
+        """The position a `last.pt` payload was written at (`--resume` continues from it)."""
+        p = state["position"]
+        return cls(step=p["step"], epoch=p["epoch"], step_in_epoch=p["step_in_epoch"], skipped=p["skipped"],
+                   best_cer=state.get("best_cer", float("inf")), trained_before=state.get("train_seconds", 0.0))
+
 
 @dataclass
 class Run:
@@ -144,7 +131,7 @@ class Run:
     precision: dict  # asr.precision.choose's report: the precision trained in and how it was chosen
     out: Path
     shards: ShardSet
-    tokenizer: object
+    tokenizer: Tokenizer
     mconf: dict
     model: torch.nn.Module  # the bare model: checkpoints, evaluation
     train_model: torch.nn.Module  # what the steps call: compiled and / or DDP-wrapped
@@ -153,11 +140,11 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     pos: Position
-    loader: object = None
+    loader: DataLoader | None = None
     per_epoch: int = 1
     frames_per_second: float = 100.0
-    dev_batches: list = field(default_factory=list)
-    writer: object = None  # TensorBoard, rank 0 only
+    dev_batches: list[Batch] = field(default_factory=list)  # rank 0's dev subset, loaded once
+    writer: SummaryWriter | None = None  # TensorBoard, rank 0 only
     started: float = field(default_factory=time.time)
     run_steps: int = 0
     run_utts: int = 0
@@ -192,15 +179,11 @@ def checkpoint_payload(run: Run, metrics: dict) -> dict:
 
 def restore(run: Run, state: dict) -> None:
     """Continue from a `last.pt` payload (loaded with its training state): weights, optimizer,
-    schedule, position, RNG."""
+    schedule, RNG (the position is read before the run is built: `Position.saved`)."""
     run.model.load_state_dict(state["state_dict"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.scaler.load_state_dict(state["scaler"])
-    p, saved = run.pos, state["position"]  # in place: the schedule's lambda holds `run.pos`
-    p.step, p.epoch, p.step_in_epoch, p.skipped = saved["step"], saved["epoch"], saved["step_in_epoch"], saved["skipped"]
-    p.best_cer = state.get("best_cer", float("inf"))
-    p.trained_before = state.get("train_seconds", 0.0)
     rngs = state["rng"]
     if run.d.rank < len(rngs) and rngs[run.d.rank]:
         checkpoint.set_rng_state(rngs[run.d.rank])
@@ -222,7 +205,7 @@ def previous_run(cfg: TrainConfig, d: Dist) -> dict | None:
     return None
 
 
-def new_tokenizer_and_config(cfg: TrainConfig, d: Dist, shards: ShardSet) -> tuple[object, dict]:
+def new_tokenizer_and_config(cfg: TrainConfig, d: Dist, shards: ShardSet) -> tuple[Tokenizer, dict]:
     """A new run's tokenizer (a unigram model is trained once, on rank 0) and model config."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -253,9 +236,21 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
 
 
-def setup(cfg: TrainConfig, d: Dist) -> Run:
-    """Device, data, model, optimizer (restored on --resume), loader and dev subset."""
-    device = pick_device(cfg.device, d)
+def dev_subset(shards: ShardSet, split: str, tokenizer: Tokenizer, cfg: TrainConfig) -> list[Batch]:
+    """The first `eval_utts` utterances of the dev split, batched once and kept in memory."""
+    lcfg = LoaderConfig(batch_frames=cfg.batch_frames, max_batch=cfg.max_batch, max_frames=cfg.max_frames,
+                        bucket_pool=cfg.eval_utts, workers=0)
+    batches, n = [], 0
+    for batch in ShardStream(shards.urls(split), tokenizer, shards.cmvn, lcfg, train=False):
+        batches.append(batch)
+        n += len(batch)
+        if n >= cfg.eval_utts:
+            break
+    return batches
+
+
+def setup(cfg: TrainConfig, d: Dist, device: torch.device) -> Run:
+    """Data, model, optimizer (restored on --resume), loader and dev subset, on `device`."""
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads or cpu_threads(d))
     shards = ShardSet.open(cfg.shards, cfg.shard_url)
@@ -280,11 +275,13 @@ def setup(cfg: TrainConfig, d: Dist) -> Run:
                                    d, cfg.max_steps)
     amp_dtype = autocast_dtype(prec["chosen"], device)
     optimizer = make_optimizer(model, cfg)
-    pos = Position()
+    pos = Position.saved(state) if state else Position()  # the run's one Position, never replaced
+    # the loop moves pos.time_fraction (anneal_by_time); the schedule's step count is its own state
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, pos.time_fraction))
-    run = Run(cfg, d, device, amp_dtype, prec, Path(cfg.out), shards, tokenizer, mconf, model, model,
-              SpecAugment(cfg.specaug).to(device), optimizer, scheduler,
-              torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16), pos)
+    run = Run(cfg=cfg, d=d, device=device, amp_dtype=amp_dtype, precision=prec, out=Path(cfg.out), shards=shards,
+              tokenizer=tokenizer, mconf=mconf, model=model, train_model=model,
+              specaug=SpecAugment(cfg.specaug).to(device), optimizer=optimizer, scheduler=scheduler,
+              scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16), pos=pos)
     if state:
         restore(run, state)
         if d.main:  # metrics never ahead of the checkpoint (a failed checkpoint write left them so)
@@ -319,42 +316,48 @@ def setup(cfg: TrainConfig, d: Dist) -> Run:
 # --------------------------------------------------------------------------------------
 # one step, validation
 # --------------------------------------------------------------------------------------
-def compute_loss(train_model, batch, amp_dtype, device: torch.device) -> tuple[torch.Tensor, dict]:
+def compute_loss(run: Run, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
     """Forward under autocast -> (loss, the model's other scalar losses: las "att_loss", "ctc_loss")."""
-    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        out = train_model(batch)
+    with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+        out = run.train_model(batch)
     parts = {k: float(v.detach()) for k, v in out.items()
              if k != "loss" and k.endswith("_loss") and torch.is_tensor(v) and v.numel() == 1}
     return out["loss"], parts
 
 
-def train_step(train_model, model, batch, optimizer, scaler, clip: float, amp_dtype, d: Dist,
-               device: torch.device, parts: dict | None = None) -> tuple[bool, float, float]:
-    """One optimisation step -> (applied, loss, grad norm).
+@dataclass
+class StepResult:
+    """What one optimisation step did."""
+
+    applied: bool  # False: the batch was skipped (a loss or gradient norm not finite)
+    loss: float  # nan when the loss was not finite on some rank
+    grad_norm: float  # before clipping; nan when not computed
+    parts: dict[str, float] = field(default_factory=dict)  # the model's other scalar losses
+
+
+def train_step(run: Run, batch: Batch) -> StepResult:
+    """One optimisation step of `run` on `batch` (on the device, SpecAugment applied).
 
     A batch whose loss is not finite on any rank, or whose gradient norm is not finite, is
-    not applied: gradients are dropped and the parameters stay as they were. The model's
-    other scalar losses are stored in `parts` when given.
+    not applied: gradients are dropped and the parameters stay as they were.
     """
-    loss, step_parts = compute_loss(train_model, batch, amp_dtype, device)
-    if parts is not None:
-        parts.clear()
-        parts.update(step_parts)
-    if any_rank(not torch.isfinite(loss).item(), d, device):
+    optimizer, scaler, d = run.optimizer, run.scaler, run.d
+    loss, parts = compute_loss(run, batch)
+    if any_rank(not torch.isfinite(loss).item(), d, run.device):
         optimizer.zero_grad(set_to_none=True)
-        return False, float("nan"), float("nan")
+        return StepResult(False, float("nan"), float("nan"), parts)
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
-    gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
+    gnorm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.clip))
     if not math.isfinite(gnorm):  # identical on every rank: gradients are all-reduced by now
         optimizer.zero_grad(set_to_none=True)
         if scaler.is_enabled():
             scaler.update()  # fp16: lower the scale after an overflow
-        return False, float(loss.detach()), gnorm
+        return StepResult(False, float(loss.detach()), gnorm, parts)
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
-    return True, float(loss.detach()), gnorm
+    return StepResult(True, float(loss.detach()), gnorm, parts)
 
 
 def probe_batches(shards: ShardSet, cfg: TrainConfig, tokenizer, device: torch.device, n: int = 2) -> list:
@@ -370,21 +373,9 @@ def probe_batches(shards: ShardSet, cfg: TrainConfig, tokenizer, device: torch.d
     return batches
 
 
-def dev_subset(shards: ShardSet, split: str, tokenizer, cfg: TrainConfig) -> list:
-    """The first `eval_utts` utterances of the dev split, batched once and kept in memory."""
-    lcfg = LoaderConfig(batch_frames=cfg.batch_frames, max_batch=cfg.max_batch, max_frames=cfg.max_frames,
-                        bucket_pool=cfg.eval_utts, workers=0)
-    batches, n = [], 0
-    for batch in ShardStream(shards.urls(split), tokenizer, shards.cmvn, lcfg, train=False):
-        batches.append(batch)
-        n += len(batch)
-        if n >= cfg.eval_utts:
-            break
-    return batches
-
-
 @torch.no_grad()
-def compute_validation_loss(model, batches: list, tokenizer, device, amp_dtype) -> dict:
+def compute_validation_loss(model: torch.nn.Module, batches: list[Batch], tokenizer: Tokenizer,
+                            device: torch.device, amp_dtype: torch.dtype | None) -> dict:
     """Dev loss (per token) and greedy CER / WER on pre-loaded batches."""
     model.eval()
     loss_sum, tokens, refs, hyps = 0.0, 0, [], []
@@ -406,16 +397,23 @@ def compute_validation_loss(model, batches: list, tokenizer, device, amp_dtype) 
     }
 
 
-def validate(run: Run, keep: bool = True) -> dict:
-    """Dev metrics (rank 0), logged; `last.pt`, if the dev CER improved `best.pt`, and with
-    `--average N` (and `keep`) the weights in <out>/avg, the last N kept."""
-    result, improved = {}, False
+def evaluate_dev(run: Run) -> dict:
+    """Dev loss and greedy CER / WER on the dev subset, logged (rank 0; {} on the others)."""
+    if not run.d.main:
+        return {}
+    result = compute_validation_loss(run.model, run.dev_batches, run.tokenizer, run.device, run.amp_dtype)
+    log_validation(run, result)
+    return result
+
+
+def save_checkpoints(run: Run, dev: dict, keep: bool = True) -> None:
+    """`last.pt`; `best.pt` too when `dev`'s CER is the best so far; with `--average N` (and
+    `keep`) the weights in <out>/avg, the last N kept. Every rank calls it (RNG states are
+    gathered); rank 0 writes."""
+    improved = run.d.main and dev["cer"] < run.pos.best_cer
     if run.d.main:
-        result = compute_validation_loss(run.model, run.dev_batches, run.tokenizer, run.device, run.amp_dtype)
-        improved = result["cer"] < run.pos.best_cer
-        run.pos.best_cer = min(run.pos.best_cer, result["cer"])
-        log_validation(run, result)
-    payload = checkpoint_payload(run, {k: v for k, v in result.items() if k != "samples"})
+        run.pos.best_cer = min(run.pos.best_cer, dev["cer"])
+    payload = checkpoint_payload(run, {k: v for k, v in dev.items() if k != "samples"})
     if run.d.main:
         checkpoint.save(run.last_path, payload)
         if improved:
@@ -424,13 +422,24 @@ def validate(run: Run, keep: bool = True) -> dict:
             averaging.keep(run.out / averaging.KEEP_DIR, run.pos.step, payload, run.cfg.average)
     if run.d.active:
         dist.barrier()
-    return result
 
 
 # --------------------------------------------------------------------------------------
 # the loop
 # --------------------------------------------------------------------------------------
-def train_one_epoch(run: Run, stop: "_StopFlag", meter: "Meter") -> str | None:
+def stop_reason(run: Run, stop: _StopFlag, spent: float) -> str | None:
+    """Why this rank must stop after this step (None: go on); `spent`: seconds of the time budget."""
+    cfg = run.cfg
+    if stop.requested:
+        return "signal"
+    if cfg.steps_this_run and run.run_steps >= cfg.steps_this_run:
+        return "steps_this_run"
+    if cfg.time_budget and spent >= cfg.time_budget:
+        return "time_budget"
+    return None
+
+
+def train_one_epoch(run: Run, stop: _StopFlag, meter: Meter) -> str | None:
     """Steps until the epoch's end or `max_steps` -> why the run must stop now (None: go on)."""
     cfg, pos, d = run.cfg, run.pos, run.d
     run.loader.dataset.set_epoch(pos.epoch)
@@ -442,11 +451,10 @@ def train_one_epoch(run: Run, stop: "_StopFlag", meter: "Meter") -> str | None:
         batch.feats = run.specaug(batch.feats, batch.feat_lens, masks=pos.step >= cfg.specaug_start)
         if hasattr(run.model, "on_step"):  # models with their own schedules (scheduled sampling)
             run.model.on_step(pos.step, cfg.max_steps)
-        ok, loss, gnorm = train_step(run.train_model, run.model, batch, run.optimizer, run.scaler, cfg.clip,
-                                     run.amp_dtype, d, run.device, meter.parts)
-        if not ok:
+        result = train_step(run, batch)
+        if not result.applied:
             pos.skipped += 1
-        meter.add(ok, loss, gnorm, batch)
+        meter.add(result, batch)
         spent = 0.0
         if cfg.time_budget:  # the slowest rank's clock, so every rank has the same lr
             spent = max_over_ranks(time.time() - run.started + (pos.trained_before if cfg.anneal_by_time else 0.0),
@@ -464,10 +472,9 @@ def train_one_epoch(run: Run, stop: "_StopFlag", meter: "Meter") -> str | None:
         if d.main and run.run_steps == ESTIMATE_AFTER and pos.step < cfg.max_steps:
             meter.bar.write(time_estimate(run))
         if cfg.eval_every and pos.step % cfg.eval_every == 0 and pos.step < cfg.max_steps:
-            run.last_dev = validate(run)
-        reason = ("signal" if stop.requested else
-                  "steps_this_run" if cfg.steps_this_run and run.run_steps >= cfg.steps_this_run else
-                  "time_budget" if cfg.time_budget and spent >= cfg.time_budget else None)
+            run.last_dev = evaluate_dev(run)
+            save_checkpoints(run, run.last_dev)
+        reason = stop_reason(run, stop, spent)
         if any_rank(reason is not None, d, run.device):
             return reason or "another rank"
     return None
@@ -488,15 +495,28 @@ def time_estimate(run: Run) -> str:
     return text
 
 
+def write_averaged(run: Run) -> dict:
+    """`--average N`: <out>/averaged.pt, the mean of the last N kept checkpoints, evaluated on
+    the dev subset as the others are -> its summary entry (the steps averaged, dev metrics)."""
+    paths = averaging.prune(run.out / averaging.KEEP_DIR, run.cfg.average)
+    payload = averaging.averaged_payload(paths)
+    run.model.load_state_dict(payload["state_dict"])  # the loop is over: the model is free
+    result = compute_validation_loss(run.model, run.dev_batches, run.tokenizer, run.device, run.amp_dtype)
+    payload["metrics"] = {k: v for k, v in result.items() if k != "samples"}
+    checkpoint.save(run.out / averaging.AVERAGED, payload)
+    return {"path": str(run.out / averaging.AVERAGED), "steps": [s for s, _ in averaging.kept(paths[0].parent)],
+            "dev": payload["metrics"]}
+
+
 def _train(cfg: TrainConfig, d: Dist) -> dict:
     """The run, with its folder locked (by rank 0) from before last.pt is read until the end."""
-    device = pick_device(cfg.device, d)
+    device = pick_device(cfg.device, d)  # the one choice of device, for the lock's vote and the run
     with lock_folder(Path(cfg.out), "train", d.main, lambda failed: any_rank(failed, d, device)):
-        return _train_locked(cfg, d)
+        return _train_locked(cfg, d, device)
 
 
-def _train_locked(cfg: TrainConfig, d: Dist) -> dict:
-    run = setup(cfg, d)
+def _train_locked(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
+    run = setup(cfg, d, device)
     meter = Meter(run)
     reason = "max_steps"
     run.model.train()
@@ -518,7 +538,8 @@ def _train_locked(cfg: TrainConfig, d: Dist) -> dict:
     meter.bar.close()
     if d.active:
         rank_report(run)
-    final = validate(run, keep=reason in FINISHED)
+    final = evaluate_dev(run)
+    save_checkpoints(run, final, keep=reason in FINISHED)
     summary = {"step": run.pos.step, "epoch": run.pos.epoch, "stopped_by": reason,
                "skipped_batches": run.pos.skipped, "seconds": round(time.time() - run.started, 1),
                "dev": {k: v for k, v in final.items() if k != "samples"}, "best_dev_cer": run.pos.best_cer,
@@ -529,22 +550,6 @@ def _train_locked(cfg: TrainConfig, d: Dist) -> dict:
         run.writer.close()
         atomic.write_text(run.out / "summary.json", json.dumps(summary, indent=1) + "\n")
     return summary
-
-
-FINISHED = ("max_steps", "epochs", "time_budget")  # why a run ends for good (not to be resumed)
-
-
-def write_averaged(run: Run) -> dict:
-    """`--average N`: <out>/averaged.pt, the mean of the last N kept checkpoints, evaluated on
-    the dev subset as the others are -> its summary entry (the steps averaged, dev metrics)."""
-    paths = averaging.prune(run.out / averaging.KEEP_DIR, run.cfg.average)
-    payload = averaging.averaged_payload(paths)
-    run.model.load_state_dict(payload["state_dict"])  # the loop is over: the model is free
-    result = compute_validation_loss(run.model, run.dev_batches, run.tokenizer, run.device, run.amp_dtype)
-    payload["metrics"] = {k: v for k, v in result.items() if k != "samples"}
-    checkpoint.save(run.out / averaging.AVERAGED, payload)
-    return {"path": str(run.out / averaging.AVERAGED), "steps": [s for s, _ in averaging.kept(paths[0].parent)],
-            "dev": payload["metrics"]}
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -566,28 +571,3 @@ def train_local(cfg: TrainConfig, procs: int) -> dict:
     with lock_folder(Path(cfg.out), "train"):  # failing here, before any process is started
         spawn_local(train, (cfg,), procs)
     return json.loads((Path(cfg.out) / "summary.json").read_text())
-
-
-# --------------------------------------------------------------------------------------
-# signals
-# --------------------------------------------------------------------------------------
-class _StopFlag:
-    """SIGTERM / SIGINT ask the loop to stop after the current step (a second Ctrl-C kills)."""
-
-    def __init__(self):
-        self.requested = False
-        self._old = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)

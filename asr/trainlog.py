@@ -28,7 +28,6 @@ class Meter:
     def __init__(self, run):
         self.bar = tqdm(total=run.cfg.max_steps, initial=run.pos.step, unit="step", dynamic_ncols=True,
                         desc="train", disable=not (run.cfg.progress and run.d.main))
-        self.parts: dict = {}  # the last step's extra losses (train_step fills it)
         self.reset()
 
     def reset(self) -> None:
@@ -37,12 +36,13 @@ class Meter:
         self.part_sums: dict = {}
         self.t = time.time()
 
-    def add(self, applied: bool, loss: float, gnorm: float, batch) -> None:
-        if applied:
-            self.loss += loss
-            self.gnorm += gnorm
+    def add(self, result, batch) -> None:
+        """One step's asr/train.py StepResult (its losses count if it was applied) and its batch."""
+        if result.applied:
+            self.loss += result.loss
+            self.gnorm += result.grad_norm
             self.n += 1
-            for k, v in self.parts.items():
+            for k, v in result.parts.items():
                 self.part_sums[k] = self.part_sums.get(k, 0.0) + v
         self.utts += len(batch)
         self.frames += batch.real_frames

@@ -21,10 +21,10 @@ reason and the others go on; a file without audible signal transcribes as "".
 `Transcript.time` is the decoding time (model, search and alignment, not file decoding) in
 seconds, a batch's time shared evenly among its files.
 
-Batches: files are padded to the longest of their batch, as `asr-cli eval` batches shards.
-An encoder that packs its sequences (the default, the `tiny` presets) gives every file the
-text it gets alone; one that runs its RNN over the padding (`pack=False`: the `small`
-presets) can differ slightly for the shorter files of a batch (batch_size 1 avoids it).
+Batches: files are padded to the longest of their batch, as `asr-cli eval` batches shards,
+and every file gets the text it gets alone: at inference every encoder keeps padding out
+of each utterance's frames (the RNNs pack, even those trained on padded batches, asr/encoders/;
+tests/test_batch_invariance.py).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ import torch
 
 from asr.decoding import DecodeOptions, Decoder, normalize_hypothesis
 from asr.longform import WINDOW_S, FeatureStream, transcribe_stream
-from asr.models import checkpoint_cmvn, load_model
+from asr.loading import open_model
+from asr.models import checkpoint_cmvn
 from asr.distributed import Dist, pick_device
 from asr.timestamps import Word, align_words, frame_shift, time_reduction
 from pipeline.audio import AudioError, FeatureConfig, as_samples, compute_features, load_audio, waveform_features
@@ -145,7 +146,7 @@ class Transcriber:
     def __init__(self, checkpoint: Path, options: DecodeOptions | None = None, device: str = "auto",
                  timestamps: bool = True, window_s: float | None = WINDOW_S):
         self.device = pick_device(device, Dist())
-        model, tokenizer, ckpt = load_model(checkpoint, self.device)
+        model, tokenizer, ckpt = open_model(checkpoint, self.device)
         self.model, self.tokenizer, self.timestamps = model, tokenizer, timestamps
         self.lang = ckpt["lang"]
         self.features = FeatureConfig.from_dict(ckpt["features"])

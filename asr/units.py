@@ -9,5 +9,6 @@ Fixed, so CTC and attention models share one output layer layout.
 
 BLANK = 0
 EOS = 1
+SOS = EOS  # the attention speller starts from <eos>
 SPECIALS = ("<blank>", "<eos>")
 SPACE = " "  # the word separator: a unit like any other for characters

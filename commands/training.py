@@ -7,43 +7,49 @@ from typing import Optional
 
 import typer
 
-from commands.base import app, bounded, fail, shards_lang
+from asr.train_config import SpecAugmentConfig, TrainConfig
+from asr.train_config import options as train_options
+from commands.base import FROM_CONFIG, app, bounded, fail, from_config, shards_lang
 from pipeline.atomic import os_error_message
 from pipeline.shardformat import DATASET, ShardReadError, refuse_out_inside_shards
+
+BENCH_LOADER = Path(__file__).resolve().parents[1] / "bench" / "bench_loader.py"  # the checkout's bench/
 
 
 @app.command()
 @bounded
+@from_config(TrainConfig, SpecAugmentConfig)
 def train(
     shards: Path = typer.Option(..., help=f"Shard folder made by `asr-cli shards` (holds {DATASET})."),
     out: Optional[Path] = typer.Option(None, help="Run folder for checkpoints and logs [default: runs/<lang>-<model>]."),
-    model: str = typer.Option("ctc", help="ctc (Graves) or las (Listen, Attend and Spell)."),
-    preset: str = typer.Option("small", help="Model size: tiny, small, lab, conformer-tiny, conformer-small (3.0 M), conformer-base (32.8 M) (ctc); tiny, small, small-pyramid, lab, conformer-small (3.7 M) (las); see asr/models.py."),
-    max_steps: int = typer.Option(20000, help="Training steps (the learning-rate schedule ends there)."),
-    epochs: int = typer.Option(0, help="Stop after this many epochs (0: only --max-steps)."),
-    batch_frames: int = typer.Option(20000, help="Padded feature frames per batch (10 ms each)."),
-    max_batch: int = typer.Option(256, help="Utterances per batch at most."),
-    max_frames: int = typer.Option(2000, help="Skip training utterances longer than this many frames."),
-    lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW)."),
-    warmup: int = typer.Option(500, help="Warm-up steps before the cosine decay."),
-    weight_decay: float = typer.Option(0.01, help="AdamW weight decay."),
-    clip: float = typer.Option(5.0, help="Gradient norm clipping."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
-    precision: str = typer.Option("auto", help="auto (bf16 on CUDA; on a CPU as fast), fast (fp32 or bf16, whichever a few timed training steps find faster on this machine), bf16, fp16, fp32."),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
-    eval_every: int = typer.Option(500, help="Dev loss / CER and checkpoints every N steps."),
-    eval_utts: int = typer.Option(200, help="Dev utterances used for the periodic CER."),
-    log_every: int = typer.Option(20, help="TensorBoard / metrics.jsonl every N steps."),
-    workers: int = typer.Option(2, help="DataLoader worker processes."),
-    threads: int = typer.Option(0, help="CPU threads per process (0: cores / processes)."),
+    model: str = FROM_CONFIG,
+    preset: str = FROM_CONFIG,
+    max_steps: int = FROM_CONFIG,
+    epochs: int = FROM_CONFIG,
+    batch_frames: int = FROM_CONFIG,
+    max_batch: int = FROM_CONFIG,
+    max_frames: int = FROM_CONFIG,
+    lr: float = FROM_CONFIG,
+    warmup: int = FROM_CONFIG,
+    weight_decay: float = FROM_CONFIG,
+    clip: float = FROM_CONFIG,
+    device: str = FROM_CONFIG,
+    precision: str = FROM_CONFIG,
+    compile: bool = FROM_CONFIG,
+    eval_every: int = FROM_CONFIG,
+    eval_utts: int = FROM_CONFIG,
+    log_every: int = FROM_CONFIG,
+    workers: int = FROM_CONFIG,
+    threads: int = FROM_CONFIG,
     procs: int = typer.Option(1, help="Data-parallel processes on this machine (gloo; faster than threads for small models on a CPU); --batch-frames is per process."),
-    seed: int = typer.Option(0, help="Seed of everything (initial weights, data order, masks)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from <out>/last.pt."),
-    force: bool = typer.Option(False, "--force", help="Start over even if <out> holds a run."),
-    steps_this_run: int = typer.Option(0, help="Stop with a checkpoint after N steps of this invocation."),
-    time_budget: float = typer.Option(0.0, help="Stop with a checkpoint after this many seconds (0: none)."),
-    anneal_by_time: bool = typer.Option(False, "--anneal-by-time", help="With --time-budget: decay the learning rate by steps or time, whichever is further along, so a run the clock cuts short still ends annealed."),
-    shard_url: Optional[str] = typer.Option(None, help="Read tars from this URL prefix or '{path}' template (http://..., pipe:...)."),
+    seed: int = FROM_CONFIG,
+    resume: bool = FROM_CONFIG,
+    force: bool = FROM_CONFIG,
+    steps_this_run: int = FROM_CONFIG,
+    time_budget: float = FROM_CONFIG,
+    anneal_by_time: bool = FROM_CONFIG,
+    shard_url: Optional[str] = FROM_CONFIG,
+    # the model's shape: None takes the preset's value (asr/models.py), so no default is stated here
     rnn: Optional[str] = typer.Option(None, help="Encoder RNN: gru or lstm [preset]."),
     rnn_layers: Optional[int] = typer.Option(None, help="Encoder RNN layers [preset]."),
     rnn_hidden: Optional[int] = typer.Option(None, help="Encoder RNN units per direction [preset]."),
@@ -58,10 +64,10 @@ def train(
     subsampling: Optional[int] = typer.Option(None, help="conformer: time reduction of the front, 4 or 8 [preset]."),
     layer_scale: Optional[float] = typer.Option(None, help="conformer: initial LayerScale gain of each block's modules, 0: none (conformer-small: 0.1; it keeps deep CTC Conformers off the blank plateau) [preset]."),
     upsample: Optional[int] = typer.Option(None, help="ctc: output frames per encoder frame, 1 or 2 (small presets: chosen from the train split, 2 only where its fast speech needs 50 frames a second) [preset]."),
-    tokens: str = typer.Option("char", help="Output units: char, or unigram:N (SentencePiece, N pieces, trained on the train text)."),
-    ctc_weight: float = typer.Option(0.3, help="las: weight w of the joint CTC loss, w * ctc + (1 - w) * attention (0: no CTC head)."),
-    label_smoothing: float = typer.Option(0.1, help="las: label smoothing of the attention loss."),
-    sampling_rate: float = typer.Option(0.0, help="las: scheduled sampling probability, ramped from 0 to this over training."),
+    tokens: str = FROM_CONFIG,
+    ctc_weight: float = FROM_CONFIG,
+    label_smoothing: float = FROM_CONFIG,
+    sampling_rate: float = FROM_CONFIG,
     listener: Optional[str] = typer.Option(None, help="las: conv (conv front x4 + BiRNN) or pyramid (pyramidal BiRNN, x8) [preset]."),
     frame_stack: Optional[int] = typer.Option(None, help="las pyramid: input frames stacked before the first layer [preset]."),
     pyramid_layers: Optional[int] = typer.Option(None, help="las pyramid: top BiRNN layers that halve time [preset]."),
@@ -72,36 +78,30 @@ def train(
     decoder_layers: Optional[int] = typer.Option(None, help="las: speller LSTM layers [preset]."),
     decoder_hidden: Optional[int] = typer.Option(None, help="las: speller LSTM units [preset]."),
     embed_dim: Optional[int] = typer.Option(None, help="las: speller unit embedding size [preset]."),
-    freq_masks: int = typer.Option(2, help="SpecAugment frequency masks per utterance (0: off)."),
-    freq_width: int = typer.Option(27, help="SpecAugment: widest frequency mask, in bins."),
-    time_masks: int = typer.Option(2, help="SpecAugment time masks per utterance (0: off)."),
-    time_width: int = typer.Option(40, help="SpecAugment: widest time mask, in frames."),
-    time_ratio: float = typer.Option(0.2, help="SpecAugment: a time mask covers at most this fraction."),
-    freq_warp: float = typer.Option(0.0, help="VTLP-style random stretch of the mel axis by up to this fraction, e.g. 0.1 (0: off)."),
-    specaug_start: int = typer.Option(0, help="SpecAugment's masks from this step on (0: from the first step)."),
-    average: int = typer.Option(0, help="Keep the weights of the last N evaluations (<out>/avg) and write their mean, <out>/averaged.pt, at the end (0: off)."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    freq_masks: int = FROM_CONFIG,
+    freq_width: int = FROM_CONFIG,
+    time_masks: int = FROM_CONFIG,
+    time_width: int = FROM_CONFIG,
+    time_ratio: float = FROM_CONFIG,
+    freq_warp: float = FROM_CONFIG,
+    specaug_start: int = FROM_CONFIG,
+    average: int = FROM_CONFIG,
+    progress: bool = FROM_CONFIG,
 ):
     """Train a CTC or attention model on shards, on the GPU if any (torchrun for several)."""
-    from asr.specaug import SpecAugmentConfig
-    from asr.train import TrainConfig, train_local
+    given = dict(locals())  # every option by name: the configs are built from it, no mapping by hand
+    from asr.models import ENCODER_FIELDS, LAS_FIELDS
+    from asr.train import train_local
 
-    options = {"rnn": rnn, "rnn_layers": rnn_layers, "rnn_hidden": rnn_hidden, "conv_channels": conv_channels,
-               "proj_dim": proj_dim, "dropout": dropout, "encoder": encoder, "d_model": d_model, "blocks": blocks,
-               "heads": heads, "conv_kernel": conv_kernel, "subsampling": subsampling,
-               "layer_scale": layer_scale}
-    las_options = {"listener": listener, "frame_stack": frame_stack, "pyramid_layers": pyramid_layers,
-                   "attention": attention, "att_dim": att_dim, "att_norm": att_norm,
-                   "att_temperature": att_temperature, "decoder_layers": decoder_layers,
-                   "decoder_hidden": decoder_hidden, "embed_dim": embed_dim}
+    shape = {k: v for k, v in given.items()
+             if k in ENCODER_FIELDS | LAS_FIELDS | {"upsample"} and k != "ctc_weight" and v is not None}
+    las_only = [k for k in shape if k in LAS_FIELDS]
     if model == "las":
         if upsample is not None:
             fail("--upsample applies to --model ctc only")
-        options.update(las_options, ctc_weight=ctc_weight)
-    elif upsample is not None:
-        options["upsample"] = upsample
-    elif any(v is not None for v in las_options.values()):
-        fail(f"--{next(k for k, v in las_options.items() if v is not None).replace('_', '-')} applies to --model las only")
+        shape["ctc_weight"] = ctc_weight  # the model builds its CTC head by it
+    elif las_only:
+        fail(f"--{las_only[0].replace('_', '-')} applies to --model las only")
     if rnn is not None and rnn not in ("gru", "lstm"):
         fail("--rnn must be gru or lstm")
     if encoder is not None and encoder not in ("rnn", "conformer"):
@@ -110,19 +110,9 @@ def train(
         fail(f"--batch-frames ({batch_frames}) must be at least --max-frames ({max_frames}): a batch holds at least "
              "one whole utterance; lower --max-frames too to train on short clips in small batches", 2)
     lang = shards_lang(shards)
-    cfg = TrainConfig(
-        shards=str(shards), out=str(out or Path("runs") / f"{lang}-{model}"), model=model, preset=preset,
-        model_options={k: v for k, v in options.items() if v is not None}, shard_url=shard_url,
-        max_steps=max_steps, epochs=epochs, steps_this_run=steps_this_run, time_budget=time_budget,
-        anneal_by_time=anneal_by_time,
-        batch_frames=batch_frames, max_batch=max_batch, max_frames=max_frames, lr=lr, warmup=warmup,
-        weight_decay=weight_decay, clip=clip, device=device, precision=precision, compile=compile,
-        eval_every=eval_every, eval_utts=eval_utts, log_every=log_every, seed=seed, workers=workers,
-        threads=threads, resume=resume, force=force, progress=progress, tokens=tokens, ctc_weight=ctc_weight,
-        label_smoothing=label_smoothing, sampling_rate=sampling_rate,
-        specaug=SpecAugmentConfig(freq_masks, freq_width, time_masks, time_width, time_ratio, freq_warp),
-        specaug_start=specaug_start, average=average,
-    )
+    cfg = TrainConfig(shards=str(shards), out=str(out or Path("runs") / f"{lang}-{model}"), model_options=shape,
+                      specaug=SpecAugmentConfig(**{k: given[k] for k in train_options(SpecAugmentConfig)}),
+                      **{k: given[k] for k in train_options(TrainConfig)})
     try:
         refuse_out_inside_shards(cfg.out)  # a later `shards --force` there must never meet a run
         summary = train_local(cfg, procs)
@@ -143,10 +133,11 @@ def train(
 
 @app.command("bench-loader")
 @bounded
+@from_config(TrainConfig)  # the loader as training sets it up: its workers, its batches
 def bench_loader(
     shards: Path = typer.Option(..., help="Shard folder made by `asr-cli shards`."),
-    workers: int = typer.Option(2, help="DataLoader workers for both paths."),
-    batch_frames: int = typer.Option(20000, help="Padded frames per batch of the shard loader."),
+    workers: int = FROM_CONFIG,
+    batch_frames: int = FROM_CONFIG,
     utterances: int = typer.Option(2000, help="Utterances to time the shard loader on."),
     seconds: float = typer.Option(30.0, help="Time limit per row."),
     train_preset: str = typer.Option("small", help="CTC preset whose training rate is shown ('' to skip)."),
@@ -154,7 +145,10 @@ def bench_loader(
     """Shard loader throughput side by side with decoding MP3s on the fly."""
     import runpy
 
-    bench = runpy.run_path(str(Path(__file__).parent / "bench" / "bench_loader.py"))  # not in the package
+    script = BENCH_LOADER
+    if not script.is_file():  # bench/ is beside the package in a checkout, not inside an installed one
+        fail(f"{script} not found: bench-loader runs from a checkout of cv-asr (bench/ is not installed)")
+    bench = runpy.run_path(str(script))
     run, format_rows = bench["bench_loader"], bench["format_rows"]
     try:
         rows = run(shards, workers=workers, batch_frames=batch_frames, utterances=utterances, seconds=seconds,

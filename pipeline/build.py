@@ -366,8 +366,9 @@ def _build(release: Release, normalizer, cfg: BuildConfig, t0: float) -> dict:
     plans = plan_shards(release, cfg, normalizer.version)
     # a shard and its speed copies are (re)built together: a kill between them redoes the group
     todo = [p for g in _groups(plans) if not all(_is_done(out, p) for p in g) for p in g]
-    done_clips = sum(len(p.clips) for p in plans) - sum(len(p.clips) for p in todo)
-    stats = _run(todo, out, cfg, normalizer, total=sum(len(p.clips) for p in plans), initial=done_clips)
+    # the bar counts source clips, each decoded once with its speed copies (never a copy before it is made)
+    originals = lambda ps: sum(len(p.clips) for p in ps if p.speed == 1.0)  # noqa: E731
+    stats = _run(todo, out, cfg, normalizer, total=originals(plans), initial=originals(plans) - originals(todo))
     summary = assemble(out, plans, release, cfg, normalizer)
     if not summary["splits"]["train"]["utterances"]:  # nothing to train on: say so, do not exit 0
         raise ReleaseError(f"no clip of {release.root / cfg.train_set}.tsv could be used (rejects by reason: "
@@ -407,7 +408,7 @@ def _run(todo: list[ShardPlan], out: Path, cfg: BuildConfig, normalizer, total: 
     written = iter(accumulators)
     next_acc = next(written, None)
 
-    bar.update(sum(len(p.clips) for p in todo) - len(queue))  # transcripts rejected before decoding
+    bar.update(sum(len(g[0].clips) for g in _groups(todo)) - len(queue))  # transcripts rejected before decoding
 
     def flush_ready():
         nonlocal next_acc

@@ -1,4 +1,4 @@
-"""Every numeric option of asr-cli is checked in one place (asr/option_bounds.py): finite, in
+"""Every numeric option of asr-cli is checked in one place (commands/option_bounds.py): finite, in
 range, the range in --help; a bad value is one line naming the option, exit status 2, and
 nothing is written. Also the honest steps-per-epoch count for small --batch-frames."""
 
@@ -17,7 +17,7 @@ import typer
 from typer.models import OptionInfo
 
 from asr.data import LoaderConfig, make_loader, steps_per_epoch
-from asr.option_bounds import BOUNDS, Bound, _numeric, bounded
+from commands.option_bounds import BOUNDS, Bound, _numeric, bounded
 from asr.tokenizer import CharTokenizer
 from cli import app
 from conftest import LANG, ROOT

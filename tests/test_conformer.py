@@ -1,4 +1,4 @@
-"""The Conformer encoder (asr/conformer.py): shapes, padding invariance, learning, LAS listener,
+"""The Conformer encoder (asr/encoders/conformer.py): shapes, padding invariance, learning, LAS listener,
 a checkpoint round trip through `asr-cli train`, and old configs still building the BiRNN."""
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from asr.conformer import ConformerEncoder, make_encoder
+from asr.encoders import make_encoder
+from asr.encoders.conformer import ConformerEncoder
 from asr.data import Batch
 from asr.decoding import DecodeOptions
 from asr.demo import DEMO_PRESETS, DEMO_TRAIN, DemoConfig
-from asr.encoder import EncoderConfig, RNNEncoder
+from asr.encoders import EncoderConfig
+from asr.encoders.rnn import RNNEncoder
 from asr.export import check, graph_bytes
 from asr.las_decoding import LASGreedyDecoder
 from asr.models import CTC_PRESETS, LAS_PRESETS, build_model, count_parameters, load_model, model_config
@@ -74,7 +76,7 @@ def test_layer_scale_starts_each_block_near_the_identity_and_learns_its_gains():
     """With a small LayerScale gain a block is at first close to its final LayerNorm alone (what
     lets a deep CTC Conformer train like a shallow one early); without it (0, old checkpoints)
     the block has no gain parameters and is far from it."""
-    from asr.conformer import ConformerBlock, rotary_tables
+    from asr.encoders.conformer import ConformerBlock, rotary_tables
 
     torch.manual_seed(0)
     x = torch.randn(2, 30, 32)

@@ -35,6 +35,10 @@ def test_demo_runs_the_whole_path_and_a_rerun_reuses_it(tmp_path):
     index = pq.read_table(tmp_path / "shards" / "index.parquet").to_pylist()
     test_rows = {r["id"]: r for r in index if r["split"] == "test"}
     assert report["corpus"]["clips"]["train"] > 0 and not report["corpus"]["reused"]
+    # the printed total is the corpus's (validated holds every clip once, splits and extra ones)
+    hours = report["corpus"]["hours"]
+    assert hours["validated"] == pytest.approx(sum(v for k, v in hours.items() if k != "validated"), abs=1e-3)
+    assert f"clips, {hours['validated']:.2f} h, speakers" in first.stdout
     assert report["shards"]["utterances"]["test"] == len(test_rows) > 0
     assert report["shards"]["built"] > 0 and report["shards"]["realtime_factor"] > 0
     # the demo's shards carry the 0.9 and 1.1 speed copies of train (never of dev / test)

@@ -167,8 +167,9 @@ def test_eval_matches_jiwer_and_covers_the_split_once(lm_setup, greedy_cli):
     refs, hyps = [r["reference"] for r in rows], [r["hypothesis"] for r in rows]
     assert summary["wer"] == pytest.approx(jiwer.wer(refs, hyps))
     assert summary["cer"] == pytest.approx(jiwer.cer(refs, hyps))
-    # half-trained: errors, but far from all wrong (a model that outputs nothing has CER 1)
-    assert 0.1 < summary["cer"] < 0.6 and summary["wer"] < 1.0
+    # trained: far from all wrong (a model that outputs nothing has CER 1); no lower bound, a
+    # better model must not fail this test
+    assert summary["cer"] < 0.6 and summary["wer"] < 1.0
 
     # the per-utterance counts add up to the summary's, and each row's errors are its edit distance
     for unit, ref_key, split in (("words", "ref_words", str.split), ("chars", "ref_chars", list)):

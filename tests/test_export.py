@@ -16,7 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 from asr.evaluate import UTTERANCES_FILE, EvalConfig, evaluate
-from asr.models import load_model
+from asr.loading import open_model as load_model  # a checkpoint or an .onnx
 from asr.onnx_model import METADATA_KEY, OnnxCTCModel, from_jsonable, jsonable
 from asr.train import TrainConfig, train
 from cli import app
@@ -75,6 +75,20 @@ def test_log_probs_and_lengths_equal_pytorch_for_any_batch_and_length(exported):
         assert torch.equal(got_lens, ref_lens)
         for i, n in enumerate(ref_lens.tolist()):
             torch.testing.assert_close(got[i, :n], ref[i, :n], atol=1e-4, rtol=0)
+
+
+def test_each_utterance_of_an_onnx_batch_gets_its_output_alone(exported):
+    """Padded RNNs (`small`'s construction) too: the graph is traced in eval mode, which packs."""
+    _, onnx_path = exported
+    onnx_model, _, _ = load_model(onnx_path)
+    gen = torch.Generator().manual_seed(2)
+    lengths = [230, 97, 31]
+    feats = torch.randn(len(lengths), max(lengths), 80, generator=gen)
+    batched, lens = onnx_model.log_probs(feats, torch.tensor(lengths))
+    for i, n in enumerate(lengths):
+        alone, alone_lens = onnx_model.log_probs(feats[i: i + 1, :n], torch.tensor([n]))
+        assert int(alone_lens[0]) == int(lens[i])
+        torch.testing.assert_close(batched[i, : int(lens[i])], alone[0], atol=1e-4, rtol=0)
 
 
 def test_sidecar_holds_what_decoding_needs(exported):

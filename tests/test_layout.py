@@ -6,6 +6,7 @@ temp-then-rename helper."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,79 @@ def test_the_offline_stage_never_imports_the_models():
     assert len(offline) > 5
     leaks = {n: sorted(m for m in _imports(n, p) if m.startswith("asr")) for n, p in offline.items()}
     assert not {n: m for n, m in leaks.items() if m}, leaks
+
+
+def _closure(name: str) -> set[str]:
+    """Every module of ours that importing `name` can load (its imports, theirs, ...)."""
+    graph = {n: _imports(n, p) for n, p in MODULES.items()}
+    seen, todo = set(), [name]
+    while todo:
+        for m in graph[todo.pop()]:
+            if m not in seen:
+                seen.add(m)
+                todo.append(m)
+    return seen
+
+
+@pytest.mark.parametrize("leaf", ["asr.units", "asr.kinds", "asr.decode_options", "asr.encoders.interface"])
+def test_leaves_import_nothing_of_ours(leaf):
+    assert _imports(leaf, MODULES[leaf]) == set()
+
+
+def test_decoding_does_not_import_the_networks():
+    networks = {n for n in MODULES if n in ("asr.models", "asr.ctc", "asr.las") or n.startswith("asr.encoders")}
+    assert len(networks) >= 6
+    assert not _closure("asr.decoding") & networks, sorted(_closure("asr.decoding") & networks)
+
+
+def test_the_networks_do_not_reach_up_to_their_users():
+    """models.py builds and loads networks; opening an .onnx or a checkpoint for use is asr/loading.py's."""
+    users = {"asr.onnx_model", "asr.loading", "asr.transcribe", "asr.evaluate", "asr.api", "asr.decoding"}
+    for name in ("asr.models", "asr.ctc", "asr.las"):
+        assert not _closure(name) & users, (name, sorted(_closure(name) & users))
+
+
+def test_each_encoder_stands_alone():
+    """An encoder's file imports the interface and the conv fronts, never another encoder (loading
+    a BiGRU never runs the Conformer's code); `make_encoder` sits beside the interface."""
+    implementations = ("asr.encoders.rnn", "asr.encoders.conformer", "asr.encoders.pyramid")
+    shared = {"asr.encoders.interface", "asr.encoders.subsampling"}
+    for name in implementations:
+        assert _imports(name, MODULES[name]) <= shared, (name, _imports(name, MODULES[name]))
+    assert "def make_encoder" in MODULES["asr.encoders"].read_text()
+
+
+def test_the_option_bounds_belong_to_the_command_line():
+    users = {n for n, p in MODULES.items() if "commands.option_bounds" in _imports(n, p)}
+    assert users and all(n.startswith("commands") for n in users), users
+    typer_users = [n for n, p in MODULES.items() if n.startswith(("asr", "pipeline"))
+                   and re.search(r"^\s*(import typer|from typer)", p.read_text(), re.M)]
+    assert typer_users == []
+
+
+def test_no_train_default_is_stated_twice():
+    """Every training option's default is its asr/train_config.py field's: the commands take it
+    with FROM_CONFIG, and no other module states a literal default under that name in a
+    signature or a dataclass of the training loop."""
+    import dataclasses
+
+    from asr.train_config import SpecAugmentConfig, TrainConfig, options
+
+    names = set(options(TrainConfig)) | set(options(SpecAugmentConfig))
+    tree = ast.parse(MODULES["commands.training"].read_text())
+    command = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train")
+    args = command.args.args
+    defaults = dict(zip([a.arg for a in args[len(args) - len(command.args.defaults):]], command.args.defaults))
+    assert names <= set(defaults), names - set(defaults)
+    stated = [n for n in names if not (isinstance(defaults[n], ast.Name) and defaults[n].id == "FROM_CONFIG")]
+    assert stated == [], f"asr-cli train states these defaults itself: {stated}"
+    for module in ("asr.train", "asr.specaug", "commands.training"):
+        for node in ast.walk(ast.parse(MODULES[module].read_text())):
+            if isinstance(node, ast.ClassDef):
+                assert node.name not in ("TrainConfig", "SpecAugmentConfig"), (module, node.name)
+            if isinstance(node, ast.FunctionDef) and node.name != "train":
+                fargs = node.args.args[len(node.args.args) - len(node.args.defaults):]
+                literal = [a.arg for a, d in zip(fargs, node.args.defaults)
+                           if a.arg in names and isinstance(d, ast.Constant) and d.value is not None]
+                assert not literal, f"{module}.{node.name} restates {literal}"
+    assert {f.name for f in dataclasses.fields(TrainConfig)} >= names - set(options(SpecAugmentConfig))

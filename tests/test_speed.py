@@ -275,3 +275,33 @@ def test_make_shards_passes_speed():
     assert recipe("SPEED=0.9,1.1").endswith("asr-cli shards --cv-root data/cv --lang fr --out shards/fr --jobs 0 "
                                             "--speed 0.9,1.1")
     assert "--speed" not in recipe()
+
+
+def test_the_feature_bar_counts_source_clips_as_they_are_decoded(broken_root, tmp_path, monkeypatch):
+    """The bar of a build with speed copies counts each source clip once, when it is decoded
+    (with its copies): not the copies before they are made (it once opened at 62 %)."""
+    import tqdm
+
+    bars = []
+
+    class Recording(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "disable": True})
+            self.total, self.n, self.steps = kwargs["total"], kwargs.get("initial", 0), []
+            bars.append(self)
+
+        def update(self, n=1):
+            self.steps.append(n)
+            self.n += n
+
+    monkeypatch.setattr(tqdm, "tqdm", Recording)
+    out = tmp_path / "sp"
+    summary = build(BuildConfig(cv_root=broken_root, lang=LANG, out=out, jobs=1, shard_size=8, progress=True,
+                                max_duration=15.0, speeds=SPEEDS))
+    bar = bars[-1]
+    index = pq.read_table(out / "index.parquet").to_pylist()
+    sources = sum(1 for r in index if r["speed"] == 1.0) + sum(summary["rejects"].values())
+    assert bar.total == sources and bar.n == sources
+    text_rejects = sum(v for k, v in summary["rejects"].items() if k in ("empty_text", "unmappable_char"))
+    assert bar.steps[0] == text_rejects  # before decoding: only the transcripts rejected outright
+    assert set(bar.steps[1:]) == {1}  # then one per decoded clip

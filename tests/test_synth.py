@@ -6,7 +6,6 @@ import hashlib
 import json
 import re
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -185,9 +184,9 @@ def test_rerun_with_same_parameters_is_a_no_op(corpus):
     out, first = corpus
     files = [p for p in out.rglob("*") if p.is_file()]
     before = {p: p.stat().st_mtime_ns for p in files}
-    start = time.time()
     again = synthesize(out, num_clips=N_CLIPS, seed=SEED, jobs=2, progress=False)
-    assert time.time() - start < 2.0
+    # what the rerun did, not how fast (a loaded machine is slow): it reused the corpus, and no
+    # file was written, rewritten or added
     assert again["skipped"] is True
     assert {k: v for k, v in again.items() if k not in ("skipped", "seconds")} == \
         {k: v for k, v in first.items() if k not in ("skipped", "seconds")}

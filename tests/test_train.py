@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+from types import SimpleNamespace
 import time
 from pathlib import Path
 
@@ -125,14 +126,17 @@ def test_train_step_leaves_parameters_alone_on_a_nan_batch(shards_dir):
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     feats = torch.randn(2, 120, 80)
     batch = Batch(feats, torch.tensor([120, 90]), torch.tensor([[2, 3, 4], [5, 6, 0]]), torch.tensor([3, 2]))
+    # what train_step reads of a Run
+    run = SimpleNamespace(model=model, train_model=model, optimizer=opt, scaler=scaler, amp_dtype=None, d=Dist(),
+                          device=torch.device("cpu"), cfg=TrainConfig(shards="", clip=5.0))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    ok, loss, _ = train_step(model, model, batch, opt, scaler, 5.0, None, Dist(), torch.device("cpu"))
-    assert ok and np.isfinite(loss)
+    result = train_step(run, batch)
+    assert result.applied and np.isfinite(result.loss) and np.isfinite(result.grad_norm) and result.parts == {}
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     before = {k: v.clone() for k, v in model.state_dict().items()}
     batch.feats[0, 3] = float("nan")
-    ok, loss, _ = train_step(model, model, batch, opt, scaler, 5.0, None, Dist(), torch.device("cpu"))
-    assert not ok
+    result = train_step(run, batch)
+    assert not result.applied and np.isnan(result.loss)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
 

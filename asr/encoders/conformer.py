@@ -1,12 +1,10 @@
-"""Conformer encoder (Gulati et al. 2020), and `make_encoder`, which picks an encoder from
-EncoderConfig.encoder ("rnn": asr/encoder.py's RNNEncoder, the default; "conformer": this).
+"""Conformer encoder (Gulati et al. 2020), EncoderConfig.encoder = "conformer".
 
     feats [B, T, F] --front--> [B, T/S, D] --Conformer block x N--> [B, T/S, D]
 
 Fronts (EncoderConfig.subsampling S):
-    4   asr/encoder.py's ConvSubsampling: two 3x3 stride-2 Conv2d + ReLU (conv_channels), Linear
-    8   FastConformer's (Rekesh et al. 2023) light front: a 3x3 stride-2 Conv2d, then two
-        depthwise-separable stride-2 convs (3x3 depthwise + 1x1 pointwise), ReLU, Linear
+    4   asr/encoders/subsampling.py's ConvSubsampling: two 3x3 stride-2 Conv2d + ReLU, Linear
+    8   its DWSepSubsampling, FastConformer's light front (depthwise-separable convs)
 
 Block (macaron):  x + FFN/2 -> x + MHSA -> x + Conv -> x + FFN/2 -> LayerNorm
     (with layer_scale > 0, each of the four module outputs times a learnt per-channel gain)
@@ -32,55 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asr.encoder import ConvSubsampling, EncoderConfig, EncoderInterface, RNNEncoder, conv_out_length
-
-ENCODERS = ("rnn", "conformer")
-
-
-def make_encoder(cfg: EncoderConfig) -> EncoderInterface:
-    """The encoder EncoderConfig.encoder names (CTC's encoder, LAS's "conv" listener)."""
-    if cfg.encoder == "rnn":
-        return RNNEncoder(cfg)
-    if cfg.encoder == "conformer":
-        return ConformerEncoder(cfg)
-    raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {cfg.encoder!r}")
-
-
-def _frame_mask(lengths: torch.Tensor, t: int) -> torch.Tensor:
-    """[B] -> [B, t] bool, True on real frames."""
-    return torch.arange(t, device=lengths.device)[None, :] < lengths[:, None]
-
-
-class DWSepSubsampling(nn.Module):
-    """FastConformer's x8 front: [B, T, F] -> [B, T', D], T' ~ T / 8, frequency / 8 too."""
-
-    def __init__(self, cfg: EncoderConfig):
-        super().__init__()
-        c = cfg.conv_channels
-        self.first = nn.Conv2d(1, c, 3, stride=2, padding=1)
-        self.depthwise = nn.ModuleList(nn.Conv2d(c, c, 3, stride=2, padding=1, groups=c) for _ in range(2))
-        self.pointwise = nn.ModuleList(nn.Conv2d(c, c, 1) for _ in range(2))
-        freq = cfg.n_mels
-        for _ in range(3):
-            freq = (freq - 1) // 2 + 1
-        self.proj = nn.Linear(c * freq, cfg.d_model)
-        self.dropout = nn.Dropout(cfg.dropout)
-
-    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        for _ in range(3):
-            lengths = conv_out_length(lengths, 3, 2)
-        return lengths
-
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.relu(self.first(feats.unsqueeze(1)))  # [B, C, T/2, F/2]
-        lengths = conv_out_length(lengths, 3, 2)
-        x = x * _frame_mask(lengths, x.shape[2])[:, None, :, None].to(x.dtype)
-        for dw, pw in zip(self.depthwise, self.pointwise):
-            x = torch.relu(pw(dw(x)))
-            lengths = conv_out_length(lengths, 3, 2)
-            x = x * _frame_mask(lengths, x.shape[2])[:, None, :, None].to(x.dtype)
-        b, c, t, f = x.shape
-        return self.dropout(self.proj(x.permute(0, 2, 1, 3).reshape(b, t, c * f))), lengths
+from asr.encoders.interface import EncoderConfig, EncoderInterface, frame_mask
+from asr.encoders.subsampling import ConvSubsampling, DWSepSubsampling
 
 
 class FeedForward(nn.Module):
@@ -202,9 +153,9 @@ class ConformerEncoder(EncoderInterface):
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feats [B, T, F], lengths [B] -> encodings [B, T', d_model], lengths [B]."""
-        feats = feats * _frame_mask(lengths, feats.shape[1])[:, :, None].to(feats.dtype)
+        feats = feats * frame_mask(lengths, feats.shape[1])[:, :, None].to(feats.dtype)
         x, lengths = self.front(feats, lengths)
-        mask = _frame_mask(lengths, x.shape[1])
+        mask = frame_mask(lengths, x.shape[1])
         rope = rotary_tables(x.shape[1], self.cfg.d_model // self.cfg.heads, x.device, x.dtype)
         for block in self.blocks:
             x = block(x, mask, rope)

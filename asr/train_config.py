@@ -1,0 +1,99 @@
+"""`TrainConfig` and `SpecAugmentConfig`: every training default, in one place.
+
+asr/train.py trains by a TrainConfig; `asr-cli train` (commands/training.py) takes each
+field made with `option(default, help)` as an option of the same name, its default and
+`--help` read from here (tests/test_train_config.py proves the CLI's defaults are these).
+A leaf module (no torch), so `asr-cli --help` shows the real defaults without loading a
+model library, as asr/decode_options.py does for decoding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+HELP = "help"  # the metadata key of an option's --help text
+
+
+def option(default, help: str):
+    """A field that is also an `asr-cli train` option: its default and --help, stated once."""
+    return field(default=default, metadata={HELP: help})
+
+
+def options(cls) -> dict[str, dataclasses.Field]:
+    """name -> field of the dataclass `cls`'s fields that are command-line options."""
+    return {f.name: f for f in dataclasses.fields(cls) if HELP in f.metadata}
+
+
+@dataclass
+class SpecAugmentConfig:
+    """SpecAugment's masks and frequency warp (asr/specaug.py applies them)."""
+
+    freq_masks: int = option(2, "SpecAugment frequency masks per utterance (0: off).")
+    freq_width: int = option(27, "SpecAugment: widest frequency mask, in bins.")
+    time_masks: int = option(2, "SpecAugment time masks per utterance (0: off).")
+    time_width: int = option(40, "SpecAugment: widest time mask, in frames (10 ms).")
+    time_ratio: float = option(0.2, "SpecAugment: a time mask covers at most this fraction of the utterance.")
+    freq_warp: float = option(0.0, "VTLP-style random stretch of the mel axis by up to this fraction, e.g. 0.1 "
+                                   "(0: off).")
+
+    @property
+    def enabled(self) -> bool:
+        return (self.freq_masks > 0 and self.freq_width > 0) or (self.time_masks > 0 and self.time_width > 0)
+
+
+@dataclass
+class TrainConfig:
+    shards: str
+    out: str = "runs/fr-ctc"
+    model: str = option("ctc", "ctc (Graves) or las (Listen, Attend and Spell).")
+    preset: str = option("small", "Model size: tiny, small, lab, conformer-tiny, conformer-small (3.0 M), "
+                                  "conformer-base (32.8 M) (ctc); tiny, small, small-pyramid, lab, conformer-small "
+                                  "(3.7 M) (las); see asr/models.py.")
+    model_options: dict = field(default_factory=dict)  # overrides of the preset (sizes, rnn, ...)
+    tokens: str = option("char", "Output units: char, or unigram:N (SentencePiece, N pieces, trained on the train "
+                                 "text).")
+    shard_url: str | None = option(None, "Read tars from this URL prefix or '{path}' template (http://..., "
+                                         "pipe:...).")
+    train_split: str = "train"
+    dev_split: str = "dev"
+    max_steps: int = option(20000, "Training steps (the learning-rate schedule ends there).")
+    epochs: int = option(0, "Stop after this many epochs (0: only --max-steps).")
+    steps_this_run: int = option(0, "Stop with a checkpoint after N steps of this invocation.")
+    time_budget: float = option(0.0, "Stop with a checkpoint after this many seconds (0: none).")
+    # With a time budget: the cosine decay follows steps or training time, whichever is further
+    # along, and the budget counts the run's training time over resumes. A run cut by the clock
+    # (a slow or busy machine) still ends annealed; a fast one ends at max_steps, as without.
+    # Not bit-reproducible (the learning rate depends on the clock).
+    anneal_by_time: bool = option(False, "With --time-budget: decay the learning rate by steps or time, whichever "
+                                         "is further along, so a run the clock cuts short still ends annealed.")
+    batch_frames: int = option(20000, "Padded feature frames per batch (10 ms each).")
+    max_batch: int = option(256, "Utterances per batch at most.")
+    max_frames: int = option(2000, "Skip training utterances longer than this many frames.")
+    lr: float = option(1e-3, "Peak learning rate (AdamW).")
+    warmup: int = option(500, "Warm-up steps before the cosine decay.")
+    min_lr_ratio: float = 0.05
+    weight_decay: float = option(0.01, "AdamW weight decay.")
+    clip: float = option(5.0, "Gradient norm clipping.")
+    device: str = option("auto", "auto, cpu, cuda, cuda:1 ...")
+    precision: str = option("auto", "auto (bf16 on CUDA; on a CPU as fast), fast (fp32 or bf16, whichever a few "
+                                    "timed training steps find faster on this machine: asr/precision.py), bf16, fp16, fp32.")
+    compile: bool = option(False, "torch.compile the model.")
+    eval_every: int = option(500, "Dev loss / CER and checkpoints every N steps.")
+    eval_utts: int = option(200, "Dev utterances used for the periodic CER.")
+    log_every: int = option(20, "TensorBoard / metrics.jsonl every N steps.")
+    seed: int = option(0, "Seed of everything (initial weights, data order, masks).")
+    workers: int = option(2, "DataLoader worker processes.")
+    threads: int = option(0, "CPU threads per process (0: cores / processes).")
+    resume: bool = option(False, "Continue from <out>/last.pt.")
+    force: bool = option(False, "Start over even if <out> holds a run.")
+    progress: bool = option(True, "Show a progress bar.")
+    specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    # a short run learns faster without the masks at first; the frequency warp, if any, is on from the first step
+    specaug_start: int = option(0, "SpecAugment's masks from this step on (0: from the first step).")
+    ctc_weight: float = option(0.3, "las: weight w of the joint CTC loss, w * ctc + (1 - w) * attention (0: no "
+                                    "CTC head).")
+    label_smoothing: float = option(0.1, "las: label smoothing of the attention loss.")
+    sampling_rate: float = option(0.0, "las: scheduled sampling probability, ramped from 0 to this over training.")
+    average: int = option(0, "Keep the weights of the last N evaluations (<out>/avg) and write their mean, "
+                             "<out>/averaged.pt, at the end (0: off).")
