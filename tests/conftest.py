@@ -6,8 +6,10 @@ corpus with hand-broken rows and files added, and its shards.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -225,3 +227,37 @@ def lm(shards_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("lm") / "lm-3gram.arpa"
     build_lm_from_shards(shards_dir, 3, out)
     return out
+
+
+def one_line(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The failure's last stderr line, after checking exit 1, no traceback and every fragment in it."""
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    for fragment in fragments:
+        assert fragment in last, (fragment, last)
+    return last
+
+
+@contextlib.contextmanager
+def serve_in_thread(app):
+    """`app` served by uvicorn in a thread on a free loopback port: yields the port."""
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

@@ -23,7 +23,7 @@ from pipeline.build import BuildConfig, build
 from pipeline.cv import ReleaseError, open_release
 from pipeline.shardformat import read_index, read_rejects
 from pipeline.text import get_normalizer
-from conftest import LANG, ROOT, TSV_HEADER, tsv_row
+from conftest import LANG, ROOT, TSV_HEADER, one_line, serve_in_thread, tsv_row
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
@@ -31,15 +31,6 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 def cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True, text=True,
                           env=ENV, cwd=ROOT, timeout=timeout)
-
-
-def one_line(proc: subprocess.CompletedProcess, *fragments: str) -> str:
-    assert proc.returncode == 1, (proc.returncode, proc.stderr[-3000:])
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    last = proc.stderr.strip().splitlines()[-1]
-    for fragment in fragments:
-        assert fragment in last, (fragment, last)
-    return last
 
 
 def small_release(synth_root: Path, dest: Path, rows: dict[str, str] | None = None, train: int = 4) -> Path:
@@ -286,20 +277,8 @@ def app(chatty_ckpt):
 
 @pytest.fixture(scope="module")
 def live(app):
-    import uvicorn
-
-    sock = socket.create_server(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield sock.getsockname()[1]
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve_in_thread(app) as port:
+        yield port
 
 
 def wav_bytes(x: np.ndarray, rate: int = 16000, subtype: str = "PCM_16") -> bytes:

@@ -23,7 +23,7 @@ from asr.checkpoint import CheckpointError
 from pipeline.build import BuildConfig, OutFolderError, build
 from pipeline.lock import LOCK_FILE
 from pipeline.shardformat import ShardPathError, ShardSet, check_shard_path, read_rejects, refuse_out_inside_shards
-from conftest import LANG, ROOT, TSV_HEADER, tsv_row
+from conftest import LANG, ROOT, TSV_HEADER, one_line, tsv_row
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
@@ -34,16 +34,6 @@ def cli(*args, timeout: float = 300, cwd: Path = ROOT, memory_kb: int | None = N
     if memory_kb is not None:
         command = ["bash", "-c", f"ulimit -v {memory_kb}; exec {shlex.join(command)}"]
     return subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=cwd, timeout=timeout)
-
-
-def one_line(proc: subprocess.CompletedProcess, *fragments: str) -> str:
-    """The failure's last stderr line, after checking exit 1, no traceback and every fragment in it."""
-    assert proc.returncode == 1, (proc.returncode, proc.stderr[-3000:])
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    last = proc.stderr.strip().splitlines()[-1]
-    for fragment in fragments:
-        assert fragment in last, (fragment, last)
-    return last
 
 
 def hashes(folder: Path) -> dict[str, str]:

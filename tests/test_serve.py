@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from asr import Recognizer, checkpoint
 from asr.models import build_model, model_config
 from asr.serve import ServeConfig, create_app
-from conftest import LANG, ROOT
+from conftest import LANG, ROOT, serve_in_thread
 
 
 def clips(synth_root: Path, n: int) -> list[Path]:
@@ -194,21 +194,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def live(app):
     """`app` served by uvicorn in a thread: its URL."""
-    import uvicorn
-
-    sock = socket.create_server(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield url
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve_in_thread(app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_20_concurrent_requests_get_the_sequential_answers(live, synth_root):
