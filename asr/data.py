@@ -6,7 +6,7 @@
       -> split over (rank, dataloader worker) "slots": whole shards when there are at
          least as many shards as slots, otherwise every slot reads every shard and keeps
          one sample in `slots` (no duplicate, no idle slot, whatever the shard count)
-      -> decode .feats.npy / .json, tokenise, drop utterances over the frame limit
+      -> decode features (any codec) / .json, tokenise, drop utterances over the frame limit
       -> sample shuffle buffer (training)
       -> bucketing: a pool of utterances is sorted by length and cut into batches of at
          most `batch_frames` padded frames (B x T_max), batches shuffled
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from pipeline.shardformat import FEATS, META, ShardReadError, ShardSet, load_npy, read_samples
+from pipeline.shardformat import META, FeatureDecodeError, ShardReadError, ShardSet, decode_features, read_samples
 
 
 # --------------------------------------------------------------------------------------
@@ -78,7 +78,7 @@ class Batch:
 @dataclass
 class Utterance:
     id: str
-    feats: np.ndarray  # float16 [T, F] as stored
+    feats: np.ndarray  # [T, F] as decoded: float16 (float16 shards) or float32 (qdelta)
     tokens: list[int]
     text: str
 
@@ -206,9 +206,9 @@ class ShardStream(IterableDataset):
 
     def _decode(self, sample: dict) -> Utterance | None:
         try:
-            feats = load_npy(sample[FEATS])
+            feats = decode_features(sample)
             text = json.loads(bytes(sample[META]))["text"]
-        except (KeyError, TypeError, ValueError, SyntaxError) as e:  # a member missing, a bad npy header or JSON
+        except (FeatureDecodeError, KeyError, TypeError, ValueError) as e:  # a member missing, corrupt features or JSON
             raise ShardReadError.of(sample.get("__url__", "?"), f"sample {sample.get('__key__')} is unreadable "
                                     f"({type(e).__name__}: {e})") from None
         if feats.shape[0] > self.cfg.max_frames:

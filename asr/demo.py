@@ -36,7 +36,7 @@ from asr.specaug import SpecAugmentConfig
 from asr.train import TrainConfig, train_local
 from asr.transcribe import FileFailure, Transcriber
 from pipeline.build import BuildConfig, build, format_summary
-from pipeline.shardformat import dataset_path, read_index
+from pipeline.shardformat import DEFAULT_CODEC, dataset_path, read_index
 from pipeline.synth import synthesize
 
 DEMO_LANG = "fr"
@@ -86,6 +86,7 @@ class DemoConfig:
     procs: int = 0  # training processes, 0: two on a CPU with two cores or more, else one
     preset: str = ""  # "": DEMO_TRAIN's model; else a DEMO_PRESETS recipe
     speeds: tuple[float, ...] = (0.9, 1.1)  # speed-perturbed copies of the train split in the shards
+    codec: str = DEFAULT_CODEC  # the shards' feature codec (float16: the format before codecs)
 
     def train_procs(self) -> int:
         """On a CPU, two data-parallel processes of half the cores each train the small models
@@ -136,7 +137,7 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     t = _stage("2/6 shards (16 kHz log-Mel features, webdataset tars)")
     built = build(BuildConfig(cv_root=cfg.data, lang=DEMO_LANG, out=cfg.shards, jobs=cfg.jobs,
-                              speeds=cfg.speeds, progress=cfg.progress))
+                              speeds=cfg.speeds, codec=cfg.codec, progress=cfg.progress))
     print(format_summary(built))
     run = built["run"]
     report["shards"] = {

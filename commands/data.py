@@ -9,7 +9,7 @@ import typer
 
 from commands.base import app, bounded, fail
 from pipeline.atomic import os_error_message
-from pipeline.shardformat import DATASET, INDEX, REJECTS
+from pipeline.shardformat import DATASET, DEFAULT_CODEC, INDEX, REJECTS
 
 
 @app.command()
@@ -62,6 +62,7 @@ def shards(
     train_set: str = typer.Option("train", help="'train' (train.tsv) or 'validated' (validated minus dev and test)."),
     force: bool = typer.Option(False, "--force", help="Rebuild everything instead of resuming."),
     speed: Optional[str] = typer.Option(None, help="Speed perturbation: comma-separated factors, e.g. 0.9,1.1 (each in 0.5-2.0): resampled copies of the train split, ids <id>_sp0p9."),
+    codec: str = typer.Option(DEFAULT_CODEC, help="How features are stored: qdelta (quantised to 1/8 nat, time delta, zstd: a third of float16's bytes, every value within 0.0625 of float16's) or float16 (the format before codecs)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Build shards/<lang>/ from a Common Voice release; a rerun resumes where it stopped."""
@@ -79,7 +80,13 @@ def shards(
         speeds = parse_speeds(speed)
     except ValueError as e:
         fail(str(e))
-    cfg = BuildConfig(cv_root=cv_root, lang=lang, out=out or Path("shards") / lang, jobs=jobs,
+    from pipeline.shardformat import check_codec
+
+    try:
+        check_codec(codec)
+    except ValueError as e:
+        fail(f"--codec: {e}")
+    cfg = BuildConfig(cv_root=cv_root, lang=lang, out=out or Path("shards") / lang, jobs=jobs, codec=codec,
                       shard_size=shard_size, seed=seed, min_duration=min_duration,
                       max_duration=max_duration, train_set=train_set, force=force, progress=progress,
                       speeds=speeds)

@@ -11,7 +11,7 @@ from asr.train_config import SpecAugmentConfig, TrainConfig
 from asr.train_config import options as train_options
 from commands.base import FROM_CONFIG, app, bounded, fail, from_config, shards_lang
 from pipeline.atomic import os_error_message
-from pipeline.shardformat import DATASET, ShardReadError, refuse_out_inside_shards
+from pipeline.shardformat import DATASET, DEFAULT_CODEC, ShardReadError, refuse_out_inside_shards
 
 BENCH_LOADER = Path(__file__).resolve().parents[1] / "bench" / "bench_loader.py"  # the checkout's bench/
 
@@ -205,6 +205,7 @@ def demo(
     train_seed: int = typer.Option(0, help="Seed of the training run (run folder <runs>/demo-<model>-seed<N> when not 0)."),
     precision: str = typer.Option("", help="fp32 or bf16 to force one (run folder ...-<precision>); default: the faster, measured."),
     preset: str = typer.Option("", help="Another model's demo recipe: conformer-small (ctc, las); run folder <runs>/demo-<model>-<preset>."),
+    codec: str = typer.Option(DEFAULT_CODEC, help="The shards' feature codec: qdelta or float16 (use another --shards folder per codec)."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ):
     """The whole product on a synthetic French corpus: synth, shards, train, LM, eval, transcribe."""
@@ -214,9 +215,15 @@ def demo(
         fail("--model must be ctc or las")
     if precision not in ("", "fp32", "bf16"):
         fail("--precision must be fp32 or bf16 (or left out: the faster, measured)")
+    from pipeline.shardformat import check_codec
+
+    try:
+        check_codec(codec)
+    except ValueError as e:
+        fail(f"--codec: {e}")
     cfg = DemoConfig(model=model, hours=hours, minutes=minutes, data=data, shards=shards, runs=runs, jobs=jobs,
                      device=device, retrain=retrain, max_steps=max_steps, seed=seed, progress=progress,
-                     preset=preset, train_seed=train_seed, precision=precision)
+                     preset=preset, train_seed=train_seed, precision=precision, codec=codec)
     try:
         run_demo(cfg)
     except (RuntimeError, FileNotFoundError, FileExistsError, ValueError) as e:

@@ -48,9 +48,10 @@ from pipeline import atomic
 from pipeline.audio import AudioError, FeatureConfig, speed_features
 from pipeline.cv import SPLITS, Clip, Release, ReleaseError, open_release, shuffled
 from pipeline.lock import LOCK_FILE, lock_folder
-from pipeline.shardformat import (BUILDER_MARK, DATASET, FORMAT_VERSION, INDEX, PARTS, PARTS_NAME, REJECT_COLUMNS,
-                                  REJECTS, SHARD_PATH, SPEED_RANGE, TAR, is_shard_folder, json_text, parts_path,
-                                  row_value, shard_name, shard_path, speed_id, write_tables, write_tar)
+from pipeline.shardformat import (BUILDER_MARK, DATASET, DEFAULT_CODEC, FORMAT_VERSION, INDEX, OLD_CODEC, PARTS,
+                                  PARTS_NAME, REJECT_COLUMNS, REJECTS, SHARD_PATH, SPEED_RANGE, TAR, check_codec,
+                                  is_shard_folder, json_text, parts_path, row_value, shard_name, shard_path, speed_id,
+                                  write_tables, write_tar)
 from pipeline.text import get_normalizer
 
 
@@ -70,6 +71,7 @@ class BuildConfig:
     progress: bool = True
     features: FeatureConfig = field(default_factory=FeatureConfig)
     speeds: tuple[float, ...] = ()  # speed-perturbed copies of the train split (parse_speeds)
+    codec: str = DEFAULT_CODEC  # how the features are stored (pipeline.shardformat.FEATURE_CODECS)
 
     def num_jobs(self) -> int:
         return self.jobs if self.jobs > 0 else len(os.sched_getaffinity(0))
@@ -201,6 +203,8 @@ def plan_shards(release: Release, cfg: BuildConfig, normalizer_version: str) -> 
         "normalizer": normalizer_version,
         "bounds": [cfg.min_duration, cfg.max_duration, cfg.max_chars_per_second],
     }
+    if check_codec(cfg.codec) != OLD_CODEC:  # a float16 build keeps the fingerprints it had before codecs
+        base["codec"] = cfg.codec
     plans = []
     for split in SPLITS:
         clips = release.clips[split]
@@ -288,8 +292,8 @@ def _extract(task: tuple) -> tuple:
 class _ShardAccumulator:
     """Collects one planned shard's results until it can be written."""
 
-    def __init__(self, plan: ShardPlan, pending: int):
-        self.plan = plan
+    def __init__(self, plan: ShardPlan, pending: int, codec: str = DEFAULT_CODEC):
+        self.plan, self.codec = plan, codec
         self.pending = pending
         self.samples: list[tuple[str, np.ndarray, dict]] = []
         self.rows: list[dict] = []
@@ -336,7 +340,7 @@ class _ShardAccumulator:
         tar_path = out / self.plan.tar_path
         if self.samples:  # tar written aside, metadata saved, then the tar renamed into place
             with atomic.atomic_path(tar_path) as tmp:
-                meta["bytes"], meta["sha256"] = write_tar(tmp, self.samples)
+                meta["bytes"], meta["sha256"] = write_tar(tmp, self.samples, self.codec)
                 atomic.write_text(parts_path(out, self.plan.name), json_text(meta))
         else:
             tar_path.unlink(missing_ok=True)
@@ -388,7 +392,7 @@ def _run(todo: list[ShardPlan], out: Path, cfg: BuildConfig, normalizer, total: 
     queue: list[tuple[list[_ShardAccumulator], Clip, str]] = []
     accumulators = []
     for group in _groups(todo):
-        accs = [_ShardAccumulator(plan, 0) for plan in group]
+        accs = [_ShardAccumulator(plan, 0, cfg.codec) for plan in group]
         for clip in group[0].clips:
             text, reason = normalizer.analyse(clip.sentence)
             if reason:  # rejected once, by the original: its copies are simply not made
@@ -501,6 +505,7 @@ def assemble(out: Path, plans: list[ShardPlan], release: Release, cfg: BuildConf
         "format_version": FORMAT_VERSION,
         "lang": cfg.lang,
         "features": cfg.features.to_dict(),
+        "feature_codec": cfg.codec,  # how each sample's features are stored (shardformat.decode_features reads any)
         "normalizer": normalizer.describe(),
         "vocab": vocab,
         "cmvn": _cmvn([m["cmvn"] for m in originals if m["split"] == "train"]),  # never the copies'

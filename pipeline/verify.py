@@ -1,8 +1,9 @@
 """`asr-cli shards verify`: do the tars, index.parquet and dataset.json agree?
 
 Checks every shard listed in dataset.json: it exists, its size and sha256 match, every
-sample has its .feats.npy and .json, the features are float16 [frames, n_mels], the ids
-and frame counts are those of index.parquet, and nothing else lies in the split folders.
+sample has its features (the member of dataset.json's `feature_codec`) and .json, the
+features decode (a qdelta sample's CRC32 included) to finite [frames, n_mels], the ids and
+frame counts are those of index.parquet, and nothing else lies in the split folders.
 The tars are read by the loader's own reader (`shardformat.read_samples`), so a sample
 verify accepts is one training reads the same way.
 """
@@ -18,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cv import SPLITS
-from pipeline.shardformat import (DATASET, FEATS, INDEX, META, load_npy, read_dataset, read_index, read_samples,
-                                  speed_id)
+from pipeline.shardformat import (CODEC_MEMBER, DATASET, FEATURE_CODECS, INDEX, META, FeatureDecodeError,
+                                  dataset_codec, decode_features, read_dataset, read_index, read_samples, speed_id)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -42,6 +43,10 @@ def verify(root: Path, progress: bool = True) -> list[str]:
     except (OSError, ValueError) as e:
         return [f"cannot read {root}/{DATASET} or {INDEX}: {e}"]
     n_mels = dataset["features"]["n_mels"]
+    codec = dataset_codec(dataset)
+    if codec not in FEATURE_CODECS:
+        return [f"{DATASET} names the feature codec {codec!r}, which this version cannot read "
+                f"(it reads {', '.join(FEATURE_CODECS)})"]
     by_shard: dict[str, dict[str, dict]] = defaultdict(dict)
     for row in index:
         by_shard[row["shard"]][row["id"]] = row
@@ -59,7 +64,7 @@ def verify(root: Path, progress: bool = True) -> list[str]:
     problems += [f"{path}: unexpected file in a split folder" for path in sorted(on_disk - {s['path'] for _, s in listed})]
 
     for split, shard in tqdm(listed, desc="verify", unit="shard", disable=not progress):
-        problems += _verify_shard(root, shard, by_shard.get(shard["path"], {}), n_mels)
+        problems += _verify_shard(root, shard, by_shard.get(shard["path"], {}), n_mels, codec)
     return problems
 
 
@@ -82,7 +87,7 @@ def _verify_speeds(dataset: dict, index: list[dict]) -> list[str]:
     return out
 
 
-def _verify_shard(root: Path, shard: dict, rows: dict[str, dict], n_mels: int) -> list[str]:
+def _verify_shard(root: Path, shard: dict, rows: dict[str, dict], n_mels: int, codec: str) -> list[str]:
     path = root / shard["path"]
     name = shard["path"]
     if not path.is_file():
@@ -106,21 +111,25 @@ def _verify_shard(root: Path, shard: dict, rows: dict[str, dict], n_mels: int) -
         out.append(f"{name}: {len(missing)} indexed utterances missing from the tar, {len(extra)} not in the index")
     if len(members) != shard["utterances"]:
         out.append(f"{name}: {len(members)} samples, {DATASET} says {shard['utterances']}")
+    member = CODEC_MEMBER[codec]
     for key, parts in members.items():
-        if set(parts) != {FEATS, META}:
-            out.append(f"{name}: sample {key} has parts {sorted(parts)}")
+        if set(parts) != {member, META}:
+            out.append(f"{name}: sample {key} has parts {sorted(parts)}, expected {sorted([member, META])} "
+                       f"({DATASET}'s feature codec is {codec})")
             continue
         try:
-            feats = load_npy(parts[FEATS])
+            feats = decode_features(parts)
             meta = json.loads(bytes(parts[META]))
-        except (ValueError, SyntaxError, KeyError) as e:  # a bad npy header or JSON
+        except (FeatureDecodeError, ValueError) as e:  # truncated or corrupt features, bad JSON
             out.append(f"{name}: sample {key} unreadable ({e})")
             continue
         row = rows.get(key)
-        if feats.dtype != np.float16 or feats.ndim != 2 or feats.shape[1] != n_mels:
-            out.append(f"{name}: sample {key} features {feats.dtype} {feats.shape}, expected float16 [T, {n_mels}]")
+        want = np.float16 if codec == "float16" else np.float32
+        if feats.dtype != want or feats.ndim != 2 or feats.shape[1] != n_mels:
+            out.append(f"{name}: sample {key} features {feats.dtype} {feats.shape}, expected "
+                       f"{np.dtype(want).name} [T, {n_mels}]")
         elif row is not None and (feats.shape[0] != row["frames"] or meta.get("text") != row["text"]):
             out.append(f"{name}: sample {key} disagrees with {INDEX} (frames or text)")
-        elif not np.isfinite(feats.astype(np.float32)).all():
+        elif not np.isfinite(feats).all():
             out.append(f"{name}: sample {key} has non-finite features")
     return out

@@ -199,9 +199,9 @@ import pipeline.build as S
 from pathlib import Path
 calls = 0
 real = S.write_tar
-def dying_write_tar(path, samples):
+def dying_write_tar(path, samples, *codec):
     global calls
-    result = real(path, samples)
+    result = real(path, samples, *codec)
     calls += 1
     if calls == {die_at}:   # this tar is written but not yet renamed: die like kill -9
         os._exit(137)
@@ -227,6 +227,13 @@ def lm(shards_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("lm") / "lm-3gram.arpa"
     build_lm_from_shards(shards_dir, 3, out)
     return out
+
+
+def as_stored(feats: np.ndarray, codec: str = "qdelta") -> np.ndarray:
+    """What a reader gets back of `feats` stored under `codec` (qdelta: quantised to its step)."""
+    from pipeline.shardformat import decode_features, encode_features
+
+    return decode_features(dict([encode_features(feats, codec)]))
 
 
 def one_line(proc: subprocess.CompletedProcess, *fragments: str) -> str:

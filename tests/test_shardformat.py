@@ -14,8 +14,9 @@ from webdataset.tariterators import base_plus_ext
 from asr.data import LoaderConfig, ShardStream
 from asr.tokenizer import CharTokenizer
 from pipeline.cv import clip_id
-from pipeline.shardformat import (FEATS, META, ShardSet, ShardWriter, check_key, load_npy, read_index,
-                                  read_samples, shard_path, split_name, write_tables, write_tar)
+from pipeline.shardformat import (CODEC_MEMBER, FEATURE_CODECS, META, QDELTA_STEP, ShardSet, ShardWriter, check_key,
+                                  decode_features, read_index, read_samples, shard_path, split_name, write_tables,
+                                  write_tar)
 from pipeline.verify import verify
 
 # a real Common Voice id, ids with dashes and underscores (what clip_id makes of dots), and
@@ -44,24 +45,32 @@ def test_member_names_split_as_webdataset_splits_them():
             check_key(bad)
 
 
-def test_writer_tar_reads_back_through_every_reader(tmp_path):
+@pytest.mark.parametrize("codec", FEATURE_CODECS)
+def test_writer_tar_reads_back_through_every_reader(tmp_path, codec):
     written = samples(KEYS)
-    size, sha = write_tar(tmp_path / "a.tar", written)
+    size, sha = write_tar(tmp_path / "a.tar", written, codec)
     data = (tmp_path / "a.tar").read_bytes()
     assert (size, sha) == (len(data), hashlib.sha256(data).hexdigest())
-    assert write_tar(tmp_path / "b.tar", written) == (size, sha)  # the same samples, the same bytes
+    assert write_tar(tmp_path / "b.tar", written, codec) == (size, sha)  # the same samples, the same bytes
     assert (tmp_path / "b.tar").read_bytes() == data
 
     fast = list(read_samples([str(tmp_path / "a.tar")]))
     reference = list(wds.tarfile_samples(iter([{"url": str(tmp_path / "a.tar")}])))
     assert [s["__key__"] for s in fast] == [s["__key__"] for s in reference] == KEYS
+    member = CODEC_MEMBER[codec]
     for (key, feats, meta), f, r in zip(written, fast, reference):
-        assert {k for k in f if not k.startswith("__")} == {k for k in r if not k.startswith("__")} == {FEATS, META}
-        assert bytes(f[FEATS]) == r[FEATS] and bytes(f[META]) == r[META]
-        assert np.array_equal(load_npy(f[FEATS]), feats) and load_npy(f[FEATS]).dtype == np.float16
+        assert {k for k in f if not k.startswith("__")} == {k for k in r if not k.startswith("__")} == {member, META}
+        assert bytes(f[member]) == r[member] and bytes(f[META]) == r[META]
+        decoded = decode_features(f)
+        assert np.array_equal(decoded, decode_features(r)) and decoded.shape == feats.shape
+        if codec == "float16":
+            assert decoded.dtype == np.float16 and np.array_equal(decoded, feats)
+        else:
+            assert decoded.dtype == np.float32
+            assert np.abs(decoded - feats.astype(np.float32)).max() <= QDELTA_STEP / 2
         assert json.loads(bytes(f[META])) == meta
 
-    with pytest.raises(ValueError, match="sample key"), ShardWriter(tmp_path / "c.tar") as shard:
+    with pytest.raises(ValueError, match="sample key"), ShardWriter(tmp_path / "c.tar", codec) as shard:
         shard.write("common_voice_fr_1.2-x", *written[0][1:])
 
 
@@ -74,7 +83,7 @@ def tiny_shard_set(root: Path, keys: list[str]) -> ShardSet:
     rows = [{"id": k, "split": "train", "shard": path, "frames": f.shape[0], "duration": f.shape[0] / 100,
              "text": m["text"], "sentence": m["text"], "client_id": "c", "gender": "", "age": "", "accent": "",
              "sample_rate": 48000, "channels": 1, "path": f"{k}.mp3"} for k, f, m in written]
-    dataset = {"lang": "fr", "features": {"n_mels": 4}, "vocab": sorted(set("mot 0123")),
+    dataset = {"lang": "fr", "features": {"n_mels": 4}, "feature_codec": "qdelta", "vocab": sorted(set("mot 0123")),
                "cmvn": {"frames": frames, "mean": [0.0] * 4, "std": [1.0] * 4},
                "splits": {"train": {"utterances": len(rows), "frames": frames, "shards": [
                    {"path": path, "utterances": len(rows), "frames": frames, "bytes": size, "sha256": sha}]},

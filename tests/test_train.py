@@ -25,7 +25,7 @@ from asr.specaug import SpecAugmentConfig
 from asr.distributed import Dist
 from asr.train import TrainConfig, train, train_step
 from conftest import ROOT
-from pipeline.shardformat import ShardSet
+from pipeline.shardformat import FEATS, FEATS_QDELTA, ShardSet, decode_features
 
 NO_AUG = SpecAugmentConfig(freq_masks=0, time_masks=0)
 
@@ -98,14 +98,14 @@ def _poison_first_train_shard(shards_dir: Path, dst: Path) -> int:
     with tarfile.open(tar_path, "w") as tar:
         poisoned = 0
         for m, data in members:
-            if m.name.endswith(".feats.npy") and poisoned < 2:
+            if m.name.endswith(f".{FEATS_QDELTA}") and poisoned < 2:
+                # qdelta cannot hold inf: the sample becomes a float16 one (readers decode any codec by its member)
                 poisoned += 1
-                arr = np.load(io.BytesIO(data))
-                arr[:] = np.inf
+                arr = np.full(decode_features({FEATS_QDELTA: data}).shape, np.inf, np.float16)
                 buf = io.BytesIO()
                 np.save(buf, arr)
                 data = buf.getvalue()
-                m.size = len(data)
+                m.name, m.size = m.name[: -len(FEATS_QDELTA)] + FEATS, len(data)
             tar.addfile(m, io.BytesIO(data))
     return poisoned
 

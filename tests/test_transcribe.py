@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from asr.evaluate import UTTERANCES_FILE, EvalConfig, evaluate
 from asr.transcribe import FileFailure, Transcriber, Transcript, transcribe
 from cli import app
-from conftest import LANG, ROOT
+from conftest import LANG, ROOT, as_stored
+from pipeline.shardformat import FEATS_QDELTA, decode_features
 
 
 def index_rows(shards_dir: Path) -> dict[str, dict]:
@@ -33,7 +34,7 @@ def clip_path(broken_root: Path, row: dict) -> Path:
 
 def stored_features(shards_dir: Path, row: dict) -> np.ndarray:
     with tarfile.open(shards_dir / row["shard"]) as tar:
-        return np.load(io.BytesIO(tar.extractfile(f"{row['id']}.feats.npy").read()))
+        return decode_features({FEATS_QDELTA: tar.extractfile(f"{row['id']}.{FEATS_QDELTA}").read()})
 
 
 def as_float_wav(mp3: Path, out: Path) -> Path:
@@ -51,12 +52,25 @@ def test_features_are_the_shards_features(tiny_ctc, shards_dir, broken_root):
     transcriber = Transcriber(tiny_ctc, device="cpu")
     for clip in picks:
         feats, duration = transcriber.compute(clip_path(broken_root, rows[clip]))
-        np.testing.assert_array_equal(feats, stored_features(shards_dir, rows[clip]))
+        np.testing.assert_array_equal(as_stored(feats), stored_features(shards_dir, rows[clip]))
         assert duration == pytest.approx(rows[clip]["duration"], abs=1e-3)
 
 
-def test_transcripts_equal_eval_hypotheses(chatty_ckpt, shards_dir, broken_root, tmp_path):
+@pytest.fixture(scope="module")
+def float16_shards(broken_root, tmp_path_factory) -> Path:
+    """`shards_dir` stored in float16: the features exactly as transcribe computes them (qdelta
+    rounds each value by up to 1/16, enough to change a letter of the untrained model's babble)."""
+    from pipeline.build import BuildConfig, build
+
+    out = tmp_path_factory.mktemp("shards-f16") / LANG
+    build(BuildConfig(cv_root=broken_root, lang=LANG, out=out, jobs=2, shard_size=8, progress=False,
+                      max_duration=15.0, codec="float16"))
+    return out
+
+
+def test_transcripts_equal_eval_hypotheses(chatty_ckpt, float16_shards, broken_root, tmp_path):
     """Same features, CMVN, decoding and normalisation as `asr-cli eval` (batches of one there)."""
+    shards_dir = float16_shards
     evaluate(EvalConfig(chatty_ckpt, shards_dir, "dev", out=tmp_path, max_batch=1, workers=0, threads=1,
                         progress=False))
     hyps = {r["id"]: r["hypothesis"]
