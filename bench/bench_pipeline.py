@@ -110,17 +110,71 @@ def bench_features(paths) -> float:
     return audio / (time.perf_counter() - t)
 
 
-def bench_pipeline(cv_root: Path, lang: str, out: Path, jobs: int, speeds: tuple[float, ...] = ()) -> tuple[float, dict]:
+def bench_pipeline(cv_root: Path, lang: str, out: Path, jobs: int, speeds: tuple[float, ...] = (),
+                   codec: str | None = None) -> tuple[float, dict]:
     from pipeline.build import BuildConfig, build
 
     cfg = BuildConfig(cv_root=cv_root, lang=lang, out=out, jobs=jobs, force=True, progress=False,
-                      shard_size=500, speeds=speeds)
+                      shard_size=500, speeds=speeds, **({"codec": codec} if codec else {}))
     t, cpu = time.perf_counter(), time.process_time()
     summary = build(cfg)
     wall, cpu = time.perf_counter() - t, time.process_time() - cpu
     hours = sum(s["hours"] for s in summary["splits"].values())  # speed copies included
     summary["bench_cpu_rate"] = hours * 3600 / cpu  # audio s per CPU s of this process (jobs=1 only)
     return hours * 3600 / wall, summary
+
+
+def bench_stages(paths) -> list[tuple[str, float]]:
+    """Where one job's time goes: (stage, CPU ms per audio second) for each step of a clip's way
+    from MP3 to a shard member, timed one after the other on the same clips, 1 thread."""
+    import hashlib
+    import io
+    import tarfile
+
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    from pipeline.audio import FeatureConfig, _log_mel, _mel_weights, resample
+    from pipeline.shardformat import DEFAULT_CODEC, _add_member, encode_features
+
+    torch.set_num_threads(1)
+    cfg = FeatureConfig()
+    window, fb = _mel_weights(cfg)
+    spent = dict.fromkeys(["MP3 decode (libsndfile / mpg123)", "downmix + soxr HQ to 16 kHz",
+                           "STFT (torch, 512 points)", "power, mel filters, log", "checks + float16",
+                           f"{DEFAULT_CODEC} encoding", "tar member + sha256"], 0.0)
+    names = list(spent)
+    audio = 0.0
+    encode_features(np.zeros((10, cfg.n_mels), np.float16), DEFAULT_CODEC)  # its one-time set-up, not timed
+    for p in paths:
+        t0 = time.perf_counter()
+        data, rate = sf.read(str(p), dtype="float32", always_2d=True)
+        t1 = time.perf_counter()
+        wave = resample(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0], rate, cfg)
+        t2 = time.perf_counter()
+        with torch.inference_mode():
+            spec = torch.stft(torch.from_numpy(wave), cfg.n_fft, cfg.hop_length, cfg.win_length, window,
+                              center=True, pad_mode="reflect", return_complex=True)
+            t3 = time.perf_counter()
+            ri = torch.view_as_real(spec)
+            feats = torch.log((fb @ (ri[..., 0].square() + ri[..., 1].square())).add_(cfg.log_offset)).T
+            t4 = time.perf_counter()
+            f16 = feats.to(torch.float16).contiguous().numpy()
+        float(np.abs(wave).max()), bool(np.isfinite(f16).all())
+        t5 = time.perf_counter()
+        ext, blob = encode_features(f16, DEFAULT_CODEC)
+        t6 = time.perf_counter()
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            _add_member(tar, f"x.{ext}", blob)
+        hashlib.sha256(buf.getvalue()).hexdigest()
+        t7 = time.perf_counter()
+        for name, dt in zip(names, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6)):
+            spent[name] += dt
+        audio += len(wave) / cfg.sample_rate
+    _log_mel  # the stages above are _log_mel's, written out to time each one
+    return [(name, 1000 * dt / audio) for name, dt in spent.items()]
 
 
 def lhotse_cuts(paths):
@@ -202,9 +256,17 @@ def main() -> None:
     for name, rate, cores in rows:
         print(f"{name:<40} {rate:>16.0f}x {rate / cores:>9.0f}x {rate / cores / naive:>8.1f}x")
     if cuts is not None:
+        print(f"\nthe 1-job build runs at {best_1 / rows[0][1]:.0%} of the bare MP3 decode rate")
         print(f"\n1-job build vs lhotse (all {len(paths)} clips, best of {args.repeats} interleaved): "
               f"{best_1 / best_lh:.2f}x by wall time ({best_1:.0f}x vs {best_lh:.0f}x real time), "
               f"{cpu_1 / cpu_lh:.2f}x by CPU time ({cpu_1:.0f}x vs {cpu_lh:.0f}x real time per CPU second)")
+    stages = bench_stages(sample)
+    total = sum(ms for _, ms in stages)
+    print(f"\nwhere one job's time goes ({len(sample)} clips, CPU ms per audio second; the build adds "
+          "the TSVs, the normaliser, JSON and the tables):")
+    for name, ms in stages:
+        print(f"  {name:<36} {ms:>6.3f} ms  {ms / total:>5.1%}")
+    print(f"  {'all':<36} {total:>6.3f} ms  = {1000 / total:.0f}x real time per core")
     if len(results) > 1:
         lo, hi = min(results), max(results)
         print(f"\nspeed-up from {lo} to {hi} jobs: {results[hi] / results[lo]:.2f}x "
