@@ -402,7 +402,8 @@ def estimate(release: Release, cfg: BuildConfig, normalizer, plans: list[ShardPl
     What only decoding finds (silent or truncated audio) the build rejects on top of this.
 
     Returns {"splits": {split: {clips, utterances, hours, speakers, bytes, rejected}},
-    "shard_bytes": {tar path: bytes}, "metadata_bytes", "bytes", "rejects": {reason: n}}."""
+    "shard_bytes": {tar path: bytes}, "metadata": {tar path: bytes of its rows in .parts/ and
+    the index}, "metadata_bytes", "bytes" (the two together), "rejects": {reason: n}}."""
     plans = plan_shards(release, cfg, normalizer.version) if plans is None else plans
     durations = release.durations
     splits = {s: {"clips": 0, "utterances": 0, "seconds": 0.0, "speakers": set(), "bytes": 0, "rejected": 0}
@@ -411,10 +412,11 @@ def estimate(release: Release, cfg: BuildConfig, normalizer, plans: list[ShardPl
     for p in release.problems:
         splits[p.split]["rejected"] += 1
     shard_bytes: dict[str, int] = {}
-    metadata = 0
+    metadata: dict[str, int] = {}
     kept: dict[int, tuple[str, float]] = {}  # clip (by id()) -> (text, seconds), decided by the original
     for plan in plans:
         sizes = []
+        metadata[plan.tar_path] = 0
         for clip in plan.clips:
             if plan.speed == 1.0:
                 text, reason = normalizer.analyse(clip.sentence)
@@ -439,16 +441,16 @@ def estimate(release: Release, cfg: BuildConfig, normalizer, plans: list[ShardPl
             row = _index_row(clip, text, plan, frames, {"duration": seconds, "sample_rate": 48000, "channels": 1})
             meta = len(json.dumps(_sample_meta(row), ensure_ascii=False, sort_keys=True).encode())
             sizes.append(estimate_sample_bytes(frames, cfg.features.n_mels, cfg.codec, meta))
-            metadata += 2 * len(json.dumps(row, ensure_ascii=False).encode())  # its .parts copy and index row
+            metadata[plan.tar_path] += 2 * len(json.dumps(row, ensure_ascii=False).encode())  # .parts and index
             splits[plan.split]["utterances"] += 1
         shard_bytes[plan.tar_path] = _tar_bytes(sizes)
         splits[plan.split]["bytes"] += shard_bytes[plan.tar_path]
     out_splits = {split: {"clips": s["clips"], "utterances": s["utterances"], "hours": round(s["seconds"] / 3600, 4),
                           "speakers": len(s["speakers"]), "bytes": s["bytes"], "rejected": s["rejected"]}
                   for split, s in splits.items()}
-    total = sum(shard_bytes.values()) + metadata
-    return {"splits": out_splits, "shard_bytes": shard_bytes, "metadata_bytes": metadata, "bytes": total,
-            "rejects": dict(sorted(rejects.items()))}
+    total = sum(shard_bytes.values()) + sum(metadata.values())
+    return {"splits": out_splits, "shard_bytes": shard_bytes, "metadata": metadata,
+            "metadata_bytes": sum(metadata.values()), "bytes": total, "rejects": dict(sorted(rejects.items()))}
 
 
 def _needed(release: Release, cfg: BuildConfig, normalizer) -> tuple[dict, int, int]:
@@ -459,7 +461,7 @@ def _needed(release: Release, cfg: BuildConfig, normalizer) -> tuple[dict, int, 
     est = estimate(release, cfg, normalizer, plans)
     done = set() if cfg.force else {p.tar_path for g in _groups(plans) if all(_is_done(out, p) for p in g)
                                     for p in g}
-    need = est["bytes"] - sum(b for path, b in est["shard_bytes"].items() if path in done)
+    need = est["bytes"] - sum(est["shard_bytes"][path] + est["metadata"][path] for path in done)
     freed = sum(p.stat().st_size for p in _own_files(out)) if cfg.force and out.is_dir() else 0
     return est, need, freed
 
