@@ -71,9 +71,10 @@ def shards(
     """Build shards/<lang>/ from a Common Voice release; a rerun resumes where it stopped."""
     if ctx.invoked_subcommand is not None:
         return
-    from pipeline.build import BuildConfig, build, format_dry_run, format_summary, parse_speeds
+    from pipeline.build import BuildConfig, build, format_summary, parse_speeds
     from pipeline.build import dry_run as estimate_build
     from pipeline.cv import ReleaseError, SpeakerCap
+    from pipeline.estimate import format_dry_run
     from pipeline.lock import LockedError
 
     if shard_size < 1:

@@ -18,11 +18,8 @@ How a build runs:
    the same fingerprint is never rebuilt, so a rerun after a kill resumes and ends with
    byte-identical shards.
 4. index.parquet, rejects.parquet and dataset.json are assembled from the metadata.
-
-Before any of it, the disk the build will take is estimated from the same plan, without
-decoding (`estimate`: durations from `clip_durations.tsv` or the audio headers, bytes per
-sample from the shard format); a build that would not fit in the free space of `--out` stops
-before writing anything, and `asr-cli shards --dry-run` prints that estimate and nothing else.
+Before any of it the same plan gives the disk the build takes (`pipeline.estimate`, no
+decoding): a build that would not fit stops before writing anything; `dry_run` is that alone.
 
 One build owns the output folder at a time (`pipeline.lock`): a second one into the same
 `--out` stops at once with the first one's pid. The builder only ever removes what it wrote:
@@ -40,9 +37,7 @@ import json
 import math
 import multiprocessing as mp
 import os
-import shutil
 import sys
-import tarfile
 import time
 import traceback
 from collections import Counter
@@ -53,13 +48,14 @@ import numpy as np
 
 from pipeline import atomic
 from pipeline.audio import AudioError, FeatureConfig, speed_features
-from pipeline.cv import (LEFT_OUT_REASONS, SPLITS, Clip, Release, ReleaseError, SpeakerCap, open_release,
-                         shuffled)
+from pipeline.cv import SPLITS, Clip, Release, ReleaseError, SpeakerCap, open_release, shuffled
+from pipeline.estimate import (check_space, disk_report, duration_problem, estimate, index_row, sample_meta,
+                               selection_lines, train_selection)
 from pipeline.lock import LOCK_FILE, lock_folder
 from pipeline.shardformat import (BUILDER_MARK, DATASET, DEFAULT_CODEC, FORMAT_VERSION, INDEX, OLD_CODEC, PARTS,
                                   PARTS_NAME, REJECTS, REJECT_COLUMNS, SHARD_PATH, SPEED_RANGE, TAR, check_codec,
-                                  estimate_sample_bytes, is_shard_folder, json_text, parts_path, row_value,
-                                  shard_name, shard_path, speed_id, write_tables, write_tar)
+                                  is_shard_folder, json_text, parts_path, row_value, shard_name, shard_path,
+                                  write_tables, write_tar)
 from pipeline.text import get_normalizer
 
 
@@ -299,28 +295,6 @@ def _extract(task: tuple) -> tuple:
 # --------------------------------------------------------------------------------------
 # shard writing
 # --------------------------------------------------------------------------------------
-def _index_row(clip: Clip, text: str, plan: ShardPlan, frames: int, info: dict) -> dict:
-    """A kept utterance's index row (info: duration, sample_rate, channels of its audio)."""
-    speed = plan.speed
-    return {
-        "id": speed_id(clip.id, speed), "split": clip.split, "shard": plan.tar_path,
-        "frames": frames, "duration": round(info["duration"], 4),
-        "text": text, "sentence": clip.sentence,
-        "client_id": clip.meta.get("client_id", ""), "gender": clip.meta.get("gender", ""),
-        "age": clip.meta.get("age", ""), "accent": clip.meta.get("accent", ""),
-        "sample_rate": int(info["sample_rate"]), "channels": int(info["channels"]),
-        "path": clip.path.name,  # the audio file, relative to <cv-root>/<lang>/clips
-        "speed": speed,
-    }
-
-
-def _sample_meta(row: dict) -> dict:
-    """The sample's JSON in the tar: its index row less the shard and path. An original's is
-    what it was before speed copies existed (same tar bytes), so it has no `speed` either."""
-    hidden = ("shard", "path") if row["speed"] != 1.0 else ("shard", "path", "speed")
-    return {k: v for k, v in row.items() if k not in hidden}
-
-
 class _ShardAccumulator:
     """Collects one planned shard's results until it can be written."""
 
@@ -338,9 +312,9 @@ class _ShardAccumulator:
         self.rejects.append({"id": clip.id, "split": clip.split, "reason": reason, "detail": detail})
 
     def add(self, clip: Clip, text: str, feats: np.ndarray, info: dict, s, ss) -> None:
-        row = _index_row(clip, text, self.plan, int(feats.shape[0]), info)
+        row = index_row(clip, text, self.plan, int(feats.shape[0]), info)
         self.rows.append(row)
-        self.samples.append((row["id"], feats, _sample_meta(row)))
+        self.samples.append((row["id"], feats, sample_meta(row)))
         self.frames += row["frames"]
         if s is not None:
             self.sum = s if self.sum.size == 0 else self.sum + s
@@ -369,191 +343,6 @@ class _ShardAccumulator:
 
 
 # --------------------------------------------------------------------------------------
-# the disk before the build: estimate, free space, dry run
-# --------------------------------------------------------------------------------------
-class DiskSpaceError(ReleaseError):
-    """The build would not fit in the free space of --out (one line with both figures)."""
-
-
-def free_bytes(path: Path) -> tuple[int, Path]:
-    """(free bytes, folder measured) of the filesystem `path` would be on: its nearest
-    existing parent, since --out need not exist yet."""
-    p = Path(path).absolute()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return shutil.disk_usage(p).free, p
-
-
-def _tar_bytes(samples: list[int]) -> int:
-    """A tar's size from its samples' sizes: tarfile ends it with two zero blocks and pads
-    the whole to its record size."""
-    if not samples:
-        return 0
-    size = sum(samples) + 2 * tarfile.BLOCKSIZE
-    return -(-size // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
-
-
-def estimate(release: Release, cfg: BuildConfig, normalizer, plans: list[ShardPlan] | None = None) -> dict:
-    """What the build of `release` will keep and the bytes it will write, without decoding.
-
-    The same plan, normaliser (text rejects) and duration bounds as the build, with durations
-    from `clip_durations.tsv` or the audio headers (`pipeline.cv.ClipDurations`); bytes per
-    sample from the shard format (`estimate_sample_bytes`), speed copies at duration/speed.
-    What only decoding finds (silent or truncated audio) the build rejects on top of this.
-
-    Returns {"splits": {split: {clips, utterances, hours, speakers, bytes, rejected}},
-    "shard_bytes": {tar path: bytes}, "metadata": {tar path: bytes of its rows in .parts/ and
-    the index}, "metadata_bytes", "bytes" (the two together), "rejects": {reason: n}}."""
-    plans = plan_shards(release, cfg, normalizer.version) if plans is None else plans
-    durations = release.durations
-    splits = {s: {"clips": 0, "utterances": 0, "seconds": 0.0, "speakers": set(), "bytes": 0, "rejected": 0}
-              for s in SPLITS}
-    rejects: Counter = Counter(p.reason for p in release.problems)
-    for p in release.problems:
-        splits[p.split]["rejected"] += 1
-    shard_bytes: dict[str, int] = {}
-    metadata: dict[str, int] = {}
-    kept: dict[int, tuple[str, float]] = {}  # clip (by id()) -> (text, seconds), decided by the original
-    for plan in plans:
-        sizes = []
-        metadata[plan.tar_path] = 0
-        for clip in plan.clips:
-            if plan.speed == 1.0:
-                text, reason = normalizer.analyse(clip.sentence)
-                seconds, problem, _ = durations.probe(clip.path) if not reason else (None, reason, "")
-                if seconds is not None:
-                    bad = _duration_problem(seconds, text, cfg)
-                    problem = bad[0] if bad else ""
-                if problem:
-                    rejects[problem.split(":")[0]] += 1
-                    splits[plan.split]["rejected"] += 1
-                    continue
-                kept[id(clip)] = (text, seconds)
-                s = splits[plan.split]
-                s["clips"] += 1
-                s["seconds"] += seconds
-                s["speakers"].add(clip.meta.get("client_id", ""))
-            elif id(clip) not in kept:
-                continue
-            text, seconds = kept[id(clip)]
-            seconds /= plan.speed
-            frames = cfg.features.num_frames(int(seconds * cfg.features.sample_rate))
-            row = _index_row(clip, text, plan, frames, {"duration": seconds, "sample_rate": 48000, "channels": 1})
-            meta = len(json.dumps(_sample_meta(row), ensure_ascii=False, sort_keys=True).encode())
-            sizes.append(estimate_sample_bytes(frames, cfg.features.n_mels, cfg.codec, meta))
-            metadata[plan.tar_path] += 2 * len(json.dumps(row, ensure_ascii=False).encode())  # .parts and index
-            splits[plan.split]["utterances"] += 1
-        shard_bytes[plan.tar_path] = _tar_bytes(sizes)
-        splits[plan.split]["bytes"] += shard_bytes[plan.tar_path]
-    out_splits = {split: {"clips": s["clips"], "utterances": s["utterances"], "hours": round(s["seconds"] / 3600, 4),
-                          "speakers": len(s["speakers"]), "bytes": s["bytes"], "rejected": s["rejected"]}
-                  for split, s in splits.items()}
-    total = sum(shard_bytes.values()) + sum(metadata.values())
-    return {"splits": out_splits, "shard_bytes": shard_bytes, "metadata": metadata,
-            "metadata_bytes": sum(metadata.values()), "bytes": total, "rejects": dict(sorted(rejects.items()))}
-
-
-def _needed(release: Release, cfg: BuildConfig, normalizer) -> tuple[dict, int, int]:
-    """(estimate, bytes this build still has to write, bytes it may use): a resumed build's
-    finished shards are not needed again; --force frees the builder's own files first."""
-    out = Path(cfg.out)
-    plans = plan_shards(release, cfg, normalizer.version)
-    est = estimate(release, cfg, normalizer, plans)
-    done = set() if cfg.force else {p.tar_path for g in _groups(plans) if all(_is_done(out, p) for p in g)
-                                    for p in g}
-    need = est["bytes"] - sum(est["shard_bytes"][path] + est["metadata"][path] for path in done)
-    freed = sum(p.stat().st_size for p in _own_files(out)) if cfg.force and out.is_dir() else 0
-    return est, need, freed
-
-
-def check_space(release: Release, cfg: BuildConfig, normalizer) -> None:
-    """DiskSpaceError, before anything is written, when the build would not fit."""
-    _, need, freed = _needed(release, cfg, normalizer)
-    free, where = free_bytes(Path(cfg.out))
-    if need > free + freed:
-        raise DiskSpaceError(f"the build needs about {_size(need)} and {where} has {_size(free + freed)} free"
-                             f"{' (with what --force removes)' if freed else ''}: free some space, choose another "
-                             "--out, or pass --no-space-check to build until the disk is full")
-
-
-def dry_run(cfg: BuildConfig) -> dict:
-    """`asr-cli shards --dry-run`: the estimate of a build, reading the TSVs and the audio headers
-    only; nothing is decoded and nothing is written (no folder, no lock)."""
-    release = open_release(cfg.cv_root, cfg.lang, cfg.train_set, cfg.max_per_speaker)
-    normalizer = get_normalizer(cfg.lang)
-    est, need, freed = _needed(release, cfg, normalizer)
-    free, where = free_bytes(Path(cfg.out))
-    return {**est, "needed_bytes": need, "free_bytes": free + freed, "free_at": str(where),
-            "fits": need <= free + freed, "codec": cfg.codec, "speed_factors": list(cfg.speeds),
-            "train_selection": train_selection(release, None)}
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000
-    return f"{n} B"
-
-
-def format_dry_run(report: dict) -> str:
-    """The dry run's table: per split what the build would keep and the disk it would take."""
-    lines = [f"{'split':<6} {'clips':>8} {'hours':>8} {'speakers':>9} {'rejected':>9} {'disk':>11}"]
-    for split, s in report["splits"].items():
-        lines.append(f"{split:<6} {s['clips']:>8} {s['hours']:>8.3f} {s['speakers']:>9} {s['rejected']:>9} "
-                     f"{_size(s['bytes']):>11}")
-    train = report["splits"]["train"]
-    if report["speed_factors"]:
-        factors = ", ".join(f"{f:g}" for f in report["speed_factors"])
-        lines.append(f"train's disk includes {train['utterances'] - train['clips']} speed copies ({factors})")
-    lines += _selection_lines(report["train_selection"])
-    if report["rejects"]:
-        lines.append("rejected by reason (before decoding): "
-                     + ", ".join(f"{k} {v}" for k, v in report["rejects"].items()))
-    lines.append(f"disk: {_size(report['bytes'])} in all with the {report['codec']} codec (shards "
-                 f"{_size(report['bytes'] - report['metadata_bytes'])}, metadata {_size(report['metadata_bytes'])})"
-                 + (f"; {_size(report['needed_bytes'])} still to write" if report["needed_bytes"] != report["bytes"]
-                    else ""))
-    verdict = "fits" if report["fits"] else "does NOT fit: the build would stop before writing (--no-space-check)"
-    lines.append(f"free at {report['free_at']}: {_size(report['free_bytes'])}; the build {verdict}")
-    return "\n".join(lines)
-
-
-def train_selection(release: Release, index_rows: list[dict] | None) -> dict:
-    """What the split rules and the speaker cap left out of train (clips and hours per reason,
-    hours from `ClipDurations`), and for train_set "validated" the hours gained over train.tsv:
-    the hours of the kept train clips that train.tsv does not list (from the index's decoded
-    durations after a build, from the headers in a dry run)."""
-    left = {}
-    for reason in LEFT_OUT_REASONS:
-        probs = [p for p in release.problems if p.reason == reason and p.split == "train"]
-        if probs:
-            seconds = sum(release.durations.seconds(p.path) for p in probs if p.path is not None)
-            left[reason] = {"clips": len(probs), "hours": round(seconds / 3600, 4)}
-    result: dict = {"left_out": left}
-    if release.train_tsv_paths is not None:
-        official = {c.id for c in release.clips["train"] if c.path in release.train_tsv_paths}
-        if index_rows is None:
-            gained = sum(release.durations.seconds(c.path) for c in release.clips["train"] if c.id not in official)
-        else:
-            gained = sum(r["duration"] for r in index_rows
-                         if r["split"] == "train" and row_value(r, "speed") == 1.0 and r["id"] not in official)
-        result["hours_gained_over_train_tsv"] = round(gained / 3600, 4)
-    return result
-
-
-def _selection_lines(selection: dict) -> list[str]:
-    lines = []
-    if selection["left_out"]:
-        lines.append("left out of train: " + ", ".join(f"{k} {v['clips']} ({v['hours']:.3f} h)"
-                                                      for k, v in selection["left_out"].items()))
-    if "hours_gained_over_train_tsv" in selection:
-        lines.append(f"train from validated.tsv: {selection['hours_gained_over_train_tsv']:.3f} h more than "
-                     "the clips train.tsv lists")
-    return lines
-
-
-# --------------------------------------------------------------------------------------
 # the build
 # --------------------------------------------------------------------------------------
 def build(cfg: BuildConfig) -> dict:
@@ -563,10 +352,25 @@ def build(cfg: BuildConfig) -> dict:
     normalizer = get_normalizer(cfg.lang)
     check_out_folder(Path(cfg.out))  # before the lock: a refused folder is left without even a .lock
     if cfg.space_check:  # before the lock too: a build that cannot fit writes nothing at all
-        check_space(release, cfg, normalizer)
+        check_space(_disk(release, cfg, normalizer))
     with lock_folder(Path(cfg.out), "shards"):
         check_out_folder(Path(cfg.out))  # again, now that no other build can change it
         return _build(release, normalizer, cfg, t0)
+
+
+def dry_run(cfg: BuildConfig) -> dict:
+    """`asr-cli shards --dry-run`: the build's `disk_report` and `train_selection`, from the
+    TSVs and audio headers only; nothing is decoded, nothing written (no folder, no lock)."""
+    release = open_release(cfg.cv_root, cfg.lang, cfg.train_set, cfg.max_per_speaker)
+    return {**_disk(release, cfg, get_normalizer(cfg.lang)), "train_selection": train_selection(release, None)}
+
+
+def _disk(release: Release, cfg: BuildConfig, normalizer) -> dict:
+    """This build's disk: a resume's finished shards are not needed again, --force frees ours first."""
+    out, plans = Path(cfg.out), plan_shards(release, cfg, normalizer.version)
+    done = set() if cfg.force else {p.tar_path for g in _groups(plans) if all(_is_done(out, p) for p in g) for p in g}
+    freed = sum(p.stat().st_size for p in _own_files(out)) if cfg.force and out.is_dir() else 0
+    return disk_report(estimate(release, cfg, normalizer, plans), cfg, done, freed)
 
 
 def _build(release: Release, normalizer, cfg: BuildConfig, t0: float) -> dict:
@@ -641,7 +445,7 @@ def _run(todo: list[ShardPlan], out: Path, cfg: BuildConfig, normalizer, total: 
         for (accs, clip, text), res in zip(queue, results):
             if res[0] == "ok":
                 _, feats, info, s, ss, copies = res
-                problem = _duration_problem(info["duration"], text, cfg)
+                problem = duration_problem(info["duration"], text, cfg)
                 if problem:  # the original's duration decides for its copies too
                     accs[0].reject(clip, *problem)
                 else:
@@ -675,16 +479,6 @@ def _text_detail(reason: str, sentence: str) -> str:
         code = reason.split(":", 1)[1]
         return f"{code} ({chr(int(code[2:], 16))!r}) in {sentence!r}"
     return repr(sentence)
-
-
-def _duration_problem(duration: float, text: str, cfg: BuildConfig) -> tuple[str, str] | None:
-    if duration < cfg.min_duration:
-        return "too_short", f"{duration:.2f}s < {cfg.min_duration}s"
-    if duration > cfg.max_duration:
-        return "too_long", f"{duration:.2f}s > {cfg.max_duration}s"
-    if len(text) / duration > cfg.max_chars_per_second:
-        return "text_too_long_for_audio", f"{len(text)} characters in {duration:.2f}s"
-    return None
 
 
 # --------------------------------------------------------------------------------------
@@ -782,7 +576,7 @@ def format_summary(summary: dict) -> str:
         factors = ", ".join(f"{f:g}" for f in summary["speed_factors"])
         lines.append(f"train includes {copies} speed copies ({factors}; {t['speed_copies']['hours']:.3f} h) "
                      f"of its {t['utterances'] - copies} clips ({t['hours'] - t['speed_copies']['hours']:.3f} h)")
-    lines += _selection_lines(summary.get("train_selection", {"left_out": {}}))
+    lines += selection_lines(summary.get("train_selection", {"left_out": {}}))
     if summary["rejects"]:
         lines.append("rejected by reason: " + ", ".join(f"{k} {v}" for k, v in summary["rejects"].items()))
     else:

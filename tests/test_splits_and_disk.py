@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from conftest import LANG, ROOT, one_line, tsv_row
-from pipeline import build as B
-from pipeline.build import BuildConfig, DiskSpaceError, build, dry_run, format_dry_run, format_summary
-from pipeline.cv import ReleaseError, SpeakerCap, open_release, read_tsv
+from pipeline import estimate as E
+from pipeline.build import BuildConfig, build, dry_run, format_summary
+from pipeline.cv import SpeakerCap, open_release, read_tsv
+from pipeline.estimate import DiskSpaceError, format_dry_run
 from pipeline.shardformat import read_dataset, read_index, read_rejects
 
 # What the hand-added validated rows of `leaky_root` test: clip -> reason it is left out of train (None: kept)
@@ -219,23 +220,23 @@ def test_dry_run_writes_nothing(leaky_root, tmp_path):
 def test_a_build_that_would_not_fit_stops_before_writing(leaky_root, tmp_path, monkeypatch):
     out = tmp_path / "shards"
     cfg = BuildConfig(cv_root=leaky_root, lang=LANG, out=out, jobs=1, shard_size=8, progress=False)
-    monkeypatch.setattr(B, "free_bytes", lambda path: (500, tmp_path))
+    monkeypatch.setattr(E, "free_bytes", lambda path: (500, tmp_path))
     with pytest.raises(DiskSpaceError) as e:
         build(cfg)
     assert "\n" not in str(e.value) and "500 B free" in str(e.value) and "--no-space-check" in str(e.value)
     assert not out.exists() and list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(B, "free_bytes", lambda path: (10**9, tmp_path))
+    monkeypatch.setattr(E, "free_bytes", lambda path: (10**9, tmp_path))
     build(cfg)
     # a resumed build needs nothing more for the shards it has
-    monkeypatch.setattr(B, "free_bytes", lambda path: (500, tmp_path))
+    monkeypatch.setattr(E, "free_bytes", lambda path: (500, tmp_path))
     assert build(cfg)["run"]["shards_built"] == 0
 
 
 _LOW_DISK = """
 import sys
 sys.path.insert(0, {root!r})
-import pipeline.build as B
-B.free_bytes = lambda path: (500, path)
+import pipeline.estimate as E
+E.free_bytes = lambda path: (500, path)
 sys.argv = ["asr-cli", "shards", "--cv-root", {cv!r}, "--out", {out!r}, "--jobs", "1", "--no-progress"] + {extra!r}
 from cli import app
 app()
