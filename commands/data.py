@@ -59,17 +59,22 @@ def shards(
     seed: int = typer.Option(0, help="Seed of the train shuffle."),
     min_duration: float = typer.Option(0.5, help="Clips shorter than this (seconds) are rejected."),
     max_duration: float = typer.Option(20.0, help="Clips longer than this (seconds) are rejected."),
-    train_set: str = typer.Option("train", help="'train' (train.tsv) or 'validated' (validated minus dev and test)."),
+    train_set: str = typer.Option("train", help="'train' (train.tsv) or 'validated' (validated.tsv: more hours). Either way no dev/test speaker (client_id) or sentence reaches train; each clip left out is a reject with its reason, and the summary gives the hours left out and those gained over train.tsv (kept train clips train.tsv does not list)."),
+    max_per_speaker: Optional[str] = typer.Option(None, help="Cap each speaker's train clips: a count (500) or hours / minutes of audio (2h, 90m); a deterministic, sentence-diverse subset is kept, the rest rejected as speaker_cap. Dev and test are never capped. [default: no cap]"),
     force: bool = typer.Option(False, "--force", help="Rebuild everything instead of resuming."),
     speed: Optional[str] = typer.Option(None, help="Speed perturbation: comma-separated factors, e.g. 0.9,1.1 (each in 0.5-2.0): resampled copies of the train split, ids <id>_sp0p9."),
     codec: str = typer.Option(DEFAULT_CODEC, help="How features are stored: qdelta (quantised to 1/8 nat, time delta, zstd: a third of float16's bytes, every value within 0.0625 of float16's) or float16 (the format before codecs)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Read the TSVs and audio headers only (no decoding, nothing written) and print per split the clips, hours, speakers and disk the build would take, and the free space of --out."),
+    space_check: bool = typer.Option(True, "--space-check/--no-space-check", help="Refuse, before writing anything, a build whose estimated disk exceeds the free space of --out. A separate flag from --force, which rebuilds everything (a resume would lose its shards); without the check a build that fills the disk still stops cleanly, its finished shards kept."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Build shards/<lang>/ from a Common Voice release; a rerun resumes where it stopped."""
     if ctx.invoked_subcommand is not None:
         return
-    from pipeline.cv import ReleaseError
     from pipeline.build import BuildConfig, build, format_summary, parse_speeds
+    from pipeline.build import dry_run as estimate_build
+    from pipeline.cv import ReleaseError, SpeakerCap
+    from pipeline.estimate import format_dry_run
     from pipeline.lock import LockedError
 
     if shard_size < 1:
@@ -78,6 +83,7 @@ def shards(
         fail("need 0 <= --min-duration < --max-duration")
     try:
         speeds = parse_speeds(speed)
+        cap = SpeakerCap.parse(max_per_speaker)
     except ValueError as e:
         fail(str(e))
     from pipeline.shardformat import check_codec
@@ -89,7 +95,16 @@ def shards(
     cfg = BuildConfig(cv_root=cv_root, lang=lang, out=out or Path("shards") / lang, jobs=jobs, codec=codec,
                       shard_size=shard_size, seed=seed, min_duration=min_duration,
                       max_duration=max_duration, train_set=train_set, force=force, progress=progress,
-                      speeds=speeds)
+                      speeds=speeds, max_per_speaker=cap, space_check=space_check)
+    if dry_run:
+        try:
+            report = estimate_build(cfg)
+        except ReleaseError as e:
+            fail(str(e))
+        except OSError as e:
+            fail(os_error_message(e))
+        typer.echo(format_dry_run(report))
+        return
     try:
         summary = build(cfg)
     except (ReleaseError, LockedError) as e:

@@ -18,6 +18,8 @@ How a build runs:
    the same fingerprint is never rebuilt, so a rerun after a kill resumes and ends with
    byte-identical shards.
 4. index.parquet, rejects.parquet and dataset.json are assembled from the metadata.
+Before any of it the same plan gives the disk the build takes (`pipeline.estimate`, no
+decoding): a build that would not fit stops before writing anything; `dry_run` is that alone.
 
 One build owns the output folder at a time (`pipeline.lock`): a second one into the same
 `--out` stops at once with the first one's pid. The builder only ever removes what it wrote:
@@ -46,11 +48,13 @@ import numpy as np
 
 from pipeline import atomic
 from pipeline.audio import AudioError, FeatureConfig, speed_features
-from pipeline.cv import SPLITS, Clip, Release, ReleaseError, open_release, shuffled
+from pipeline.cv import SPLITS, Clip, Release, ReleaseError, SpeakerCap, open_release, shuffled
+from pipeline.estimate import (check_space, disk_report, duration_problem, estimate, index_row, sample_meta,
+                               selection_lines, train_selection)
 from pipeline.lock import LOCK_FILE, lock_folder
 from pipeline.shardformat import (BUILDER_MARK, DATASET, DEFAULT_CODEC, FORMAT_VERSION, INDEX, OLD_CODEC, PARTS,
-                                  PARTS_NAME, REJECT_COLUMNS, REJECTS, SHARD_PATH, SPEED_RANGE, TAR, check_codec,
-                                  is_shard_folder, json_text, parts_path, row_value, shard_name, shard_path, speed_id,
+                                  PARTS_NAME, REJECTS, REJECT_COLUMNS, SHARD_PATH, SPEED_RANGE, TAR, check_codec,
+                                  is_shard_folder, json_text, parts_path, row_value, shard_name, shard_path,
                                   write_tables, write_tar)
 from pipeline.text import get_normalizer
 
@@ -72,6 +76,8 @@ class BuildConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     speeds: tuple[float, ...] = ()  # speed-perturbed copies of the train split (parse_speeds)
     codec: str = DEFAULT_CODEC  # how the features are stored (pipeline.shardformat.FEATURE_CODECS)
+    max_per_speaker: SpeakerCap | None = None  # train clips / audio of any one speaker (None: no cap)
+    space_check: bool = True  # refuse, before writing, a build the free space of `out` cannot hold
 
     def num_jobs(self) -> int:
         return self.jobs if self.jobs > 0 else len(os.sched_getaffinity(0))
@@ -306,21 +312,9 @@ class _ShardAccumulator:
         self.rejects.append({"id": clip.id, "split": clip.split, "reason": reason, "detail": detail})
 
     def add(self, clip: Clip, text: str, feats: np.ndarray, info: dict, s, ss) -> None:
-        speed = self.plan.speed
-        row = {
-            "id": speed_id(clip.id, speed), "split": clip.split, "shard": self.plan.tar_path,
-            "frames": int(feats.shape[0]), "duration": round(info["duration"], 4),
-            "text": text, "sentence": clip.sentence,
-            "client_id": clip.meta.get("client_id", ""), "gender": clip.meta.get("gender", ""),
-            "age": clip.meta.get("age", ""), "accent": clip.meta.get("accent", ""),
-            "sample_rate": int(info["sample_rate"]), "channels": int(info["channels"]),
-            "path": clip.path.name,  # the audio file, relative to <cv-root>/<lang>/clips
-            "speed": speed,
-        }
+        row = index_row(clip, text, self.plan, int(feats.shape[0]), info)
         self.rows.append(row)
-        # an original's sample JSON is what it was before speed copies existed (same tar bytes)
-        hidden = ("shard", "path") if speed != 1.0 else ("shard", "path", "speed")
-        self.samples.append((row["id"], feats, {k: v for k, v in row.items() if k not in hidden}))
+        self.samples.append((row["id"], feats, sample_meta(row)))
         self.frames += row["frames"]
         if s is not None:
             self.sum = s if self.sum.size == 0 else self.sum + s
@@ -354,12 +348,29 @@ class _ShardAccumulator:
 def build(cfg: BuildConfig) -> dict:
     """Build (or resume) the shards of one Common Voice language. Returns the summary."""
     t0 = time.time()
-    release = open_release(cfg.cv_root, cfg.lang, cfg.train_set)
+    release = open_release(cfg.cv_root, cfg.lang, cfg.train_set, cfg.max_per_speaker)
     normalizer = get_normalizer(cfg.lang)
     check_out_folder(Path(cfg.out))  # before the lock: a refused folder is left without even a .lock
+    if cfg.space_check:  # before the lock too: a build that cannot fit writes nothing at all
+        check_space(_disk(release, cfg, normalizer))
     with lock_folder(Path(cfg.out), "shards"):
         check_out_folder(Path(cfg.out))  # again, now that no other build can change it
         return _build(release, normalizer, cfg, t0)
+
+
+def dry_run(cfg: BuildConfig) -> dict:
+    """`asr-cli shards --dry-run`: the build's `disk_report` and `train_selection`, from the
+    TSVs and audio headers only; nothing is decoded, nothing written (no folder, no lock)."""
+    release = open_release(cfg.cv_root, cfg.lang, cfg.train_set, cfg.max_per_speaker)
+    return {**_disk(release, cfg, get_normalizer(cfg.lang)), "train_selection": train_selection(release, None)}
+
+
+def _disk(release: Release, cfg: BuildConfig, normalizer) -> dict:
+    """This build's disk: a resume's finished shards are not needed again, --force frees ours first."""
+    out, plans = Path(cfg.out), plan_shards(release, cfg, normalizer.version)
+    done = set() if cfg.force else {p.tar_path for g in _groups(plans) if all(_is_done(out, p) for p in g) for p in g}
+    freed = sum(p.stat().st_size for p in _own_files(out)) if cfg.force and out.is_dir() else 0
+    return disk_report(estimate(release, cfg, normalizer, plans), cfg, done, freed)
 
 
 def _build(release: Release, normalizer, cfg: BuildConfig, t0: float) -> dict:
@@ -434,7 +445,7 @@ def _run(todo: list[ShardPlan], out: Path, cfg: BuildConfig, normalizer, total: 
         for (accs, clip, text), res in zip(queue, results):
             if res[0] == "ok":
                 _, feats, info, s, ss, copies = res
-                problem = _duration_problem(info["duration"], text, cfg)
+                problem = duration_problem(info["duration"], text, cfg)
                 if problem:  # the original's duration decides for its copies too
                     accs[0].reject(clip, *problem)
                 else:
@@ -470,16 +481,6 @@ def _text_detail(reason: str, sentence: str) -> str:
     return repr(sentence)
 
 
-def _duration_problem(duration: float, text: str, cfg: BuildConfig) -> tuple[str, str] | None:
-    if duration < cfg.min_duration:
-        return "too_short", f"{duration:.2f}s < {cfg.min_duration}s"
-    if duration > cfg.max_duration:
-        return "too_long", f"{duration:.2f}s > {cfg.max_duration}s"
-    if len(text) / duration > cfg.max_chars_per_second:
-        return "text_too_long_for_audio", f"{len(text)} characters in {duration:.2f}s"
-    return None
-
-
 # --------------------------------------------------------------------------------------
 # assembly: index.parquet, rejects.parquet, dataset.json
 # --------------------------------------------------------------------------------------
@@ -513,9 +514,11 @@ def assemble(out: Path, plans: list[ShardPlan], release: Release, cfg: BuildConf
         "build": {"cv_root": str(cfg.cv_root), "shard_size": cfg.shard_size, "seed": cfg.seed,
                   "min_duration": cfg.min_duration, "max_duration": cfg.max_duration,
                   "max_chars_per_second": cfg.max_chars_per_second, "train_set": cfg.train_set,
+                  "max_per_speaker": cfg.max_per_speaker.describe() if cfg.max_per_speaker else None,
                   "speed": list(cfg.speeds)},
         "splits": {},
         "rejects": dict(sorted(Counter(r["reason"] for r in rejects).items())),
+        "train_selection": train_selection(release, rows),
     }
     vocab_set = set(vocab)
     for split in SPLITS:
@@ -535,6 +538,9 @@ def assemble(out: Path, plans: list[ShardPlan], release: Release, cfg: BuildConf
                         "bytes": m["bytes"], "sha256": m["sha256"]}
                        for m in metas if m["split"] == split and m["shard"]],
         }
+        info = dataset["splits"][split]
+        info["bytes"] = sum(sh["bytes"] for sh in info["shards"])  # what a real release's split takes on disk
+        info["bytes_per_hour"] = round(info["bytes"] / info["hours"]) if info["hours"] else None
     write_tables(out, dataset, rows, rejects)
     return dataset
 
@@ -558,16 +564,19 @@ def _cmvn(parts: list[dict]) -> dict:
 def format_summary(summary: dict) -> str:
     """Human-readable end-of-build report."""
     lines = []
-    lines.append(f"{'split':<6} {'kept':>8} {'hours':>8} {'speakers':>9} {'rejected':>9} {'shards':>7}")
+    lines.append(f"{'split':<6} {'kept':>8} {'hours':>8} {'speakers':>9} {'rejected':>9} {'shards':>7} "
+                 f"{'MB':>9} {'MB/h':>7}")
     for split, s in summary["splits"].items():
+        per_hour = f"{s['bytes_per_hour'] / 1e6:>7.1f}" if s.get("bytes_per_hour") else f"{'-':>7}"
         lines.append(f"{split:<6} {s['utterances']:>8} {s['hours']:>8.3f} {s['speakers']:>9} "
-                     f"{s['rejected']:>9} {len(s['shards']):>7}")
+                     f"{s['rejected']:>9} {len(s['shards']):>7} {s.get('bytes', 0) / 1e6:>9.1f} {per_hour}")
     copies = summary["splits"].get("train", {}).get("speed_copies", {}).get("utterances", 0)
     if copies:
         t = summary["splits"]["train"]
         factors = ", ".join(f"{f:g}" for f in summary["speed_factors"])
         lines.append(f"train includes {copies} speed copies ({factors}; {t['speed_copies']['hours']:.3f} h) "
                      f"of its {t['utterances'] - copies} clips ({t['hours'] - t['speed_copies']['hours']:.3f} h)")
+    lines += selection_lines(summary.get("train_selection", {"left_out": {}}))
     if summary["rejects"]:
         lines.append("rejected by reason: " + ", ".join(f"{k} {v}" for k, v in summary["rejects"].items()))
     else:

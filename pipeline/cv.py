@@ -10,11 +10,20 @@ raw field with an unbalanced quote swallow the following rows, so rows are split
 newlines and fields on tabs (Common Voice fields never hold either), and a field is
 unquoted only when it is exactly of the CSV-quoted form: it starts and ends with `"` and
 every quote inside comes doubled.
+
+Splits: dev and test are read as the release gives them; train (from train.tsv or
+validated.tsv) loses, in this order of precedence, every clip that is itself in dev or test,
+every clip of a dev/test speaker (`client_id`) and every clip whose normalised sentence is
+read in dev or test, then, with `--max-per-speaker`, the clips above the cap of each speaker.
+Every clip left out is a `TsvProblem` with its reason, so the TSV's rows are always kept +
+rejected. Durations without decoding (`ClipDurations`) come from `clip_durations.tsv` when the
+release has one, else from the audio file's header.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import re
 from dataclasses import dataclass, field
@@ -33,6 +42,14 @@ OPTIONAL = {
     "locale": ("locale",),
     "sentence_id": ("sentence_id",),
 }
+DURATIONS_TSV = "clip_durations.tsv"  # clip (file name), duration[ms]: releases since v12
+# Why a train clip is left out by the split rules, in order of precedence: a clip of a dev/test
+# speaker that also reads a dev/test sentence is reported for its speaker (the stronger leak).
+IN_EVAL_SPLIT = "in_eval_split"  # the clip itself is listed in dev or test
+SPEAKER_IN_EVAL = "speaker_in_eval_split"
+SENTENCE_IN_EVAL = "sentence_in_eval_split"
+SPEAKER_CAP = "speaker_cap"  # above --max-per-speaker
+LEFT_OUT_REASONS = (IN_EVAL_SPLIT, SPEAKER_IN_EVAL, SENTENCE_IN_EVAL, SPEAKER_CAP)
 _CSV_QUOTED = re.compile(r'^"(?:[^"]|"")*"$')
 LAYOUT_HELP = """\
 Expected a Common Voice release extracted like this:
@@ -71,6 +88,7 @@ class TsvProblem:
     split: str
     reason: str
     detail: str
+    path: Path | None = None  # the audio file, for a clip left out by the split rules (its hours)
 
 
 @dataclass
@@ -80,6 +98,94 @@ class Release:
     clips: dict[str, list[Clip]]  # split -> clips, in TSV order (train shuffled later)
     problems: list[TsvProblem]
     columns: dict[str, list[str]]  # split -> header of its TSV
+    train_tsv_paths: set[Path] | None = None  # train_set "validated": the audio files train.tsv lists
+    durations: "ClipDurations | None" = None
+
+
+@dataclass(frozen=True)
+class SpeakerCap:
+    """`--max-per-speaker`: at most `clips` train clips, or `seconds` of train audio, per speaker."""
+
+    clips: int | None = None
+    seconds: float | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> "SpeakerCap | None":
+        """`"500"` -> 500 clips, `"2h"` / `"90m"` -> hours / minutes of audio, None / "" -> no cap.
+        ValueError, in one line, for anything else."""
+        if text is None or not text.strip():
+            return None
+        t = text.strip().lower()
+        hint = "give a clip count (500) or hours / minutes of audio (2h, 90m)"
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([hm]?)", t)
+        if not m or (not m.group(2) and "." in m.group(1)):
+            raise ValueError(f"--max-per-speaker: {text.strip()!r} is not a cap; {hint}")
+        value = float(m.group(1))
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"--max-per-speaker: {text.strip()!r} must be more than 0; {hint}")
+        if not m.group(2):
+            return cls(clips=int(m.group(1)))
+        return cls(seconds=value * (3600 if m.group(2) == "h" else 60))
+
+    def describe(self) -> str:
+        if self.clips is not None:
+            return f"{self.clips} clips"
+        return f"{self.seconds / 3600:g}h"
+
+
+class ClipDurations:
+    """Seconds of a clip without decoding it: `clip_durations.tsv` when the release has one and
+    lists the clip, else the audio file's header. The one reader for the dry run, the hour cap
+    and the summary's hours left out."""
+
+    def __init__(self, root: Path):
+        self.listed: dict[str, float] = {}
+        tsv = Path(root) / DURATIONS_TSV
+        if tsv.is_file():
+            lines = tsv.read_text(encoding="utf-8-sig", errors="replace").splitlines()
+            header = [h.strip() for h in lines[0].split("\t")] if lines else []
+            if "clip" in header and "duration[ms]" in header:
+                ci, di = header.index("clip"), header.index("duration[ms]")
+                for line in lines[1:]:
+                    f = line.split("\t")
+                    try:
+                        ms = float(f[di])
+                    except (IndexError, ValueError):
+                        continue  # a bad row: that clip's header is read instead
+                    if math.isfinite(ms) and ms >= 0:
+                        self.listed[f[ci].strip()] = ms / 1000
+        self._cache: dict[Path, tuple[float | None, str, str]] = {}
+
+    def probe(self, path: Path) -> tuple[float | None, str, str]:
+        """(seconds, "", "") or (None, reason, detail): missing_file, empty_file, decode_error
+        (a header libsndfile cannot read), the reasons the build would give."""
+        if path not in self._cache:
+            self._cache[path] = self._probe(path)
+        return self._cache[path]
+
+    def _probe(self, path: Path) -> tuple[float | None, str, str]:
+        try:
+            st = path.stat()
+        except OSError:
+            return None, "missing_file", str(path)
+        if st.st_size == 0:
+            return None, "empty_file", str(path)
+        if path.name in self.listed:
+            return self.listed[path.name], "", ""
+        import soundfile as sf
+
+        try:
+            info = sf.info(str(path))
+        except Exception as e:  # libsndfile's errors differ across versions
+            return None, "decode_error", f"unreadable header ({type(e).__name__})"
+        if not info.samplerate or info.frames <= 0:
+            return None, "decode_error", "the header gives no duration"
+        return info.frames / info.samplerate, "", ""
+
+    def seconds(self, path: Path) -> float:
+        """The clip's seconds, 0 when neither the TSV nor the header can tell (such a clip is
+        rejected by the build when it decodes it)."""
+        return self.probe(path)[0] or 0.0
 
 
 def unquote(value: str) -> str:
@@ -147,13 +253,16 @@ def read_tsv(path: Path, split: str, clips_dir: Path) -> tuple[list[Clip], list[
     return clips, problems, header
 
 
-def open_release(cv_root: Path, lang: str, train_set: str = "train") -> Release:
+def open_release(cv_root: Path, lang: str, train_set: str = "train",
+                 max_per_speaker: SpeakerCap | None = None) -> Release:
     """Read the split TSVs of `<cv_root>/<lang>/`.
 
-    train_set: "train" uses train.tsv; "validated" uses validated.tsv minus every clip of
-    dev and test and minus every clip whose sentence is read in dev or test (the larger
-    training set ESPnet's recipe uses). Rows left out that way are reported as problems
-    with reason "in_eval_split" / "sentence_in_eval_split", so nothing disappears unseen.
+    train_set: "train" uses train.tsv; "validated" uses validated.tsv (the larger training
+    set ESPnet's recipe uses). Either way train loses every clip of a dev/test speaker and
+    every clip whose sentence is read in dev or test (see the module docstring); the clips of
+    validated.tsv that are themselves dev/test clips are built there and are not reported.
+    max_per_speaker caps each speaker's train clips (`cap_speakers`). Every other row left
+    out is a problem with its reason, so nothing disappears unseen.
     """
     cv_root = Path(cv_root)
     help_text = LAYOUT_HELP.format(root=cv_root, lang=lang)
@@ -181,20 +290,27 @@ def open_release(cv_root: Path, lang: str, train_set: str = "train") -> Release:
         rows, bad, header = read_tsv(root / f"{name}.tsv", split, clips_dir)
         clips[split], columns[split] = rows, header
         problems += bad
-    if train_set == "validated":
-        clips["train"], left_out = _validated_minus_eval(clips, lang)
-        problems += left_out
+    train_tsv_paths = None
+    if train_set == "validated":  # what the summary's "hours gained over train.tsv" compares with
+        train_tsv_paths = {c.path for c in read_tsv(root / "train.tsv", "train", clips_dir)[0]} \
+            if (root / "train.tsv").is_file() else set()
     _unique_ids(clips, clips_dir)
     for split in SPLITS:
         clips[split], dups = _drop_duplicates(clips[split])
         problems += dups
-    clips["train"], overlap = _drop_eval_overlap(clips)
+    clips["train"], overlap = _drop_eval_overlap(clips, report=train_set != "validated")
     problems += overlap
+    clips["train"], left_out = _drop_eval_speakers_and_sentences(clips, lang)
+    problems += left_out
+    durations = ClipDurations(root)
+    if max_per_speaker is not None:
+        clips["train"], capped = cap_speakers(clips["train"], max_per_speaker, lang, durations)
+        problems += capped
     if not clips["train"]:
         raise ReleaseError(f"{root / (wanted['train'] + '.tsv')} lists no usable training clip "
                            f"({len([p for p in problems if p.split == 'train'])} train row(s) rejected): "
                            "a model cannot be trained without train data")
-    return Release(root, lang, clips, problems, columns)
+    return Release(root, lang, clips, problems, columns, train_tsv_paths, durations)
 
 
 def _unique_ids(clips: dict[str, list[Clip]], clips_dir: Path) -> None:
@@ -227,31 +343,100 @@ def _drop_duplicates(clips: list[Clip]) -> tuple[list[Clip], list[TsvProblem]]:
     return kept, dups
 
 
-def _drop_eval_overlap(clips: dict[str, list[Clip]]) -> tuple[list[Clip], list[TsvProblem]]:
-    """A clip listed in train and in dev/test stays in the evaluation split only."""
+def _drop_eval_overlap(clips: dict[str, list[Clip]], report: bool) -> tuple[list[Clip], list[TsvProblem]]:
+    """A clip listed in train and in dev/test stays in the evaluation split only. Reported
+    (in_eval_split) from train.tsv, where it is a release's mistake; not from validated.tsv,
+    which lists every dev and test clip: those are built in their split, not lost."""
     eval_ids = {c.id for s in EVAL_SPLITS for c in clips[s]}
     kept = [c for c in clips["train"] if c.id not in eval_ids]
-    dropped = [TsvProblem(c.id, "train", "in_eval_split", "also listed in dev or test")
-               for c in clips["train"] if c.id in eval_ids]
+    dropped = [TsvProblem(c.id, "train", IN_EVAL_SPLIT, "also listed in dev or test", c.path)
+               for c in clips["train"] if c.id in eval_ids] if report else []
     return kept, dropped
 
 
-def _validated_minus_eval(clips: dict[str, list[Clip]], lang: str) -> tuple[list[Clip], list[TsvProblem]]:
+def _drop_eval_speakers_and_sentences(clips: dict[str, list[Clip]], lang: str) -> tuple[list[Clip], list[TsvProblem]]:
+    """Train minus the clips of dev/test speakers, then minus those whose sentence is read in
+    dev or test (see LEFT_OUT_REASONS for the precedence). An empty client_id is no one's: it
+    never makes a clip a dev/test speaker's. Two sentences the normaliser rejects are not "the
+    same sentence" (both normalise to None)."""
     from pipeline.text import get_normalizer  # sentences compared as the models will see them
 
     norm = get_normalizer(lang)
-    eval_ids = {c.id for s in EVAL_SPLITS for c in clips[s]}
+    eval_speakers = {c.meta.get("client_id", "") for s in EVAL_SPLITS for c in clips[s]} - {""}
     eval_sentences = {norm.normalize(c.sentence) for s in EVAL_SPLITS for c in clips[s]} - {None}
     kept, left_out = [], []
     for c in clips["train"]:
-        if c.id in eval_ids:
-            continue  # the clip itself is in dev/test: it is built there, not lost
-        if norm.normalize(c.sentence) in eval_sentences:
-            left_out.append(TsvProblem(c.id, "train", "sentence_in_eval_split",
-                                       "validated clip whose sentence is read in dev or test"))
+        if c.meta.get("client_id", "") in eval_speakers:
+            left_out.append(TsvProblem(c.id, "train", SPEAKER_IN_EVAL,
+                                       f"speaker {c.meta['client_id'][:12]}... reads in dev or test", c.path))
+        elif norm.normalize(c.sentence) in eval_sentences:
+            left_out.append(TsvProblem(c.id, "train", SENTENCE_IN_EVAL, "its sentence is read in dev or test",
+                                       c.path))
         else:
             kept.append(c)
     return kept, left_out
+
+
+def _tiebreak(clip: Clip) -> str:
+    return hashlib.sha256(clip.id.encode()).hexdigest()
+
+
+def cap_speakers(train: list[Clip], cap: SpeakerCap, lang: str,
+                 durations: ClipDurations) -> tuple[list[Clip], list[TsvProblem]]:
+    """At most `cap` train clips (or seconds of audio) per speaker, the rest `speaker_cap` rejects.
+
+    The clips a capped speaker keeps are picked one at a time, each time one whose normalised
+    sentence the kept train set (every speaker's) holds the fewest copies of, ties broken by a
+    hash of the clip id; speakers are taken in client_id order. The result depends on the
+    clips listed, never on the TSV's row order. An hour cap stops at the first pick that would
+    pass it. Clips without a client_id are no one speaker's and are never capped."""
+    import heapq
+
+    from pipeline.text import get_normalizer
+
+    norm = get_normalizer(lang)
+    by_speaker: dict[str, list[Clip]] = {}
+    for c in train:
+        by_speaker.setdefault(c.meta.get("client_id", ""), []).append(c)
+
+    def over(clips: list[Clip]) -> bool:
+        if cap.clips is not None:
+            return len(clips) > cap.clips
+        return sum(durations.seconds(c.path) for c in clips) > cap.seconds
+
+    capped = sorted(spk for spk, clips in by_speaker.items() if spk and over(clips))
+    copies: dict[str | None, int] = {}
+    for spk, clips in by_speaker.items():
+        if spk not in capped:
+            for c in clips:
+                key = norm.normalize(c.sentence)
+                copies[key] = copies.get(key, 0) + 1
+    keep: set[int] = {id(c) for spk, clips in by_speaker.items() if spk not in capped for c in clips}
+    rejects: list[TsvProblem] = []
+    for spk in capped:
+        heap = [(copies.get(norm.normalize(c.sentence), 0), _tiebreak(c), i, c)
+                for i, c in enumerate(sorted(by_speaker[spk], key=_tiebreak))]
+        heapq.heapify(heap)
+        kept_n, kept_s = 0, 0.0
+        while heap:
+            n, tie, i, c = heapq.heappop(heap)
+            key = norm.normalize(c.sentence)
+            if n != copies.get(key, 0):  # its sentence was kept since it was pushed: re-rank it
+                heapq.heappush(heap, (copies.get(key, 0), tie, i, c))
+                continue
+            seconds = durations.seconds(c.path)
+            full = kept_n >= cap.clips if cap.clips is not None else kept_s + seconds > cap.seconds
+            if full:
+                heap.append((n, tie, i, c))
+                break
+            keep.add(id(c))
+            kept_n, kept_s = kept_n + 1, kept_s + seconds
+            copies[key] = copies.get(key, 0) + 1
+        for *_, c in sorted(heap, key=lambda h: h[1]):
+            rejects.append(TsvProblem(c.id, "train", SPEAKER_CAP,
+                                      f"--max-per-speaker {cap.describe()}: speaker {spk[:12]}... keeps "
+                                      f"{kept_n} of {len(by_speaker[spk])} clips", c.path))
+    return [c for c in train if id(c) in keep], rejects
 
 
 def shuffled(clips: list[Clip], seed: int) -> list[Clip]:

@@ -107,7 +107,9 @@ def broken_root(synth_root, tmp_path_factory) -> Path:
     with open(lang / "train.tsv", "a") as f:
         f.write("\n".join(extra_train) + "\n")
     with open(lang / "dev.tsv", "a") as f:
-        f.write(tsv_row("common_voice_fr_dev_unseen_char.mp3", 'L\'Haÿ-les-Roses, dit-il "enfin.') + "\n")
+        # its own speaker: the broken train rows' would be left out of train as a dev speaker's
+        f.write(tsv_row("common_voice_fr_dev_unseen_char.mp3", 'L\'Haÿ-les-Roses, dit-il "enfin.',
+                        client="broken-dev-speaker") + "\n")
     return root
 
 

@@ -269,9 +269,11 @@ def test_validated_train_set_excludes_dev_and_test(broken_root):
     norm = get_normalizer(LANG)
     eval_sentences = {norm.normalize(c.sentence) for s in ("dev", "test") for c in release.clips[s]}
     assert not {norm.normalize(c.sentence) for c in release.clips["train"]} & eval_sentences
-    left_out = {p.id for p in release.problems if p.reason == "sentence_in_eval_split"}
+    eval_speakers = {c.meta["client_id"] for s in ("dev", "test") for c in release.clips[s]}
+    assert not {c.meta["client_id"] for c in release.clips["train"]} & eval_speakers
+    left_out = {p.id for p in release.problems if p.reason in ("sentence_in_eval_split", "speaker_in_eval_split")}
     validated_only = set(tsv_ids(broken_root, "validated")) - standard - eval_ids
-    assert validated_only <= train | left_out
+    assert validated_only <= train | left_out and left_out
 
 
 def test_validated_rejected_sentences_do_not_match_each_other(tmp_path):

@@ -33,6 +33,7 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
 HEADER = ("client_id\tpath\tsentence_id\tsentence\tsentence_domain\tup_votes\tdown_votes\t"
           "age\tgender\taccents\tvariant\tlocale\tsegment")
 N_CLIPS = 24
+N_VALIDATED = N_CLIPS + 1  # and one validated-only clip of a dev/test speaker (on top of num_clips)
 SEED = 3
 
 
@@ -79,8 +80,8 @@ def test_layout_header_and_fields(corpus):
     assert (out / "invalidated.tsv").read_text(encoding="utf-8") == HEADER + "\n"
     assert (out / "other.tsv").read_text(encoding="utf-8") == HEADER + "\n"
     validated = read_tsv(out / "validated.tsv")
-    assert len(validated) == N_CLIPS
-    assert len({r["path"] for r in validated}) == N_CLIPS
+    assert len(validated) == N_VALIDATED
+    assert len({r["path"] for r in validated}) == N_VALIDATED
     for r in validated:
         assert re.fullmatch(r"[0-9a-f]{128}", r["client_id"])
         assert re.fullmatch(r"common_voice_fr_\d{8}\.mp3", r["path"])
@@ -96,7 +97,7 @@ def test_layout_header_and_fields(corpus):
     durations = read_tsv(out / "clip_durations.tsv")
     assert (out / "clip_durations.tsv").read_text().split("\n")[0] == "clip\tduration[ms]"
     assert {d["clip"] for d in durations} == {r["path"] for r in validated}
-    assert summary["clips"]["validated"] == N_CLIPS and not summary["skipped"]
+    assert summary["clips"]["validated"] == N_VALIDATED and not summary["skipped"]
 
 
 @needs_espeak
@@ -158,9 +159,13 @@ def test_splits_speakers_and_sentences(corpus):
     train_text = {plain(r["sentence"]) for r in split["train"]}
     eval_text = {plain(r["sentence"]) for s in ("dev", "test") for r in split[s]}
     assert not train_text & eval_text
-    # validated-only clips may become training data: never a dev/test voice or sentence
-    assert not {r["client_id"] for r in extra} & (speakers["dev"] | speakers["test"])
-    assert not {plain(r["sentence"]) for r in extra} & eval_text
+    # validated-only clips of train speakers may become training data: never a dev/test sentence;
+    # as in real releases, a few are dev/test speakers' (what --train-set validated keeps out)
+    eval_speakers = speakers["dev"] | speakers["test"]
+    by_train = [r for r in extra if r["client_id"] not in eval_speakers]
+    assert {r["client_id"] for r in by_train} <= speakers["train"]
+    assert not {plain(r["sentence"]) for r in by_train} & eval_text
+    assert len(extra) - len(by_train) == N_VALIDATED - N_CLIPS
     for s in ("train", "dev", "test"):
         assert summary["clips"][s] == len(split[s])
         assert summary["speakers"][s] == len(speakers[s])
@@ -247,7 +252,13 @@ def test_plan_for_five_hours_speakers_and_voices(tmp_path):
     assert all(len(v) >= 20 for v in by_split.values())
     counts = {s: plan.split_of.count(s) for s in ("train", "dev", "test", "extra")}
     assert abs(counts["train"] / n - 0.76) < 0.03 and abs(counts["dev"] / n - 0.095) < 0.01
-    assert 0.03 < counts["extra"] / n < 0.07
+    by_eval = sum(1 for s, job in zip(plan.split_of, plan.jobs) if s == "extra" and job.speaker.split != "train")
+    assert 0.03 < (counts["extra"] - by_eval) / n < 0.07 and 0.01 < by_eval / n < 0.03
+    # half of the dev/test speakers' extra clips re-read a sentence of their split, half a train one
+    sentences = {s: {job.sentence for sp, job in zip(plan.split_of, plan.jobs) if sp == s} for s in SPLITS}
+    extra_eval = [job for s, job in zip(plan.split_of, plan.jobs) if s == "extra" and job.speaker.split != "train"]
+    assert sum(job.sentence in sentences[job.speaker.split] for job in extra_eval) == len(extra_eval) // 2
+    assert sum(job.sentence in sentences["train"] for job in extra_eval) == len(extra_eval) - len(extra_eval) // 2
     train_variants = {p.variant for p in by_split["train"]}
     eval_speakers = by_split["dev"] + by_split["test"]
     unseen = [p for p in eval_speakers if p.variant not in train_variants]

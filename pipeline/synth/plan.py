@@ -3,7 +3,11 @@
 `make_plan` decides everything about every clip before any audio exists, from the config
 alone (seeded numpy), so the rendering that follows can run in any number of processes.
 Speakers are disjoint across train/dev/test, and ~15 % of the voice variants are held out
-of train entirely, so test measures generalisation to unseen voices.
+of train entirely, so test measures generalisation to unseen voices. As in real releases,
+validated.tsv also holds clips in no split, most by train speakers and a few by dev/test
+speakers (half of these re-reading a dev/test sentence): what `--train-set validated` must
+keep out of train. Those few are planned last, from their own random stream, so adding them
+changed no other clip of a seed (its train/dev/test TSVs and audio stayed byte-identical).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 from pipeline.cv import SPLITS
 from pipeline.synth.french import generate_sentences
 
-SYNTH_VERSION = 1  # bump when a configuration's output changes (sentences included)
+SYNTH_VERSION = 2  # bump when a configuration's output changes (sentences included)
 MALE, FEMALE = "male_masculine", "female_feminine"
 
 # A speaker's espeak-ng pitch (-p, 0-99) and rate (-s, words a minute): normal(mean, sd),
@@ -55,9 +59,10 @@ class SynthConfig:
 
     lang: str = "fr"
     seed: int = 0
-    num_clips: int = 0  # total clips, validated-only extras included
+    num_clips: int = 0  # total clips, the train speakers' validated-only extras included
     split_shares: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, dev, test
-    extra_validated_share: float = 0.05  # validated clips in no split
+    extra_validated_share: float = 0.05  # validated clips in no split, by train speakers
+    eval_speaker_extra_share: float = 0.02  # more of them, by dev/test speakers (on top of num_clips)
     mean_clip_seconds: float = 3.65  # measured mean; turns hours into a clip count
     train_clips_per_speaker: float = 16.0  # ~65 speakers per hour of audio in all
     eval_clips_per_speaker: float = 10.0
@@ -305,4 +310,41 @@ def make_plan(out: Path, cfg: SynthConfig, variants=VARIANTS) -> Plan:
                 peak_dbfs=cfg.peak_dbfs)
         for i, (split, spk, sentence) in enumerate(assignments)
     ]
-    return Plan(cfg, speakers, jobs, [s for s, _, _ in assignments], votes)
+    split_of = [s for s, _, _ in assignments]
+    _add_eval_speaker_extras(cfg, out, assignments, jobs, split_of, votes, numbers)
+    return Plan(cfg, speakers, jobs, split_of, votes)
+
+
+def _add_eval_speaker_extras(cfg: SynthConfig, out: Path, assignments: list[tuple[str, Speaker, str]],
+                             jobs: list[ClipJob], split_of: list[str], votes: list[tuple[int, int]],
+                             numbers: list[int]) -> None:
+    """Validated-only clips of dev/test speakers, appended in place: the even ones re-read a
+    train sentence (only their speaker keeps them out of train), the odd ones a sentence of
+    their own split read by someone else (speaker and sentence both). Their own random stream
+    and indices after every other clip's, so no other clip changes."""
+    n = int(cfg.num_clips * cfg.eval_speaker_extra_share) if cfg.num_clips >= 20 else 0
+    n = max(1, n) if cfg.num_clips >= 20 else 0
+    rng = np.random.default_rng([cfg.seed, 0xE5A])
+    eval_reads = [(spk, sentence) for split, spk, sentence in assignments if split in ("dev", "test")]
+    train_sentences = sorted({sentence for split, _, sentence in assignments if split == "train"})
+    taken = set(numbers)
+    rates_v = [r for r, _ in cfg.rate_shares]
+    rates_p = np.array([p for _, p in cfg.rate_shares])
+    for k in range(n):
+        spk = eval_reads[int(rng.integers(len(eval_reads)))][0]
+        own = sorted({s for other, s in eval_reads if other.split == spk.split and other.key != spk.key}
+                     - {s for other, s in eval_reads if other.key == spk.key})
+        pool = own if k % 2 and own else train_sentences
+        sentence = pool[int(rng.integers(len(pool)))]
+        number = int(rng.integers(10_000_000, 100_000_000))
+        while number in taken:
+            number = int(rng.integers(10_000_000, 100_000_000))
+        taken.add(number)
+        jobs.append(ClipJob(index=len(jobs), seed=cfg.seed,
+                            path=str(out / "clips" / f"common_voice_{cfg.lang}_{number}.mp3"),
+                            sentence=sentence, speaker=spk,
+                            sample_rate=int(rng.choice(rates_v, p=rates_p / rates_p.sum())), channels=1,
+                            max_speech_seconds=cfg.max_speech_seconds, silence_seconds=cfg.silence_seconds,
+                            snr_db=cfg.snr_db, peak_dbfs=cfg.peak_dbfs))
+        split_of.append("extra")
+        votes.append((2, 0))
