@@ -74,11 +74,14 @@ test-all: $(STAMP)
 	-@$(MAKE) --no-print-directory chromium
 	$(BIN)/python -m pytest -q -m ''
 
-# Pipeline throughput (vs the naive librosa path), then the shard loader (vs decoding MP3s on
+# Pipeline throughput (vs the naive librosa path), the feature codecs, then the shard loader (vs decoding MP3s on
 # the fly) and the small model's training rate on BENCH_SHARDS (the demo's, if it was built).
 BENCH_SHARDS ?= shards/demo-fr
+# the demo trained on each codec's shards (docs/RESULTS.md, part 8): bench_codec.py's CER rows
+CODEC_RUNS ?= runs/codec-qdelta/demo-ctc-bf16 runs/codec-f16/demo-ctc-bf16
 bench: $(STAMP)
 	env LANG=C.UTF-8 LC_ALL=C.UTF-8 $(BIN)/python bench/bench_pipeline.py
+	env LANG=C.UTF-8 LC_ALL=C.UTF-8 $(BIN)/python bench/bench_codec.py $(if $(filter 2,$(words $(wildcard $(CODEC_RUNS)))),--runs $(CODEC_RUNS))
 	@if [ -f $(BENCH_SHARDS)/dataset.json ]; then env LANG=C.UTF-8 LC_ALL=C.UTF-8 $(BIN)/python bench/bench_loader.py --shards $(BENCH_SHARDS); \
 	else echo "no $(BENCH_SHARDS)/dataset.json: run \`make demo\` (or pass BENCH_SHARDS=shards/fr) for the loader benchmark"; fi
 
