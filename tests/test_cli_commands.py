@@ -72,9 +72,9 @@ def test_synth_then_shards_print_their_corpus_and_splits(tmp_path):
     assert {"dev.tsv", "test.tsv", "train.tsv", "validated.tsv"} <= {p.name for p in (tmp_path / "cv" / LANG).glob("*.tsv")}
     out = run("shards", "--cv-root", tmp_path / "cv", "--lang", LANG, "--out", tmp_path / "shards", "--jobs", 1,
               "--no-progress")
-    assert out.splitlines()[0].split() == ["split", "kept", "hours", "speakers", "rejected", "shards"]
+    assert out.splitlines()[0].split() == ["split", "kept", "hours", "speakers", "rejected", "shards", "MB", "MB/h"]
     for split in ("train", "dev", "test"):
-        assert re.search(rf"^{split}\s+[1-9]\d*\s+\d+\.\d{{3}}", out, re.M), out
+        assert re.search(rf"^{split}\s+[1-9]\d*\s+\d+\.\d{{3}}(\s+\d+){{3}}\s+\d+\.\d\s+\d+\.\d$", out, re.M), out
     assert f"are in {tmp_path / 'shards'}" in out
 
 
