@@ -22,10 +22,13 @@ release has one, else from the audio file's header.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import math
 import random
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,7 +178,8 @@ class ClipDurations:
         import soundfile as sf
 
         try:
-            info = sf.info(str(path))
+            with _quiet_stderr():  # libmpg123 prints resync notes of a broken MP3 straight to fd 2
+                info = sf.info(str(path))
         except Exception as e:  # libsndfile's errors differ across versions
             return None, "decode_error", f"unreadable header ({type(e).__name__})"
         if not info.samplerate or info.frames <= 0:
@@ -186,6 +190,22 @@ class ClipDurations:
         """The clip's seconds, 0 when neither the TSV nor the header can tell (such a clip is
         rejected by the build when it decodes it)."""
         return self.probe(path)[0] or 0.0
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """fd 2 sent to /dev/null for the block: a C library's notes on a broken file would
+    otherwise fill the terminal (or the one-line error of a refused build)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def unquote(value: str) -> str:

@@ -125,6 +125,18 @@ def shards_dir(broken_root, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def float16_shards(broken_root, tmp_path_factory) -> Path:
+    """`shards_dir` stored in float16: the features exactly as transcribe computes them (qdelta
+    rounds each value by up to 1/16, enough to change a letter of the untrained model's babble)."""
+    from pipeline.build import BuildConfig, build
+
+    out = tmp_path_factory.mktemp("shards-f16") / LANG
+    build(BuildConfig(cv_root=broken_root, lang=LANG, out=out, jobs=2, shard_size=8, progress=False,
+                      max_duration=15.0, codec="float16"))
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_ctc(shards_dir, tmp_path_factory) -> Path:
     """A tiny CTC model trained for a few steps on `shards_dir` (its checkpoint path)."""
     from asr.train import TrainConfig, train

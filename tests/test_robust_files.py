@@ -308,7 +308,13 @@ def test_shards_on_a_full_tmpfs(broken_root, shards_dir, tmp_path):
         shutil.copytree(shards_dir, out)
         before = hashes(out)
         fill(mnt)
+        # the space check refuses at once, in one line, before writing anything
         proc = cli(*shards_args(broken_root, out, "--seed", 1))
+        assert proc.returncode == 1, proc.stdout[-1000:]
+        assert len(proc.stderr.strip().splitlines()) == 1 and "--no-space-check" in proc.stderr, proc.stderr
+        assert tmp_files(out) == [] and hashes(out) == before
+        # past it, a build that runs out of space mid-way still stops cleanly
+        proc = cli(*shards_args(broken_root, out, "--seed", 1, "--no-space-check"))
         assert proc.returncode == 1, proc.stdout[-1000:]
         _check_shards_untouched(out, before, proc.stderr)
 

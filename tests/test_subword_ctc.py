@@ -136,7 +136,8 @@ def test_word_timestamps_start_at_word_pieces(unigram_run):
     assert all(w.end > w.start for w in words) and all(a.end <= b.start for a, b in zip(words, words[1:]))
 
 
-def test_transcribe_a_unigram_model(unigram_run, shards_dir, broken_root, tmp_path):
+def test_transcribe_a_unigram_model(unigram_run, float16_shards, broken_root, tmp_path):
+    shards_dir = float16_shards  # the features exactly as transcribe computes them
     greedy = _eval(unigram_run, shards_dir, tmp_path / "greedy")
     rows = {r["id"]: r for r in pq.read_table(shards_dir / "index.parquet").to_pylist()}
     ids = sorted(greedy)[:3]
@@ -152,9 +153,10 @@ def test_transcribe_a_unigram_model(unigram_run, shards_dir, broken_root, tmp_pa
         assert all(a[1] <= b[0] for a, b in zip(times, times[1:]))
 
 
-def test_recognizer_with_lm_on_a_unigram_model(unigram_run, shards_dir, broken_root, tmp_path):
+def test_recognizer_with_lm_on_a_unigram_model(unigram_run, float16_shards, broken_root, tmp_path):
     from asr import Recognizer
 
+    shards_dir = float16_shards  # the features exactly as transcribe computes them
     with_lm = _eval(unigram_run, shards_dir, tmp_path / "lm", lm=unigram_run["lm"])
     rows = {r["id"]: r for r in pq.read_table(shards_dir / "index.parquet").to_pylist()}
     rec = Recognizer.load(unigram_run["chatty"], lm=unigram_run["lm"], device="cpu")

@@ -56,18 +56,6 @@ def test_features_are_the_shards_features(tiny_ctc, shards_dir, broken_root):
         assert duration == pytest.approx(rows[clip]["duration"], abs=1e-3)
 
 
-@pytest.fixture(scope="module")
-def float16_shards(broken_root, tmp_path_factory) -> Path:
-    """`shards_dir` stored in float16: the features exactly as transcribe computes them (qdelta
-    rounds each value by up to 1/16, enough to change a letter of the untrained model's babble)."""
-    from pipeline.build import BuildConfig, build
-
-    out = tmp_path_factory.mktemp("shards-f16") / LANG
-    build(BuildConfig(cv_root=broken_root, lang=LANG, out=out, jobs=2, shard_size=8, progress=False,
-                      max_duration=15.0, codec="float16"))
-    return out
-
-
 def test_transcripts_equal_eval_hypotheses(chatty_ckpt, float16_shards, broken_root, tmp_path):
     """Same features, CMVN, decoding and normalisation as `asr-cli eval` (batches of one there)."""
     shards_dir = float16_shards
