@@ -114,7 +114,7 @@ def run_cer(run: Path) -> dict | None:
         return None
     r = json.loads(report.read_text())
     return {"dev": r["train"]["best_dev_cer"], "test": r["eval"]["greedy"]["cer"],
-            "beam_lm": r["eval"]["beam+lm"]["cer"], "steps": r["train"].get("steps", 0)}
+            "beam_lm": r["eval"]["beam+lm"]["cer"], "steps": r["train"]["step"]}
 
 
 def main() -> None:
@@ -143,14 +143,14 @@ def main() -> None:
     feats = [compute_features(p)[0] for p in sample]
     hours = sum(f.shape[0] for f in feats) / 100 / 3600
     print(f"\n{len(sample)} clips ({hours * 60:.1f} min) under {cv_root}/{args.lang}\n")
-    print(f"{'codec':<28} {'MB / audio h':>13} {'vs float16':>11} {'largest error':>14} {'decode us/utt':>14}")
+    print(f"{'codec':<36} {'MB / audio h':>13} {'vs float16':>11} {'largest error':>14} {'decode us/utt':>14}")
     results = {}
     for label, fs in (("", feats), (" + noise 30 dB", with_noise(feats, sample))):
         rows = codec_rows(fs, hours)
         base = rows[0][1]
         for name, size, err, us in rows:
             results[name + label] = size
-            print(f"{name + label:<28} {size / 1e6:>13.1f} {size / base:>10.2f}x {err:>14.4f} {us:>14.0f}")
+            print(f"{name + label:<36} {size / 1e6:>13.1f} {size / base:>10.2f}x {err:>14.4f} {us:>14.0f}")
 
     print(f"\nbuilds and loaders, {len(paths)} clips, 1 job / 1 worker, best of {args.repeats} interleaved")
     decode = bench_decode(sample)
