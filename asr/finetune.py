@@ -44,6 +44,19 @@ def check_request(init_from: str, resume: bool, freeze_encoder_steps: int) -> No
         raise ValueError("--freeze-encoder-steps needs --init-from (a trained encoder to keep)")
 
 
+def prepare(cfg, dataset: dict) -> dict | None:
+    """--init-from's checkpoint (None without one), once every refusal is passed: the options,
+    the file (an ONNX model, a pickle), the features, the network options. `cfg`: the
+    TrainConfig as given (before `resolved`); `dataset`: the child shards' dataset.json."""
+    check_request(cfg.init_from, cfg.resume, cfg.freeze_encoder_steps)
+    if not cfg.init_from:
+        return None
+    parent = load_parent(cfg.init_from)
+    check_features(parent, dataset, cfg.init_from)
+    check_network(dataclasses.asdict(cfg), parent["model"], cfg.init_from)
+    return parent
+
+
 def load_parent(path: str | Path) -> dict:
     """The parent checkpoint's payload (no training state); CheckpointError, in one line, for an
     exported ONNX model, a pickle, or a checkpoint without a network and units."""
@@ -156,6 +169,16 @@ def init_weights(model: nn.Module, parent: dict, tokenizer: Tokenizer, path: str
 def describe(report: dict) -> str:
     return (f"init from {report['checkpoint']}: {report['rows_kept']} of {report['rows_total']} output rows kept "
             f"(shared units), {report['rows_new']} new")
+
+
+def log_lines(parent: dict | None, report: dict | None, dataset: dict, frozen_until: int) -> list[str]:
+    """What the run's log says of its start: the rows kept, a normaliser note, the freeze."""
+    lines = [describe(report)] if parent is not None else []
+    note = normaliser_note(parent, dataset) if parent is not None else None
+    lines += [note] if note else []
+    if frozen_until:
+        lines.append(f"encoder frozen until step {frozen_until}: only the layers outside it train")
+    return lines
 
 
 # --------------------------------------------------------------------------------------

@@ -43,7 +43,8 @@ from asr.specaug import SpecAugment
 from asr.subword import UnigramTokenizer
 from asr.tokenizer import CharTokenizer, Tokenizer, tokenizer_from_state
 from asr.train_config import TrainConfig, resolved  # every training default (asr-cli train reads them there)
-from asr.trainlog import Meter, log_validation, rank_report, summary_writer, trim_log
+from asr.trainlog import (ESTIMATE_AFTER, Meter, log_validation, rank_report, summary_writer, time_estimate,
+                          trim_log)
 from pipeline import atomic
 from pipeline.audio import FeatureConfig
 from pipeline.lock import lock_folder
@@ -283,12 +284,7 @@ def setup(cfg: TrainConfig, d: Dist, device: torch.device) -> Run:
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads or cpu_threads(d))
     shards = ShardSet.open(cfg.shards, cfg.shard_url)
-    finetune.check_request(cfg.init_from, cfg.resume, cfg.freeze_encoder_steps)
-    parent = None
-    if cfg.init_from:  # refused before anything is written: an ONNX or pickled file, other features or network
-        parent = finetune.load_parent(cfg.init_from)
-        finetune.check_features(parent, shards.dataset, cfg.init_from)
-        finetune.check_network(dataclasses.asdict(cfg), parent["model"], cfg.init_from)
+    parent = finetune.prepare(cfg, shards.dataset)  # --init-from's checkpoint, refused before anything is written
     state = previous_run(cfg, d)
     cfg = resolved(cfg, state and state.get("train_config"), parent and parent["model"])
     if state:  # the old network and units must meet the options and data they were trained with
@@ -348,13 +344,9 @@ def setup(cfg: TrainConfig, d: Dist, device: torch.device) -> Run:
               f"{len(tokenizer)} units, device {device}{f' x {d.world} ranks' if d.active else ''}, "
               f"{run.per_epoch} steps per epoch" + (f", resuming at step {run.pos.step}" if state else ""))
         print(precision.describe(prec))
-        if parent is not None:
-            print(finetune.describe(init_report))
-            note = finetune.normaliser_note(parent, shards.dataset)
-            if note:
-                print(note)
-        if run.frozen:
-            print(f"encoder frozen until step {cfg.freeze_encoder_steps}: only the layers outside it train")
+        frozen_until = cfg.freeze_encoder_steps if run.frozen else 0
+        for line in finetune.log_lines(parent, init_report, shards.dataset, frozen_until):
+            print(line)
     run.started = time.time()
     return run
 
@@ -526,21 +518,6 @@ def train_one_epoch(run: Run, stop: _StopFlag, meter: Meter) -> str | None:
         if any_rank(reason is not None, d, run.device):
             return reason or "another rank"
     return None
-
-
-ESTIMATE_AFTER = 30  # steps timed before the run says how long it will take
-
-
-def time_estimate(run: Run) -> str:
-    """How long the rest of the run takes at the pace of its first steps (data, optimizer and all)."""
-    per_step = (time.time() - run.started) / max(1, run.run_steps)
-    left = run.cfg.max_steps - run.pos.step
-    evals = left // run.cfg.eval_every if run.cfg.eval_every else 0
-    text = (f"about {per_step * left / 60:.0f} min for the {left} steps left on this machine "
-            f"({per_step:.2f} s a step so far, plus {evals} dev evaluations)")
-    if run.cfg.time_budget and per_step * left > run.cfg.time_budget:
-        text += f": more than the {run.cfg.time_budget / 60:.0f}-minute cap, which will cut the run short"
-    return text
 
 
 def write_averaged(run: Run) -> dict:

@@ -47,10 +47,12 @@ def cli(*args) -> None:
 
 def child_corpus(work: Path, hours: float, seed: int, jobs: int) -> Path:
     """<work>/shards/child, from `asr-cli synth` and `asr-cli shards` (each reuses what it finished)."""
+    from pipeline.shardformat import dataset_path
+
     cv, shards = work / "child", work / "shards" / "child"
     if not (cv / "fr" / "train.tsv").is_file():
         cli("synth", "--out", cv / "fr", "--hours", hours, "--seed", seed, *(["--jobs", jobs] if jobs else []))
-    if not (shards / "dataset.json").is_file():
+    if not dataset_path(shards).is_file():
         cli("shards", "--cv-root", cv, "--lang", "fr", "--out", shards, *(["--jobs", jobs] if jobs else []))
     return shards
 
