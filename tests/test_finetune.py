@@ -47,8 +47,8 @@ def child(shards_dir, tmp_path_factory) -> Path:
 
 
 def small_run(shards: Path, out: Path, **options) -> TrainConfig:
-    return TrainConfig(shards=str(shards), out=str(out), batch_frames=4000, eval_every=0, eval_utts=4, workers=0,
-                       progress=False, **options)
+    defaults = dict(batch_frames=4000, eval_every=0, eval_utts=4, workers=0, progress=False)
+    return TrainConfig(shards=str(shards), out=str(out), **{**defaults, **options})
 
 
 def encoder_tensors(state: dict) -> dict:
@@ -225,7 +225,7 @@ def test_las_and_unigram_children_train_from_a_parent(shards_dir, child, tmp_pat
     ckpt = checkpoint.load(tmp_path / "las-child" / "last.pt", train_state=False)
     assert ckpt["model"]["kind"] == "las" and ckpt["model"]["preset"] == "tiny"
     summary = train(small_run(child, tmp_path / "uni-child", init_from=str(las_parent / "last.pt"), max_steps=1,
-                              tokens="unigram:30"))
+                              tokens="unigram:60"))
     report = summary["init_from"]
     assert report["units"] == "unigram" and report["parent_kind"] == "char"
     assert 3 < report["rows_kept"] < report["rows_total"]  # the specials and the one-letter pieces
