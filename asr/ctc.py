@@ -50,6 +50,11 @@ class CTCModel(nn.Module):
         self.upsample = cfg.upsample
         self.head = nn.Linear(self.encoder.output_dim, cfg.vocab_size * cfg.upsample)
 
+    def unit_tensors(self) -> dict[str, int]:
+        """state_dict name -> blocks, of the tensors whose rows are the units: row u * V + v is unit v
+        of output frame u (what --init-from maps from one unit set to another, asr/finetune.py)."""
+        return {"head.weight": self.upsample, "head.bias": self.upsample}
+
     def log_probs(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feats [B, T, F], lengths [B] -> float32 log-probabilities [B, T' * U, V], lengths [B]."""
         enc, lengths = self.encoder(feats, lengths)

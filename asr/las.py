@@ -284,6 +284,14 @@ class LASModel(nn.Module):
         if len(tokenizer.units) == self.cfg.vocab_size:
             self.units = list(tokenizer.units)
 
+    def unit_tensors(self) -> dict[str, int]:
+        """state_dict name -> blocks (1), of the tensors whose rows are the units: the speller's
+        embedding and output layer, the CTC head's (what --init-from maps, asr/finetune.py)."""
+        names = ["speller.embed.weight", "speller.out.weight", "speller.out.bias"]
+        if self.ctc_head is not None:
+            names += ["ctc_head.weight", "ctc_head.bias"]
+        return dict.fromkeys(names, 1)
+
     def on_step(self, step: int, max_steps: int) -> None:
         """Scheduled sampling: p ramps linearly from 0 to `sampling_rate` over the run."""
         self.sampling_prob = self.sampling_rate * min(1.0, step / max(1, max_steps))

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from asr import averaging, checkpoint, ctc_frames, precision
+from asr import averaging, checkpoint, ctc_frames, finetune, precision
 from asr.data import Batch, LoaderConfig, ShardStream, check_epoch_trained, make_loader, steps_per_epoch
 from asr.decoding import greedy_texts
 from asr.distributed import (Dist, any_rank, autocast_dtype, cpu_threads, max_over_ranks, pick_device,
@@ -42,8 +42,9 @@ from asr.models import build_model, count_parameters, model_config
 from asr.specaug import SpecAugment
 from asr.subword import UnigramTokenizer
 from asr.tokenizer import CharTokenizer, Tokenizer, tokenizer_from_state
-from asr.train_config import TrainConfig  # every training default (asr-cli train reads them there)
-from asr.trainlog import Meter, log_validation, rank_report, summary_writer, trim_log
+from asr.train_config import TrainConfig, resolved  # every training default (asr-cli train reads them there)
+from asr.trainlog import (ESTIMATE_AFTER, Meter, log_validation, rank_report, summary_writer, time_estimate,
+                          trim_log)
 from pipeline import atomic
 from pipeline.audio import FeatureConfig
 from pipeline.lock import lock_folder
@@ -149,6 +150,8 @@ class Run:
     run_steps: int = 0
     run_utts: int = 0
     last_dev: dict = field(default_factory=dict)
+    init_report: dict | None = None  # --init-from: the parent and the output rows kept (asr/finetune.py)
+    frozen: bool = False  # --freeze-encoder-steps: the encoder takes no gradient yet
 
     @property
     def last_path(self) -> Path:
@@ -174,6 +177,7 @@ def checkpoint_payload(run: Run, metrics: dict) -> dict:
         "scaler": run.scaler.state_dict(), "rng": rngs, "best_cer": p.best_cer,
         "train_seconds": p.trained_before + time.time() - run.started,
         "train_config": dataclasses.asdict(run.cfg), "metrics": metrics, "precision": run.precision["chosen"],
+        **({"init_from": run.init_report} if run.init_report else {}),
     }
 
 
@@ -196,6 +200,9 @@ def previous_run(cfg: TrainConfig, d: Dist) -> dict | None:
     """The `last.pt` to resume from, None for a new run; refuses to overwrite a run silently."""
     last = Path(cfg.out) / "last.pt"
     if last.exists() and not cfg.force:
+        if cfg.init_from:
+            raise FileExistsError(f"{cfg.out} already holds a run (last.pt): --init-from starts a new one, so pass "
+                                  "--force to start over, or another --out")
         if not cfg.resume:
             raise FileExistsError(f"{cfg.out} already holds a run (last.pt): pass --resume to continue it, "
                                   f"--force to start over, or another --out")
@@ -205,8 +212,10 @@ def previous_run(cfg: TrainConfig, d: Dist) -> dict | None:
     return None
 
 
-def new_tokenizer_and_config(cfg: TrainConfig, d: Dist, shards: ShardSet) -> tuple[Tokenizer, dict]:
-    """A new run's tokenizer (a unigram model is trained once, on rank 0) and model config."""
+def new_tokenizer_and_config(cfg: TrainConfig, d: Dist, shards: ShardSet,
+                             parent: dict | None = None) -> tuple[Tokenizer, dict]:
+    """A new run's tokenizer (a unigram model is trained once, on rank 0) and model config (with
+    --init-from, `parent`'s network for these units)."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if d.active:
@@ -216,6 +225,8 @@ def new_tokenizer_and_config(cfg: TrainConfig, d: Dist, shards: ShardSet) -> tup
         obj = [tokenizer.state_dict() if d.main else None]
         dist.broadcast_object_list(obj, src=0)
         tokenizer = tokenizer_from_state(obj[0])
+    if parent is not None:
+        return tokenizer, finetune.child_model_config(parent["model"], len(tokenizer), cfg.ctc_weight)
     mconf = model_config(cfg.model, cfg.preset, len(tokenizer), shards.dataset["features"]["n_mels"],
                          dict(cfg.model_options))
     if mconf["kind"] == "ctc" and mconf["options"].get("upsample") == "auto":  # from the train split's speed
@@ -249,12 +260,33 @@ def dev_subset(shards: ShardSet, split: str, tokenizer: Tokenizer, cfg: TrainCon
     return batches
 
 
+def wrap_model(run: Run) -> None:
+    """`run.train_model`: the model compiled and / or DDP-wrapped. DDP is wrapped again when the
+    encoder is unfrozen: it registers the parameters that take a gradient when it is built."""
+    run.train_model = torch.compile(run.model) if run.cfg.compile else run.model
+    if run.d.active:
+        run.train_model = torch.nn.parallel.DistributedDataParallel(
+            run.train_model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
+
+
+def unfreeze_encoder(run: Run, say) -> None:
+    """--freeze-encoder-steps reached: every layer trains from this step on."""
+    finetune.set_encoder_trainable(run.model, True)
+    run.frozen = False
+    if run.d.active:
+        wrap_model(run)
+    if run.d.main:
+        say(f"step {run.pos.step}: encoder unfrozen, every layer trains now")
+
+
 def setup(cfg: TrainConfig, d: Dist, device: torch.device) -> Run:
     """Data, model, optimizer (restored on --resume), loader and dev subset, on `device`."""
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads or cpu_threads(d))
     shards = ShardSet.open(cfg.shards, cfg.shard_url)
+    parent = finetune.prepare(cfg, shards.dataset)  # --init-from's checkpoint, refused before anything is written
     state = previous_run(cfg, d)
+    cfg = resolved(cfg, state and state.get("train_config"), parent and parent["model"])
     if state:  # the old network and units must meet the options and data they were trained with
         checkpoint.check_resume_compatible(state, dataclasses.asdict(cfg), shards.dataset, cfg.out)
     random.seed(cfg.seed + d.rank)
@@ -263,10 +295,14 @@ def setup(cfg: TrainConfig, d: Dist, device: torch.device) -> Run:
     if state:
         tokenizer, mconf = tokenizer_from_state(state["tokenizer"]), state["model"]
     else:
-        tokenizer, mconf = new_tokenizer_and_config(cfg, d, shards)
+        tokenizer, mconf = new_tokenizer_and_config(cfg, d, shards, parent)
     model = build_model(mconf)
     if hasattr(model, "configure_training"):
         model.configure_training(cfg, tokenizer)
+    init_report = state.get("init_from") if state else None
+    if parent is not None:  # the same weights on every rank: seeded fresh rows, copied trained ones
+        init_report = finetune.init_weights(model, parent, tokenizer, cfg.init_from)
+        init_report["freeze_encoder_steps"] = cfg.freeze_encoder_steps
     model.to(device)
     if state and state.get("precision"):  # a resumed run trains on in the precision it started in
         prec = {"asked": cfg.precision, "chosen": state["precision"], "measured": False, "why": "kept from last.pt"}
@@ -281,7 +317,8 @@ def setup(cfg: TrainConfig, d: Dist, device: torch.device) -> Run:
     run = Run(cfg=cfg, d=d, device=device, amp_dtype=amp_dtype, precision=prec, out=Path(cfg.out), shards=shards,
               tokenizer=tokenizer, mconf=mconf, model=model, train_model=model,
               specaug=SpecAugment(cfg.specaug).to(device), optimizer=optimizer, scheduler=scheduler,
-              scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16), pos=pos)
+              scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16), pos=pos,
+              init_report=init_report)
     if state:
         restore(run, state)
         if d.main:  # metrics never ahead of the checkpoint (a failed checkpoint write left them so)
@@ -291,11 +328,9 @@ def setup(cfg: TrainConfig, d: Dist, device: torch.device) -> Run:
         (run.out / averaging.AVERAGED).unlink(missing_ok=True)
     elif d.main and cfg.average:  # resumed: none past its step (those steps are trained again)
         averaging.prune(run.out / averaging.KEEP_DIR, cfg.average, after_step=run.pos.step)
-    if cfg.compile:
-        run.train_model = torch.compile(model)
-    if d.active:
-        run.train_model = torch.nn.parallel.DistributedDataParallel(
-            run.train_model, device_ids=[device.index] if device.type == "cuda" else None)
+    run.frozen = run.pos.step < cfg.freeze_encoder_steps
+    finetune.set_encoder_trainable(model, not run.frozen)
+    wrap_model(run)
     lcfg = LoaderConfig(batch_frames=cfg.batch_frames, max_batch=cfg.max_batch, max_frames=cfg.max_frames,
                         workers=cfg.workers, seed=cfg.seed)
     run.loader = make_loader(shards, cfg.train_split, tokenizer, lcfg, train=True, rank=d.rank, world=d.world,
@@ -309,6 +344,9 @@ def setup(cfg: TrainConfig, d: Dist, device: torch.device) -> Run:
               f"{len(tokenizer)} units, device {device}{f' x {d.world} ranks' if d.active else ''}, "
               f"{run.per_epoch} steps per epoch" + (f", resuming at step {run.pos.step}" if state else ""))
         print(precision.describe(prec))
+        frozen_until = cfg.freeze_encoder_steps if run.frozen else 0
+        for line in finetune.log_lines(parent, init_report, shards.dataset, frozen_until):
+            print(line)
     run.started = time.time()
     return run
 
@@ -447,6 +485,8 @@ def train_one_epoch(run: Run, stop: _StopFlag, meter: Meter) -> str | None:
     for _ in range(pos.step_in_epoch):  # resuming mid-epoch: skip what was trained on
         next(batches)
     while pos.step_in_epoch < run.per_epoch and pos.step < cfg.max_steps:
+        if run.frozen and pos.step >= cfg.freeze_encoder_steps:
+            unfreeze_encoder(run, meter.bar.write)
         batch = next(batches).to(run.device)
         batch.feats = run.specaug(batch.feats, batch.feat_lens, masks=pos.step >= cfg.specaug_start)
         if hasattr(run.model, "on_step"):  # models with their own schedules (scheduled sampling)
@@ -480,21 +520,6 @@ def train_one_epoch(run: Run, stop: _StopFlag, meter: Meter) -> str | None:
     return None
 
 
-ESTIMATE_AFTER = 30  # steps timed before the run says how long it will take
-
-
-def time_estimate(run: Run) -> str:
-    """How long the rest of the run takes at the pace of its first steps (data, optimizer and all)."""
-    per_step = (time.time() - run.started) / max(1, run.run_steps)
-    left = run.cfg.max_steps - run.pos.step
-    evals = left // run.cfg.eval_every if run.cfg.eval_every else 0
-    text = (f"about {per_step * left / 60:.0f} min for the {left} steps left on this machine "
-            f"({per_step:.2f} s a step so far, plus {evals} dev evaluations)")
-    if run.cfg.time_budget and per_step * left > run.cfg.time_budget:
-        text += f": more than the {run.cfg.time_budget / 60:.0f}-minute cap, which will cut the run short"
-    return text
-
-
 def write_averaged(run: Run) -> dict:
     """`--average N`: <out>/averaged.pt, the mean of the last N kept checkpoints, evaluated on
     the dev subset as the others are -> its summary entry (the steps averaged, dev metrics)."""
@@ -517,6 +542,7 @@ def _train(cfg: TrainConfig, d: Dist) -> dict:
 
 def _train_locked(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     run = setup(cfg, d, device)
+    cfg = run.cfg  # its defaults filled in (train_config.resolved)
     meter = Meter(run)
     reason = "max_steps"
     run.model.train()
@@ -543,7 +569,8 @@ def _train_locked(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     summary = {"step": run.pos.step, "epoch": run.pos.epoch, "stopped_by": reason,
                "skipped_batches": run.pos.skipped, "seconds": round(time.time() - run.started, 1),
                "dev": {k: v for k, v in final.items() if k != "samples"}, "best_dev_cer": run.pos.best_cer,
-               "max_steps": cfg.max_steps, "precision": run.precision, "out": str(run.out)}
+               "max_steps": cfg.max_steps, "precision": run.precision, "out": str(run.out),
+               **({"init_from": run.init_report} if run.init_report else {})}
     if d.main and cfg.average and reason in FINISHED:
         summary["averaged"] = write_averaged(run)
     if d.main:

@@ -14,6 +14,15 @@ from dataclasses import dataclass, field
 
 HELP = "help"  # the metadata key of an option's --help text
 
+# Defaults of the options that are None until `resolved` fills them in: a new run takes these; a
+# resumed run its own values; a fine-tuning run (--init-from) its parent's network and the
+# fine-tuning schedule, so whether an option was given is never guessed from its value.
+MODEL, PRESET = "ctc", "small"
+LR, WARMUP = 1e-3, 500
+# Fine-tuning (--init-from): the network has left its random start, so a lower peak and a shorter
+# warm-up. To be measured; see docs/RESULTS.md (bench/bench_finetune.py measures them).
+FINETUNE_LR_SCALE, FINETUNE_WARMUP_SCALE = 0.3, 0.25
+
 
 def option(default, help: str):
     """A field that is also an `asr-cli train` option: its default and --help, stated once."""
@@ -46,10 +55,12 @@ class SpecAugmentConfig:
 class TrainConfig:
     shards: str
     out: str = "runs/fr-ctc"
-    model: str = option("ctc", "ctc (Graves) or las (Listen, Attend and Spell).")
-    preset: str = option("small", "Model size: tiny, small, lab, conformer-tiny, conformer-small (3.0 M), "
-                                  "conformer-base (32.8 M) (ctc); tiny, small, small-pyramid, lab, conformer-small "
-                                  "(3.7 M) (las); see asr/models.py.")
+    model: str | None = option(None, f"ctc (Graves) or las (Listen, Attend and Spell) (default {MODEL}; with "
+                                     "--init-from the parent's).")
+    preset: str | None = option(None, "Model size: tiny, small, lab, conformer-tiny, conformer-small (3.0 M), "
+                                      "conformer-base (32.8 M) (ctc); tiny, small, small-pyramid, lab, conformer-small "
+                                      f"(3.7 M) (las); see asr/models.py (default {PRESET}; with --init-from the "
+                                      "parent's).")
     model_options: dict = field(default_factory=dict)  # overrides of the preset (sizes, rnn, ...)
     tokens: str = option("char", "Output units: char, or unigram:N (SentencePiece, N pieces, trained on the train "
                                  "text).")
@@ -70,8 +81,10 @@ class TrainConfig:
     batch_frames: int = option(20000, "Padded feature frames per batch (10 ms each).")
     max_batch: int = option(256, "Utterances per batch at most.")
     max_frames: int = option(2000, "Skip training utterances longer than this many frames.")
-    lr: float = option(1e-3, "Peak learning rate (AdamW).")
-    warmup: int = option(500, "Warm-up steps before the cosine decay.")
+    lr: float | None = option(None, f"Peak learning rate (AdamW) (default {LR:g}; with --init-from "
+                                    f"{LR * FINETUNE_LR_SCALE:g}).")
+    warmup: int | None = option(None, f"Warm-up steps before the cosine decay (default {WARMUP}; with "
+                                      f"--init-from {round(WARMUP * FINETUNE_WARMUP_SCALE)}).")
     min_lr_ratio: float = 0.05
     weight_decay: float = option(0.01, "AdamW weight decay.")
     clip: float = option(5.0, "Gradient norm clipping.")
@@ -86,6 +99,10 @@ class TrainConfig:
     workers: int = option(2, "DataLoader worker processes.")
     threads: int = option(0, "CPU threads per process (0: cores / processes).")
     resume: bool = option(False, "Continue from <out>/last.pt.")
+    init_from: str = option("", "Start from this checkpoint's network (a .pt of cv-asr; units that differ get new "
+                                "output rows, shared ones keep theirs); new optimizer, schedule and steps.")
+    freeze_encoder_steps: int = option(0, "With --init-from: train only the layers outside the encoder (output "
+                                          "layer, speller) for the first N steps, then everything.")
     force: bool = option(False, "Start over even if <out> holds a run.")
     progress: bool = option(True, "Show a progress bar.")
     specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
@@ -97,3 +114,28 @@ class TrainConfig:
     sampling_rate: float = option(0.0, "las: scheduled sampling probability, ramped from 0 to this over training.")
     average: int = option(0, "Keep the weights of the last N evaluations (<out>/avg) and write their mean, "
                              "<out>/averaged.pt, at the end (0: off).")
+
+
+def finetune_schedule(lr: float, warmup: int) -> tuple[float, int]:
+    """The fine-tuning peak lr and warm-up of a recipe's (`lr`, `warmup`)."""
+    return lr * FINETUNE_LR_SCALE, round(warmup * FINETUNE_WARMUP_SCALE)
+
+
+def resolved(cfg: TrainConfig, before: dict | None = None, parent: dict | None = None) -> TrainConfig:
+    """`cfg` with its None options filled in, the one place that does it: from `before` (the
+    train_config a resumed run was started with: its schedule goes on), else from `parent` (the
+    model config of --init-from's checkpoint: its network, the fine-tuning schedule), else the
+    new-run defaults above."""
+    model, preset, lr, warmup = MODEL, PRESET, LR, WARMUP
+    if parent is not None:
+        model, preset = parent["kind"], parent["preset"]
+        lr, warmup = finetune_schedule(lr, warmup)
+    init_from, freeze = cfg.init_from, cfg.freeze_encoder_steps
+    if before:  # a fine-tuning run resumed (with --resume alone) is still one, frozen as it started
+        model, preset = before.get("model", model), before.get("preset", preset)
+        lr, warmup = before.get("lr", lr), before.get("warmup", warmup)
+        init_from, freeze = init_from or before.get("init_from", ""), freeze or before.get("freeze_encoder_steps", 0)
+    pick = lambda given, default: default if given is None else given  # noqa: E731
+    return dataclasses.replace(cfg, model=pick(cfg.model, model), preset=pick(cfg.preset, preset),
+                               lr=pick(cfg.lr, lr), warmup=pick(cfg.warmup, warmup), init_from=init_from,
+                               freeze_encoder_steps=freeze)

@@ -140,3 +140,18 @@ def rank_report(run) -> None:
     atomic.write_text(run.out / "ranks" / f"rank-{run.d.rank}.json", json.dumps(
         {"rank": run.d.rank, "world": run.d.world, "batches": run.run_steps, "utterances": run.run_utts,
          "parameters_sha256": h.hexdigest()}) + "\n")
+
+
+ESTIMATE_AFTER = 30  # steps timed before the run says how long it will take
+
+
+def time_estimate(run) -> str:
+    """How long the rest of the run takes at the pace of its first steps (data, optimizer and all)."""
+    per_step = (time.time() - run.started) / max(1, run.run_steps)
+    left = run.cfg.max_steps - run.pos.step
+    evals = left // run.cfg.eval_every if run.cfg.eval_every else 0
+    text = (f"about {per_step * left / 60:.0f} min for the {left} steps left on this machine "
+            f"({per_step:.2f} s a step so far, plus {evals} dev evaluations)")
+    if run.cfg.time_budget and per_step * left > run.cfg.time_budget:
+        text += f": more than the {run.cfg.time_budget / 60:.0f}-minute cap, which will cut the run short"
+    return text

@@ -78,6 +78,7 @@ BOUNDS: dict[str, Bound] = {
     "max_frames": AT_LEAST_1,
     "lr": POSITIVE,
     "warmup": AT_LEAST_0,
+    "freeze_encoder_steps": AT_LEAST_0,
     "weight_decay": AT_LEAST_0,
     "clip": POSITIVE,
     "eval_every": AT_LEAST_0,

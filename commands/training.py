@@ -22,15 +22,15 @@ BENCH_LOADER = Path(__file__).resolve().parents[1] / "bench" / "bench_loader.py"
 def train(
     shards: Path = typer.Option(..., help=f"Shard folder made by `asr-cli shards` (holds {DATASET})."),
     out: Optional[Path] = typer.Option(None, help="Run folder for checkpoints and logs [default: runs/<lang>-<model>]."),
-    model: str = FROM_CONFIG,
-    preset: str = FROM_CONFIG,
+    model: Optional[str] = FROM_CONFIG,
+    preset: Optional[str] = FROM_CONFIG,
     max_steps: int = FROM_CONFIG,
     epochs: int = FROM_CONFIG,
     batch_frames: int = FROM_CONFIG,
     max_batch: int = FROM_CONFIG,
     max_frames: int = FROM_CONFIG,
-    lr: float = FROM_CONFIG,
-    warmup: int = FROM_CONFIG,
+    lr: Optional[float] = FROM_CONFIG,
+    warmup: Optional[int] = FROM_CONFIG,
     weight_decay: float = FROM_CONFIG,
     clip: float = FROM_CONFIG,
     device: str = FROM_CONFIG,
@@ -44,6 +44,8 @@ def train(
     procs: int = typer.Option(1, help="Data-parallel processes on this machine (gloo; faster than threads for small models on a CPU); --batch-frames is per process."),
     seed: int = FROM_CONFIG,
     resume: bool = FROM_CONFIG,
+    init_from: str = FROM_CONFIG,
+    freeze_encoder_steps: int = FROM_CONFIG,
     force: bool = FROM_CONFIG,
     steps_this_run: int = FROM_CONFIG,
     time_budget: float = FROM_CONFIG,
@@ -96,11 +98,19 @@ def train(
     shape = {k: v for k, v in given.items()
              if k in ENCODER_FIELDS | LAS_FIELDS | {"upsample"} and k != "ctc_weight" and v is not None}
     las_only = [k for k in shape if k in LAS_FIELDS]
-    if model == "las":
+    kind = model or "ctc"
+    if init_from:  # the parent's network: asr/finetune.py refuses, in training, options that would change it
+        from asr.finetune import load_parent
+
+        try:
+            kind = model or load_parent(init_from)["model"]["kind"]
+        except ValueError as e:  # an ONNX model, a pickle, not a checkpoint
+            fail(str(e))
+    if kind == "las":
         if upsample is not None:
             fail("--upsample applies to --model ctc only")
         shape["ctc_weight"] = ctc_weight  # the model builds its CTC head by it
-    elif las_only:
+    elif las_only and not init_from:
         fail(f"--{las_only[0].replace('_', '-')} applies to --model las only")
     if rnn is not None and rnn not in ("gru", "lstm"):
         fail("--rnn must be gru or lstm")
@@ -110,7 +120,7 @@ def train(
         fail(f"--batch-frames ({batch_frames}) must be at least --max-frames ({max_frames}): a batch holds at least "
              "one whole utterance; lower --max-frames too to train on short clips in small batches", 2)
     lang = shards_lang(shards)
-    cfg = TrainConfig(shards=str(shards), out=str(out or Path("runs") / f"{lang}-{model}"), model_options=shape,
+    cfg = TrainConfig(shards=str(shards), out=str(out or Path("runs") / f"{lang}-{kind}"), model_options=shape,
                       specaug=SpecAugmentConfig(**{k: given[k] for k in train_options(SpecAugmentConfig)}),
                       **{k: given[k] for k in train_options(TrainConfig)})
     try:
