@@ -102,7 +102,13 @@ def evaluate(ckpt: Path, shards: Path, split: str, out: Path) -> float:
 def run_one(args, config: str, steps: int, shards: Path) -> dict:
     from asr.train import train_local
 
-    out = args.work / "runs" / f"{config}-{steps}"
+    from asr.train_config import FINETUNE_LR_SCALE, FINETUNE_WARMUP_SCALE
+
+    scales = (FINETUNE_LR_SCALE if args.lr_scale is None else args.lr_scale,
+              FINETUNE_WARMUP_SCALE if args.warmup_scale is None else args.warmup_scale)
+    swept = scales != (FINETUNE_LR_SCALE, FINETUNE_WARMUP_SCALE) and config in ("init", "freeze", "uni-init")
+    tag = f"-lr{scales[0]:g}-wu{scales[1]:g}" if swept else ""  # a sweep's runs in their own folders
+    out = args.work / "runs" / f"{config}-{steps}{tag}"
     if args.retrain or not (out / "summary.json").is_file():
         cfg = recipe(args, config, steps, shards, out)
         print(f"== {config}, {steps} steps: {out}", flush=True)
