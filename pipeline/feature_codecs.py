@@ -78,8 +78,9 @@ QDELTA_STEP = 0.125  # nats: every decoded value is within QDELTA_STEP / 2 of th
 _QDELTA_MAGIC = b"QD1\0"
 _QDELTA_HEAD = "<4sIIfII"  # magic, frames, n_mels, step, escapes, crc32 of the rest
 # Bytes a value of each codec takes, for the disk estimate of `asr-cli shards --dry-run`
-# (measured on the demo corpus; speech with background noise, as real releases hold, takes
-# a few per cent more under qdelta: bench/bench_codec.py prints both).
+# (measured on the demo corpus, whose shards it predicts within 0.3 %; white noise 30 dB
+# under the speech changed nothing, and real releases, not measured, may take a few per cent
+# more: bench/bench_codec.py prints both, docs/RESULTS.md part 8).
 CODEC_BYTES_PER_VALUE = {"float16": 2.0, "qdelta": 0.67}
 
 
