@@ -126,7 +126,8 @@ def bench_pipeline(cv_root: Path, lang: str, out: Path, jobs: int, speeds: tuple
 
 def bench_stages(paths) -> list[tuple[str, float]]:
     """Where one job's time goes: (stage, CPU ms per audio second) for each step of a clip's way
-    from MP3 to a shard member, timed one after the other on the same clips, 1 thread."""
+    from MP3 to a shard member, timed one after the other on the same clips, 1 thread (the
+    steps of `pipeline.audio._log_mel` written out here, so that each one can be timed)."""
     import hashlib
     import io
     import tarfile
@@ -135,7 +136,7 @@ def bench_stages(paths) -> list[tuple[str, float]]:
     import soundfile as sf
     import torch
 
-    from pipeline.audio import FeatureConfig, _log_mel, _mel_weights, resample
+    from pipeline.audio import FeatureConfig, _mel_weights, resample
     from pipeline.shardformat import DEFAULT_CODEC, _add_member, encode_features
 
     torch.set_num_threads(1)
@@ -173,7 +174,6 @@ def bench_stages(paths) -> list[tuple[str, float]]:
         for name, dt in zip(names, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6)):
             spent[name] += dt
         audio += len(wave) / cfg.sample_rate
-    _log_mel  # the stages above are _log_mel's, written out to time each one
     return [(name, 1000 * dt / audio) for name, dt in spent.items()]
 
 

@@ -32,10 +32,10 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from pipeline import atomic
-from pipeline.feature_codecs import (CODEC_BYTES_PER_VALUE, CODEC_MEMBER, DEFAULT_CODEC, FEATS,  # noqa: F401
-                                     FEATS_QDELTA, FEATURE_CODECS, OLD_CODEC, QDELTA_STEP, FeatureDecodeError,
-                                     check_codec, dataset_codec, decode_features, encode_features,
-                                     estimate_sample_bytes, load_npy, npy_bytes)
+from pipeline.feature_codecs import (CODEC_BYTES_PER_VALUE, CODEC_DTYPE, CODEC_MEMBER,  # noqa: F401
+                                     DEFAULT_CODEC, FEATS, FEATS_QDELTA, FEATURE_CODECS, OLD_CODEC, QDELTA_STEP,
+                                     FeatureDecodeError, check_codec, dataset_codec, decode_features,
+                                     encode_features, estimate_sample_bytes, load_npy, npy_bytes)
 
 FORMAT_VERSION = 1
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cv import SPLITS
-from pipeline.shardformat import (CODEC_MEMBER, DATASET, FEATURE_CODECS, INDEX, META, FeatureDecodeError,
-                                  dataset_codec, decode_features, read_dataset, read_index, read_samples, speed_id)
+from pipeline.shardformat import (CODEC_DTYPE, CODEC_MEMBER, DATASET, FEATURE_CODECS, INDEX, META,
+                                  FeatureDecodeError, dataset_codec, decode_features, read_dataset, read_index,
+                                  read_samples, speed_id)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -124,7 +125,7 @@ def _verify_shard(root: Path, shard: dict, rows: dict[str, dict], n_mels: int, c
             out.append(f"{name}: sample {key} unreadable ({e})")
             continue
         row = rows.get(key)
-        want = np.float16 if codec == "float16" else np.float32
+        want = CODEC_DTYPE[codec]
         if feats.dtype != want or feats.ndim != 2 or feats.shape[1] != n_mels:
             out.append(f"{name}: sample {key} features {feats.dtype} {feats.shape}, expected "
                        f"{np.dtype(want).name} [T, {n_mels}]")
