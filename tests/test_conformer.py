@@ -214,7 +214,7 @@ def test_demo_preset_recipe_and_refusal(tmp_path):
                            str(tmp_path), "--data", str(tmp_path / "data"), "--shards", str(tmp_path / "shards")],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 1
-    assert proc.stderr.strip().endswith("the ctc demo has no preset 'huge' (choose from conformer-small)")
+    assert proc.stderr.strip().endswith("the ctc demo has no preset 'huge' (choose from conformer-small, conformer-small-streaming)")
     assert not (tmp_path / "data").exists()  # refused before the first stage
 
 
