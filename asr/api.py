@@ -56,7 +56,7 @@ class Recognizer:
 
     @classmethod
     def load(cls, checkpoint: str | os.PathLike, lm: str | os.PathLike | None = None, device: str = "auto",
-             timestamps: bool = True, window_s: float | None = WINDOW_S, chunk_ms: float = CHUNK_MS,
+             timestamps: bool = True, window_s: float | None = WINDOW_S, chunk_ms: float | None = None,
              endpoint_ms: float | None = ENDPOINT_MS, **options) -> "Recognizer":
         """Load `checkpoint` (made by `asr-cli train`) on `device` ("auto", "cpu", "cuda", ...).
 
@@ -66,12 +66,16 @@ class Recognizer:
         window_s: a file longer than this is read and decoded in windows of this many seconds,
         in memory that does not grow with its length (asr/longform.py); None: always whole.
         chunk_ms, endpoint_ms: what `stream()` decodes with (a model trained with --streaming):
-        the chunk the encoder runs on (latency), the blanks that close a segment (None: never).
+        the chunk the encoder runs on (latency; None: a streaming ONNX export's own chunk, else
+        asr/streaming.py's CHUNK_MS), the blanks that close a segment (None: never).
         Raises asr.checkpoint.CheckpointError for a file that is not a checkpoint,
         FileNotFoundError for a missing LM, ValueError / TypeError for a bad option.
         """
-        rec = cls(Transcriber(Path(checkpoint), _decode_options(lm, options), device, timestamps=timestamps,
-                              window_s=window_s), chunk_ms, endpoint_ms)
+        transcriber = Transcriber(Path(checkpoint), _decode_options(lm, options), device, timestamps=timestamps,
+                                  window_s=window_s)
+        if chunk_ms is None:
+            chunk_ms = (getattr(transcriber.model, "meta", None) or {}).get("chunk_ms") or CHUNK_MS
+        rec = cls(transcriber, chunk_ms, endpoint_ms)
         if rec.streaming:
             StreamingSession(rec.transcriber, chunk_ms, endpoint_ms)  # a bad chunk_ms is said now, not later
         return rec

@@ -217,8 +217,8 @@ def transcribe(
     stream: bool = typer.Option(False, "--stream", help="Decode as a live stream (a model trained with --streaming): "
                                 "each file read in 100 ms blocks, the text printed as it grows on a terminal; the "
                                 "final text is the Python API's rec.stream()."),
-    chunk_ms: float = typer.Option(640.0, help="--stream: the encoder's chunk in ms (latency against accuracy; a "
-                                   "multiple of 40)."),
+    chunk_ms: Optional[float] = typer.Option(None, help="--stream: the encoder's chunk in ms, latency against "
+                                             "accuracy, a multiple of 40 (default 640, or a streaming .onnx's own)."),
     endpoint_ms: float = typer.Option(800.0, help="--stream: a segment ends after this many ms without speech "
                                       "(0: never)."),
 ):
