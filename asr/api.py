@@ -3,6 +3,8 @@
     from asr import Recognizer
     rec = Recognizer.load("runs/fr-ctc/best.pt", lm="lm/fr-3gram.arpa", device="cpu")
     r = rec.transcribe("clip.mp3")                  # or samples: rec.transcribe(wave, sample_rate=44100)
+    s = rec.stream()                                 # live (a --streaming model): asr/streaming.py
+    s.accept(block, 48000).text; s.finish()          # the text so far; the final Transcript
     r.text, r.words                                  # words: [Word(word, start_s, end_s, score), ...]
     rec.align("clip.mp3", "le chat dort")           # where a known text's words are
     for r in rec.transcribe_many(paths, batch_size=16): ...   # batched, in order
@@ -28,6 +30,7 @@ import numpy as np
 
 from asr.decode_options import DecodeOptions
 from asr.longform import WINDOW_S
+from asr.streaming import CHUNK_MS, ENDPOINT_MS, StreamingSession, can_stream
 from asr.timestamps import Word
 from asr.transcribe import FileFailure, Transcriber, Transcript
 
@@ -47,12 +50,14 @@ class TranscriptionError(ValueError):
 class Recognizer:
     """A checkpoint ready to transcribe; make one with `Recognizer.load`."""
 
-    def __init__(self, transcriber: Transcriber):
+    def __init__(self, transcriber: Transcriber, chunk_ms: float = CHUNK_MS, endpoint_ms: float | None = ENDPOINT_MS):
         self.transcriber = transcriber
+        self.chunk_ms, self.endpoint_ms = chunk_ms, endpoint_ms
 
     @classmethod
     def load(cls, checkpoint: str | os.PathLike, lm: str | os.PathLike | None = None, device: str = "auto",
-             timestamps: bool = True, window_s: float | None = WINDOW_S, **options) -> "Recognizer":
+             timestamps: bool = True, window_s: float | None = WINDOW_S, chunk_ms: float = CHUNK_MS,
+             endpoint_ms: float | None = ENDPOINT_MS, **options) -> "Recognizer":
         """Load `checkpoint` (made by `asr-cli train`) on `device` ("auto", "cpu", "cuda", ...).
 
         lm: a word n-gram LM (ARPA) for beam search; `options`: any other DecodeOptions field
@@ -60,17 +65,37 @@ class Recognizer:
         timestamps False skips the word alignment (words then have no times).
         window_s: a file longer than this is read and decoded in windows of this many seconds,
         in memory that does not grow with its length (asr/longform.py); None: always whole.
+        chunk_ms, endpoint_ms: what `stream()` decodes with (a model trained with --streaming):
+        the chunk the encoder runs on (latency), the blanks that close a segment (None: never).
         Raises asr.checkpoint.CheckpointError for a file that is not a checkpoint,
         FileNotFoundError for a missing LM, ValueError / TypeError for a bad option.
         """
-        return cls(Transcriber(Path(checkpoint), _decode_options(lm, options), device, timestamps=timestamps,
-                               window_s=window_s))
+        rec = cls(Transcriber(Path(checkpoint), _decode_options(lm, options), device, timestamps=timestamps,
+                              window_s=window_s), chunk_ms, endpoint_ms)
+        if rec.streaming:
+            StreamingSession(rec.transcriber, chunk_ms, endpoint_ms)  # a bad chunk_ms is said now, not later
+        return rec
 
     def with_options(self, **options) -> "Recognizer":
         """A Recognizer sharing this one's model (no second copy in memory) that decodes with
         other DecodeOptions fields, e.g. `rec.with_options(beam=50, lm="lm.arpa")`. Fields not
         given take asr/decode_options.py's defaults, as in `load`."""
-        return Recognizer(self.transcriber.with_options(_decode_options(options.pop("lm", None), options)))
+        return Recognizer(self.transcriber.with_options(_decode_options(options.pop("lm", None), options)),
+                          self.chunk_ms, self.endpoint_ms)
+
+    @property
+    def streaming(self) -> bool:
+        """Whether `stream()` works: a Conformer CTC model trained with --streaming."""
+        return can_stream(self.transcriber.model)
+
+    def stream(self, chunk_ms: float | None = None, endpoint_ms: float | None = -1) -> StreamingSession:
+        """A live stream (asr/streaming.py): `.accept(samples, sample_rate)` per block (any size,
+        any rate) returns the text so far (a Partial: text, partial, closed segments);
+        `.finish()` the whole Transcript with word times. chunk_ms, endpoint_ms: load's unless
+        given (endpoint_ms None: never close a segment). ValueError for a model that cannot
+        stream, or a bad chunk."""
+        return StreamingSession(self.transcriber, self.chunk_ms if chunk_ms is None else chunk_ms,
+                                self.endpoint_ms if endpoint_ms == -1 else endpoint_ms)
 
     @property
     def sample_rate(self) -> int:

@@ -256,14 +256,43 @@ class CTCBeamDecoder:
             x = emissions[b, :n]
             if self.uses_lexicon and not self.subword:  # a piece word is complete on its last piece
                 x = torch.cat([x, closing])
-            hyps = self._decoder(x.unsqueeze(0).contiguous())[0]
-            if not hyps:
-                texts.append("")
-            elif self.uses_lexicon:  # the completed words: the tokens may end in an unfinished one
-                texts.append(tidy(" ".join(hyps[0].words)))
-            else:
-                texts.append(self._text(hyps[0].tokens.tolist()))
+            texts.append(self._best(self._decoder(x.unsqueeze(0).contiguous())[0]))
         return texts
+
+    # --- online: one utterance given in pieces (asr/streaming.py's live decoding) ---
+    # flashlight's decode_begin / decode_step / decode_end: the hypotheses after each piece are
+    # those of the whole search at that frame, so pieces give the whole-utterance result
+    # (tests/test_streaming.py). The search holds every frame's hypotheses until `end`: a stream
+    # closes its segments (endpoints) to keep that bounded.
+
+    def begin(self) -> None:
+        """Start an utterance (after `end`, a new one)."""
+        self._decoder.decode_begin()
+
+    def step(self, log_probs: torch.Tensor) -> None:
+        """The next frames of the utterance: log_probs [n, V] (any float dtype or device)."""
+        if log_probs.shape[0]:
+            self._decoder.decode_step(log_probs.detach().to("cpu", torch.float32).contiguous())
+
+    def partial(self) -> str:
+        """The best hypothesis so far (with a lexicon: its completed words)."""
+        return self._best(self._decoder.get_final_hypothesis())
+
+    def end(self) -> str:
+        """The utterance's final text; `begin` starts the next."""
+        if self.uses_lexicon and not self.subword:
+            closing = torch.full((1, len(self.symbols)), CLOSING_FRAME_OTHERS)
+            closing[0, self.boundary_id] = 0.0
+            self._decoder.decode_step(closing.contiguous())
+        self._decoder.decode_end()
+        return self._best(self._decoder.get_final_hypothesis())
+
+    def _best(self, hyps) -> str:
+        if not hyps:
+            return ""
+        if self.uses_lexicon:  # the completed words: the tokens may end in an unfinished one
+            return tidy(" ".join(hyps[0].words))
+        return self._text(hyps[0].tokens.tolist())
 
     def _text(self, ids: list[int]) -> str:
         """Collapsed token ids (blanks already out) -> text; '|' -> space, <eos> dropped."""

@@ -62,6 +62,8 @@ DEMO_TRAIN: dict[str, dict] = {
 DEMO_PRESETS: dict[tuple[str, str], dict] = {
     ("ctc", "conformer-small"): dict(preset="conformer-small", max_steps=2300, lr=1e-3, warmup=300),
     ("las", "conformer-small"): dict(preset="conformer-small", max_steps=1200, lr=1e-3, warmup=300),
+    # one model for whole files and live streaming (asr/streaming.py): conformer-small's recipe
+    ("ctc", "conformer-small-streaming"): dict(preset="conformer-small-streaming", max_steps=2300, lr=1e-3, warmup=300),
 }
 
 

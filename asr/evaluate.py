@@ -59,6 +59,7 @@ from asr.data import LoaderConfig, ShardStream
 from asr.decoding import DecodeOptions, Decoder
 from asr.distributed import any_rank, cpu_threads, pick_device, run_distributed
 from asr.loading import open_model
+from asr.streaming import mask_chunks
 from asr.models import checkpoint_cmvn
 from pipeline.atomic import write_json, write_text
 from pipeline.audio import FeatureConfig
@@ -132,6 +133,7 @@ class EvalConfig:
     shard_url: str | None = None  # where tars are read from, if not the shards folder
     threads: int = 0  # torch CPU threads per process, 0: cores / local processes
     progress: bool = True
+    chunk_ms: float | None = None  # a --streaming model: decode as a stream of these chunks (None: whole)
 
 
 def default_out(checkpoint: Path, split: str, mode: str) -> Path:
@@ -171,8 +173,10 @@ def _evaluate_held(cfg: EvalConfig, d, held: contextlib.ExitStack) -> dict:
         warnings.warn(f"the model was trained on text normalised by {trained_with}, the hypotheses are "
                       f"normalised by {normalizer.version}", stacklevel=2)
     decoder = Decoder(model, tokenizer, cfg.decode, normalizer)
+    mask_chunks(model, cfg.chunk_ms, FeatureConfig.from_dict(ckpt["features"]).hop_ms)  # streaming's outputs, whole
     durations = split_durations(shards.root, cfg.split)
-    out = Path(cfg.out) if cfg.out is not None else default_out(cfg.checkpoint, cfg.split, decoder.mode)
+    mode = decoder.mode + (f"-chunk{cfg.chunk_ms:g}" if cfg.chunk_ms else "")
+    out = Path(cfg.out) if cfg.out is not None else default_out(cfg.checkpoint, cfg.split, mode)
     held.enter_context(lock_folder(out, "eval", d.main, lambda failed: any_rank(failed, d, device)))
 
     lcfg = LoaderConfig(batch_frames=cfg.batch_frames, max_batch=cfg.max_batch, max_frames=NO_FRAME_LIMIT,
@@ -214,7 +218,7 @@ def _evaluate_held(cfg: EvalConfig, d, held: contextlib.ExitStack) -> dict:
     summary = {
         "checkpoint": str(cfg.checkpoint), "model": decoder.kind,
         "step": (ckpt.get("position") or {}).get("step"),
-        "shards": str(cfg.shards), "split": cfg.split, **decoder.describe(),
+        "shards": str(cfg.shards), "split": cfg.split, **decoder.describe(), "chunk_ms": cfg.chunk_ms,
         "utterances": len(records), "hours": round(audio_seconds / 3600, 4),
         "cer": totals["cer"], "wer": totals["wer"],
         "words": {"reference": totals["ref_words"], "substitutions": totals["word_sub"],
@@ -240,7 +244,7 @@ def write_results(out: Path, records: list[dict], summary: dict) -> None:
 
 def format_summary(s: dict) -> str:
     """The summary as a small readable table."""
-    decoding = s["mode"]
+    decoding = s["mode"] + (f", streamed in chunks of {s['chunk_ms']:g} ms" if s.get("chunk_ms") else "")
     if s.get("lm"):
         decoding += f" (lm {s['lm']}, lm_weight {s['lm_weight']:g}, word_score {s['word_score']:g})"
     if s.get("ctc_weight") is not None:

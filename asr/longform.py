@@ -83,14 +83,7 @@ class FeatureStream:
         return block
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        cfg = self.cfg
-        hop, half = cfg.hop_length, cfg.n_fft // 2
-        back = -(-half // hop)  # frames whose windows reach before a frame's centre
-        stream = None
-        if self.rate != cfg.sample_rate:
-            stream = soxr.ResampleStream(self.rate, cfg.sample_rate, 1, dtype="float32",
-                                         quality=cfg.resample_quality)
-        buf, buf_start, nxt = np.zeros(0, np.float32), 0, 0  # samples from buf_start; next frame nxt
+        stepper = FeatureStepper(self.rate, self.cfg)
         while True:
             block = self._next_block()
             last = block is None
@@ -98,25 +91,54 @@ class FeatureStream:
                 mono = np.zeros(0, np.float32)
             else:
                 mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
-            if stream is not None:
-                mono = stream.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32), last=last)
-            mono = np.asarray(mono, dtype=np.float32)
-            if mono.size:
-                self.peak = max(self.peak, float(np.abs(mono).max()))
-            buf = np.concatenate([buf, mono])
-            self.samples += len(mono)
-            end = buf_start + len(buf)
-            stop = cfg.num_frames(end) if last else max(nxt, (end - half) // hop + 1)
-            if stop > nxt and len(buf) > half:
-                s = max(0, (nxt - back) * hop)
-                feats = log_mel(buf[s - buf_start:], cfg)  # frame j centred on sample s + j x hop
-                j0 = nxt - s // hop
-                yield feats[j0: j0 + stop - nxt]
-                nxt = stop
-            keep_from = max(0, (nxt - back) * hop)
-            buf, buf_start = buf[keep_from - buf_start:], keep_from
+            feats = stepper.push(mono, last=last)
+            self.peak, self.samples = stepper.peak, stepper.samples
+            if len(feats):
+                yield feats
             if last:
                 return
+
+
+class FeatureStepper:
+    """Mono samples at `rate` in, pushed in blocks of any size -> the log-Mel frames they complete
+    (float16 [t, F]), the very frames of the whole-file path (the module docstring): what a
+    `FeatureStream` reads from a file and a live stream (asr/streaming.py) is given.
+
+    push(mono float32 [n], last) -> frames; `last` flushes the end (the reflect-padded last
+    frames). `samples`: at cfg.sample_rate so far; `peak`: the largest |sample| so far."""
+
+    def __init__(self, rate: int, cfg: FeatureConfig = FeatureConfig()):
+        self.cfg = cfg
+        self.resampler = None
+        if rate != cfg.sample_rate:
+            self.resampler = soxr.ResampleStream(rate, cfg.sample_rate, 1, dtype="float32",
+                                                 quality=cfg.resample_quality)
+        self.buf, self.buf_start, self.next = np.zeros(0, np.float32), 0, 0  # samples from buf_start; next frame
+        self.samples, self.peak = 0, 0.0
+
+    def push(self, mono: np.ndarray, last: bool = False) -> np.ndarray:
+        cfg = self.cfg
+        hop, half = cfg.hop_length, cfg.n_fft // 2
+        back = -(-half // hop)  # frames whose windows reach before a frame's centre
+        mono = np.ascontiguousarray(mono, dtype=np.float32)
+        if self.resampler is not None:
+            mono = np.asarray(self.resampler.resample_chunk(mono, last=last), dtype=np.float32)
+        if mono.size:
+            self.peak = max(self.peak, float(np.abs(mono).max()))
+        self.buf = np.concatenate([self.buf, mono])
+        self.samples += len(mono)
+        end = self.buf_start + len(self.buf)
+        stop = cfg.num_frames(end) if last else max(self.next, (end - half) // hop + 1)
+        feats = np.zeros((0, cfg.n_mels), np.float16)
+        if stop > self.next and len(self.buf) > half:
+            s = max(0, (self.next - back) * hop)
+            frames = log_mel(self.buf[s - self.buf_start:], cfg)  # frame j centred on sample s + j x hop
+            j0 = self.next - s // hop
+            feats = frames[j0: j0 + stop - self.next]
+            self.next = stop
+        keep_from = max(0, (self.next - back) * hop)
+        self.buf, self.buf_start = self.buf[keep_from - self.buf_start:], keep_from
+        return feats
 
 
 @dataclass

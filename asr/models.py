@@ -6,6 +6,7 @@
     ctc/conformer-tiny    tests: a 1-block Conformer (asr/encoders/conformer.py), 0.02 M
     ctc/conformer-small   Conformer sized for the CPU demo: x4 front, d 144, 6 blocks, kernel 15 (3.02 M)
     ctc/conformer-base    Conformer for a GPU and a full release: x4, d 256, 12 blocks, kernel 31 (32.8 M)
+    ctc/conformer-small-streaming, ctc/conformer-base-streaming   the same, trained to stream too
     las/tiny, las/small, las/small-pyramid, las/lab   Listen, Attend and Spell (asr/las.py)
     las/conformer-small   LAS with a Conformer listener (x4, d 144, 6 blocks; 3.66 M)
 
@@ -74,6 +75,10 @@ CTC_PRESETS: dict[str, dict] = {
     "conformer-base": dict(encoder="conformer", subsampling=4, conv_channels=256, d_model=256, blocks=12, heads=4,
                            ff_mult=8, conv_kernel=31, dropout=0.1),
 }
+# The streaming twins (asr/encoders/conformer.py, "Streaming"): the same sizes with a causal conv and
+# dynamic chunk masks in training; one checkpoint decodes whole files and streams (asr/streaming.py).
+CTC_PRESETS["conformer-small-streaming"] = dict(CTC_PRESETS["conformer-small"], streaming=True)
+CTC_PRESETS["conformer-base-streaming"] = dict(CTC_PRESETS["conformer-base"], streaming=True)
 
 # name -> options (EncoderConfig fields and LASConfig fields); parameters with 45 units
 LAS_PRESETS: dict[str, dict] = {
@@ -140,12 +145,16 @@ def build_model(config: dict) -> nn.Module:
         unknown = set(options) - ENCODER_FIELDS
         if unknown:
             raise ValueError(f"options {sorted(unknown)} do not apply to the CTC model")
+        if options.get("streaming") and options.get("encoder") != "conformer":
+            raise ValueError("streaming needs the Conformer encoder (a conformer-* preset, or --encoder conformer)")
         return CTCModel(CTCConfig(config["vocab_size"], encoder_config(config["n_mels"], options), upsample))
     if kind == "las":
         unknown = set(options) - ENCODER_FIELDS - LAS_FIELDS
         if unknown:
             raise ValueError(f"options {sorted(unknown)} do not apply to the LAS model "
                              f"(known: {', '.join(sorted(ENCODER_FIELDS | LAS_FIELDS))})")
+        if options.get("streaming"):
+            raise ValueError("streaming is for CTC models (--model ctc): attention decoding needs the whole input")
         las = {k: v for k, v in options.items() if k in LAS_FIELDS}
         return LASModel(LASConfig(config["vocab_size"], encoder_config(config["n_mels"], options), **las))
     raise ValueError(f"unknown model kind {kind!r}")

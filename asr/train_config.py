@@ -59,7 +59,7 @@ class TrainConfig:
     model: str | None = option(None, f"ctc (Graves) or las (Listen, Attend and Spell) (default {MODEL}; with "
                                      "--init-from the parent's).")
     preset: str | None = option(None, "Model size: tiny, small, lab, conformer-tiny, conformer-small (3.0 M), "
-                                      "conformer-base (32.8 M) (ctc); tiny, small, small-pyramid, lab, conformer-small "
+                                      "conformer-base (32.8 M), conformer-small-streaming, conformer-base-streaming (ctc); tiny, small, small-pyramid, lab, conformer-small "
                                       f"(3.7 M) (las); see asr/models.py (default {PRESET}; with --init-from the "
                                       "parent's).")
     model_options: dict = field(default_factory=dict)  # overrides of the preset (sizes, rnn, ...)

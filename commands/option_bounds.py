@@ -114,6 +114,10 @@ BOUNDS: dict[str, Bound] = {
     "layer_scale": FRACTION,
     "subsampling": Bound(4, 8, why="4 or 8"),
     "upsample": Bound(1, 2, why="1 or 2"),
+    "left_chunks": Bound(-1, 1000, why="-1 (all) or a number of chunks"),
+    # streaming decoding: a chunk of one encoder frame (40 ms) to a minute; an endpoint up to a minute
+    "chunk_ms": Bound(40, 60000, why="one encoder frame (40 ms) at least"),
+    "endpoint_ms": Bound(0, 60000, why="0: never"),
     # SpecAugment
     "freq_masks": AT_LEAST_0,
     "freq_width": AT_LEAST_0,

@@ -65,6 +65,8 @@ def train(
     conv_kernel: Optional[int] = typer.Option(None, help="conformer: depthwise conv kernel, odd [preset]."),
     subsampling: Optional[int] = typer.Option(None, help="conformer: time reduction of the front, 4 or 8 [preset]."),
     layer_scale: Optional[float] = typer.Option(None, help="conformer: initial LayerScale gain of each block's modules, 0: none (conformer-small: 0.1; it keeps deep CTC Conformers off the blank plateau) [preset]."),
+    streaming: Optional[bool] = typer.Option(None, "--streaming/--no-streaming", help="conformer (ctc): train to stream too: causal conv, a random attention chunk per batch; the checkpoint then decodes whole files and streams (conformer-*-streaming presets) [preset]."),
+    left_chunks: Optional[int] = typer.Option(None, help="--streaming: chunks before its own a frame sees in training, -1: all [preset]."),
     upsample: Optional[int] = typer.Option(None, help="ctc: output frames per encoder frame, 1 or 2 (small presets: chosen from the train split, 2 only where its fast speech needs 50 frames a second) [preset]."),
     tokens: str = FROM_CONFIG,
     ctc_weight: float = FROM_CONFIG,

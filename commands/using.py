@@ -46,6 +46,9 @@ def eval_(
     threads: int = typer.Option(0, help="CPU threads per process (0: cores / processes)."),
     shard_url: Optional[str] = typer.Option(None, help="Read tars from this URL prefix or '{path}' template."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    chunk_ms: Optional[float] = typer.Option(None, help="A model trained with --streaming: decode as a live stream "
+                                             "in chunks of this many ms would (the same outputs; default: whole "
+                                             "utterances)."),
 ):
     """CER / WER of a checkpoint on a split: per-utterance results, summary, real-time factor."""
     import os
@@ -57,7 +60,7 @@ def eval_(
     cfg = EvalConfig(checkpoint=checkpoint, shards=shards, split=split,
                      decode=_decode_options(beam, lm, lm_weight, word_score, ctc_weight), out=out, device=device,
                      batch_frames=batch_frames, max_batch=max_batch, workers=workers, threads=threads,
-                     shard_url=shard_url, progress=progress)
+                     shard_url=shard_url, progress=progress, chunk_ms=chunk_ms)
     try:
         if out is not None:  # the default, beside the checkpoint, is the run's own folder
             refuse_out_inside_shards(out)
@@ -159,6 +162,38 @@ def checkpoint_average(
 _FORMATS = ("txt", "json", "srt", "vtt")
 
 
+def streamed(rec, files: list[Path]):
+    """Each file through rec.stream() (asr/streaming.py): on a terminal its text is rewritten on
+    one line as it grows (stderr), then the result as without --stream; failures as
+    transcribe_many gives them."""
+    import sys
+
+    from asr.streaming import stream_file
+    from asr.transcribe import FileFailure
+    from pipeline.audio import AudioError
+
+    live = sys.stderr.isatty()
+
+    def show(p, seconds):
+        sys.stderr.write(f"\r\033[K{seconds:6.1f}s  {p.text[-150:]}")
+        sys.stderr.flush()
+
+    for path in files:
+        try:
+            result = stream_file(rec.stream(), path, show if live else None)
+        except AudioError as e:
+            from asr.transcribe import AUDIO_PROBLEMS
+
+            reason = AUDIO_PROBLEMS.get(e.reason, e.reason)
+            detail = e.detail if e.detail != str(path) else ""
+            result = FileFailure(str(path), f"{reason} ({detail})" if detail else reason)
+        except OSError as e:
+            result = FileFailure(str(path), e.strerror or type(e).__name__)
+        if live:
+            sys.stderr.write("\r\033[K")
+        yield result
+
+
 @app.command()
 @bounded
 def transcribe(
@@ -179,6 +214,13 @@ def transcribe(
     out_dir: Optional[Path] = typer.Option(None, help="Write <out-dir>/<file name>.<format> per input (any "
                                            "format) and print the path written, one line per file."),
     batch_size: int = typer.Option(1, help="Files padded into one batch through the model."),
+    stream: bool = typer.Option(False, "--stream", help="Decode as a live stream (a model trained with --streaming): "
+                                "each file read in 100 ms blocks, the text printed as it grows on a terminal; the "
+                                "final text is the Python API's rec.stream()."),
+    chunk_ms: float = typer.Option(640.0, help="--stream: the encoder's chunk in ms (latency against accuracy; a "
+                                   "multiple of 40)."),
+    endpoint_ms: float = typer.Option(800.0, help="--stream: a segment ends after this many ms without speech "
+                                      "(0: never)."),
 ):
     """Transcribe audio files: one line per file, in order: its text (or JSON object, or written
     path), or an empty line for a file that failed (the reason on stderr; the exit status is then 1).
@@ -216,8 +258,12 @@ def transcribe(
     failures = 0
     try:
         rec = Recognizer.load(checkpoint, device=device, timestamps=fmt != "txt",  # txt: no word alignment
+                              chunk_ms=chunk_ms, endpoint_ms=endpoint_ms or None,
                               **vars(_decode_options(beam, lm, lm_weight, word_score, ctc_weight)))
-        for result in rec.transcribe_many(files, batch_size=batch_size):
+        if stream and not rec.streaming:
+            fail(f"--stream: {checkpoint} was not trained with --streaming (train a conformer-*-streaming preset)")
+        results = streamed(rec, files) if stream else rec.transcribe_many(files, batch_size=batch_size)
+        for result in results:
             if not result.ok:
                 failures += 1
                 typer.secho(f"error: {result}", fg=typer.colors.RED, err=True)

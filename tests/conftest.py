@@ -186,6 +186,31 @@ def chatty_ckpt(tiny_ctc, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def streaming_ckpt(shards_dir, tmp_path_factory) -> Path:
+    """A conformer-tiny CTC model trained with --streaming for a few steps (chunk draws, causal
+    conv), then given fresh seeded weights as `chatty_ckpt` is: it spells a long string for any
+    input, so a wrong chunk, cache or frame changes its text."""
+    import torch
+
+    from asr import checkpoint
+    from asr.models import build_model
+    from asr.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("run") / "stream-ctc"
+    train(TrainConfig(shards=str(shards_dir), out=str(out), preset="conformer-tiny", model_options={"streaming": True},
+                      max_steps=8, warmup=2, batch_frames=4000, eval_every=0, workers=0, progress=False, lr=3e-3))
+    ckpt = checkpoint.load(out / "last.pt")
+    torch.manual_seed(0)
+    weights = build_model(ckpt["model"]).state_dict()
+    weights["head.weight"] *= 30  # a tiny Conformer's fresh outputs vary too little from frame to frame
+    weights["encoder.front.proj.weight"] *= 3
+    ckpt["state_dict"] = weights
+    path = out / "chatty.pt"
+    checkpoint.save(path, {k: v for k, v in ckpt.items() if k != "format"})
+    return path
+
+
+@pytest.fixture(scope="session")
 def learnt(handful_shards, tmp_path_factory) -> dict:
     """ctc/small overfit on the 6 utterances of `handful_shards` (it spells them right), their
     clips and texts. Session-wide: test_api and test_longform both use it. One CTC frame per

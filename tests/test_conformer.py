@@ -81,6 +81,7 @@ def test_layer_scale_starts_each_block_near_the_identity_and_learns_its_gains():
     torch.manual_seed(0)
     x = torch.randn(2, 30, 32)
     mask = torch.ones(2, 30, dtype=torch.bool)
+    att_mask = mask[:, None, None, :]
     rope = rotary_tables(30, 8, "cpu", torch.float32)
     plain = ConformerBlock(small_cfg(4)).eval()
     assert not any("gamma" in name for name, _ in plain.named_parameters())
@@ -89,11 +90,11 @@ def test_layer_scale_starts_each_block_near_the_identity_and_learns_its_gains():
     assert torch.equal(scaled.gamma, torch.full((4, 32), 1e-3))
     with torch.no_grad():
         identity = plain.norm(x)
-        near = (scaled(x, mask, rope) - identity).abs().max()
-        far = (plain(x, mask, rope) - identity).abs().max()
+        near = (scaled(x, att_mask, mask, rope) - identity).abs().max()
+        far = (plain(x, att_mask, mask, rope) - identity).abs().max()
     assert near < 0.02 < far, (float(near), float(far))
     scaled.train()
-    scaled(x, mask, rope).pow(2).sum().backward()
+    scaled(x, att_mask, mask, rope).pow(2).sum().backward()
     assert scaled.gamma.grad is not None and scaled.gamma.grad.abs().sum() > 0
 
 
@@ -213,7 +214,7 @@ def test_demo_preset_recipe_and_refusal(tmp_path):
                            str(tmp_path), "--data", str(tmp_path / "data"), "--shards", str(tmp_path / "shards")],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 1
-    assert proc.stderr.strip().endswith("the ctc demo has no preset 'huge' (choose from conformer-small)")
+    assert proc.stderr.strip().endswith("the ctc demo has no preset 'huge' (choose from conformer-small, conformer-small-streaming)")
     assert not (tmp_path / "data").exists()  # refused before the first stage
 
 

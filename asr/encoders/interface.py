@@ -53,6 +53,12 @@ class EncoderConfig:
     # the blocks near the identity lets them leave it like a shallow model (README, "Recipes").
     layer_scale: float = 0.0
     subsampling: int = 4  # 4: ConvSubsampling; 8: FastConformer's depthwise-separable front
+    # Streaming (conformer, x4 front; asr/encoders/conformer.py, "Streaming"): a causal depthwise conv,
+    # and in training each batch draws its attention chunk (full context half the time), so one
+    # model decodes whole files and streams chunk by chunk. left_chunks: chunks before its own
+    # that a frame sees in training (-1: all).
+    streaming: bool = False
+    left_chunks: int = -1
 
     @property
     def output_dim(self) -> int:
