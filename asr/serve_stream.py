@@ -33,10 +33,11 @@ Errors: the server sends ONE message {"type": "error", "error": "<one line sayin
 with a code that says which kind (its reason repeats the line, cut to 123 bytes):
     1003  data it cannot take: a text message that is not JSON, audio before the config, an
           audio message of an odd number of bytes, audio the recogniser refuses
-    1008  a message against the protocol: the first message is not a config, an unknown "type",
-          a second config, a sample_rate that is not an integer from 8000 to 192000, an unknown
-          mode, beam-lm without --lm, a model that cannot stream (not trained with --streaming),
-          no message for `ServeConfig.stream_idle` seconds (30 by default)
+    1008  a message against the protocol: the first message is not a config, JSON that is not
+          an object with a "type", an unknown "type", a second config, a sample_rate that is not
+          an integer from 8000 to 192000, an unknown mode, beam-lm without --lm, a model that
+          cannot stream (not trained with --streaming), no message for `ServeConfig.stream_idle`
+          seconds (30 by default)
     1009  the session's audio is over --max-seconds
     1011  an error in the server itself
 Audio received before an error is dropped with its session. A message over 16 MiB is refused by
@@ -47,10 +48,12 @@ fewest open sessions and makes its own `Recognizer.stream()` from that replica's
 its mode (greedy; beam; beam-lm: prefix beam search with the LM). A session holds only its
 decoding state: the weights are shared and read only, so sessions do not take a replica out of
 the pool the way an upload does, and a live session never waits behind a long upload for its
-replica. Each accept() runs in a worker thread, at most one per replica at a time (a capacity
-limiter, apart from the uploads'), never on the event loop, so /health and every other
-session's messages are answered while one decodes. A client that goes away mid-session loses
-its session once the block being decoded is done: no thread waits on it.
+replica. Making a session, each accept() and finish() run in worker threads, never on the
+event loop, so /health and every other session's messages are answered while one decodes; at
+most `workers` such threads run at once for all sessions together (a capacity limiter of their
+own: the uploads' limiter never makes a live session wait behind a long file). A client that
+goes away mid-session loses its session once the block being decoded is done: no thread waits
+on it.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """`asr-cli serve`'s WebSocket /stream (asr/serve_stream.py) with a real streaming checkpoint:
 what a session gets against `Recognizer.stream()` fed the same blocks, every refusal (one error
-message, then a close with its code), two sessions at once, a client that leaves mid-session."""
+message, then a close with its code), three sessions at once on two replicas, clients that
+leave mid-session."""
 
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -25,8 +27,6 @@ from pipeline.audio import compute_features
 from conftest import LANG, serve_in_thread
 
 BLOCK_S = 0.25  # seconds of audio per binary message the tests send
-
-
 PAUSE_S = 1.2  # the silence between the two copies of a clip in the tests' audio
 
 
@@ -132,8 +132,8 @@ def reference(rec: Recognizer, pcm: np.ndarray, rate: int = 16000) -> dict:
 
 
 @pytest.fixture(scope="module")
-def app(stream_ckpt):
-    return create_app(ServeConfig(stream_ckpt, max_seconds=60.0))
+def app(stream_ckpt, lm):
+    return create_app(ServeConfig(stream_ckpt, lm=lm, max_seconds=60.0))
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def client(app):
 
 def test_model_info_says_the_model_streams(client, chatty_ckpt):
     m = client.get("/model").json()
-    assert (m["streaming"], m["chunk_ms"], m["stream_modes"]) == (True, 640, ["greedy", "beam"])
+    assert (m["streaming"], m["chunk_ms"], m["stream_modes"]) == (True, 640, ["greedy", "beam", "beam-lm"])
     with TestClient(create_app(ServeConfig(chatty_ckpt))) as c:
         m = c.get("/model").json()
         assert (m["streaming"], m["chunk_ms"], m["stream_modes"]) == (False, None, [])
@@ -170,6 +170,16 @@ def collect(ws) -> list[dict]:
     return out
 
 
+def assert_consistent(messages: list[dict]) -> None:
+    """Each partial's text is the finals so far and then its open segment's."""
+    closed = []
+    for m in messages:
+        if m["type"] == "final":
+            closed.append(m["segment"]["text"])
+        elif m["type"] == "partial":
+            assert m["text"] == " ".join(closed + ([m["partial"]] if m["partial"] else [])), (m, closed)
+
+
 def test_a_session_gets_what_the_api_gives(client, stream_ckpt, speech):
     pcm = speech[0]
     want = reference(Recognizer.load(stream_ckpt, device="cpu"), pcm)
@@ -193,30 +203,39 @@ def test_a_session_gets_what_the_api_gives(client, stream_ckpt, speech):
         assert closed.value.code == 1000
     assert [(m["text"], m["partial"]) for m in got if m["type"] == "partial"] == want["partials"]
     assert [m["segment"] for m in got if m["type"] == "final"] == want["finals"]
+    assert_consistent(got)
     done = got[-1]
     assert done == {"type": "done", "text": want["text"], "words": want["words"], "duration": want["duration"]}
     assert done["text"] == " ".join(f["text"] for f in want["finals"])
     assert abs(done["duration"] - len(pcm) / 16000) < 0.01
     # each final comes before the partial of the same block, which no longer holds its words
     first_final = next(i for i, m in enumerate(got) if m["type"] == "final")
-    assert got[first_final + 1]["type"] == "partial" and got[first_final + 1]["partial"] != got[first_final - 1]["partial"]
+    after, before = got[first_final + 1], got[first_final - 1]
+    assert after["type"] == before["type"] == "partial" and after["partial"] != before["partial"]
 
 
-def test_any_sample_rate_and_the_beam_mode(client, stream_ckpt, speech):
-    """44.1 kHz audio (the server resamples it) decoded by prefix beam search."""
-    pcm = pcm16(soxr.resample(speech[1].astype(np.float32) / 32768, 16000, 44100))
-    beam = DecodeOptions().search_beam("ctc")  # what serve's beam mode takes without --beam
-    want = reference(Recognizer.load(stream_ckpt, device="cpu", beam=beam), pcm, 44100)
+@pytest.mark.parametrize("mode, rate", [("beam", 44100), ("beam-lm", 16000)])
+def test_the_beam_modes_at_any_sample_rate(client, stream_ckpt, lm, speech, mode, rate):
+    """Prefix beam search (with the word LM in beam-lm), on audio at `rate` (the server
+    resamples it), as the API gives it."""
+    pcm = speech[1] if rate == 16000 else pcm16(soxr.resample(speech[1].astype(np.float32) / 32768, 16000, rate))
+    beam = DecodeOptions().search_beam("ctc")  # what serve's beam modes take without --beam
+    rec = Recognizer.load(stream_ckpt, device="cpu", beam=beam, lm=lm if mode == "beam-lm" else None)
+    want = reference(rec, pcm, rate)
     with client.websocket_connect("/stream") as ws:
-        ws.send_json({"type": "config", "sample_rate": 44100, "mode": "beam"})
-        assert ws.receive_json() == {"type": "ready", "sample_rate": 44100, "chunk_ms": 640, "mode": "beam"}
-        for b in blocks(pcm, 44100):
+        ws.send_json({"type": "config", "sample_rate": rate, "mode": mode})
+        assert ws.receive_json() == {"type": "ready", "sample_rate": rate, "chunk_ms": 640, "mode": mode}
+        for b in blocks(pcm, rate):
             ws.send_bytes(b.tobytes())
         ws.send_json({"type": "end"})
         got = collect(ws)
     assert [m["segment"] for m in got if m["type"] == "final"] == want["finals"]
     assert {k: got[-1][k] for k in ("text", "words", "duration")} == {k: want[k] for k in ("text", "words", "duration")}
-    assert got[-1]["text"] and abs(got[-1]["duration"] - len(pcm) / 44100) < 0.01
+    assert got[-1]["text"] and abs(got[-1]["duration"] - len(pcm) / rate) < 0.01
+    # a beam's best hypothesis mid-segment differs between two runs of the same stream (ties), so
+    # its partials are not compared one to one with the API's; they hold together all the same
+    assert any(m["type"] == "partial" for m in got)
+    assert_consistent(got)
 
 
 def refusal(client, *messages) -> tuple[str, int]:
@@ -262,7 +281,8 @@ BAD = [
     ([dict(CONFIG, mode="fast")], 1008, 'unknown mode "fast": use one of greedy, beam'),
     ([dict(CONFIG, mode=["greedy"])], 1008, 'unknown mode ["greedy"]: use one of greedy, beam'),
     ([dict(CONFIG, mode="beam-lm")], 1008, "mode beam-lm needs a language model: start asr-cli serve with --lm"),
-    ([CONFIG, b"\x00" * 3201], 1003, "audio must be 16-bit PCM: a message of 3201 bytes is not a whole number of samples"),
+    ([CONFIG, b"\x00" * 3201], 1003,
+     "audio must be 16-bit PCM: a message of 3201 bytes is not a whole number of samples"),
     ([CONFIG, CONFIG], 1008, "config was already sent: one per session (open another connection for another)"),
     ([CONFIG, {"type": "pause"}], 1008, 'unknown message type "pause": expected binary audio or {"type": "end"}'),
     ([CONFIG, b"\x00\x00" * 1600, "not json"], 1003,
@@ -286,6 +306,11 @@ def test_each_bad_message_gets_one_error_and_a_close(stream_ckpt, chatty_ckpt, s
             ws.send_bytes(speech[0][:16000].tobytes())
             ws.send_json({"type": "end"})
             assert collect(ws)[-1]["duration"] == 1.0
+        with c.websocket_connect("/stream") as ws:  # as does one without audio
+            ws.send_json(CONFIG)
+            ws.receive_json()
+            ws.send_json({"type": "end"})
+            assert ws.receive_json() == {"type": "done", "text": "", "words": [], "duration": 0.0}
         assert app.state.stream_sessions == [0]
     with TestClient(create_app(ServeConfig(chatty_ckpt))) as c:  # a model trained without --streaming
         assert refusal(c, CONFIG) == ("this model cannot stream: train a Conformer CTC model with --streaming "
@@ -323,22 +348,23 @@ def two_replicas(stream_ckpt):
         yield app, port
 
 
-def test_two_sessions_at_once_both_finish_right(two_replicas, stream_ckpt, speech):
+def test_three_sessions_at_once_share_two_replicas(two_replicas, stream_ckpt, speech):
     app, port = two_replicas
     rec = Recognizer.load(stream_ckpt, device="cpu")
-    want = [reference(rec, pcm)["text"] for pcm in speech]
+    audio = [speech[0], speech[1], speech[0]]
+    want = [reference(rec, pcm)["text"] for pcm in audio]
     assert want[0] != want[1]
-    opened = threading.Barrier(3)
-    results = [None, None]
+    opened = threading.Barrier(len(audio) + 1)
+    results = [None] * len(audio)
 
     def one(i):
-        results[i] = run_session(port, speech[i], opened)
+        results[i] = run_session(port, audio[i], opened)
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(audio))]
     for t in threads:
         t.start()
     opened.wait(30)
-    assert app.state.stream_sessions == [1, 1]  # both open, one on each replica
+    assert sorted(app.state.stream_sessions) == [1, 2]  # all open at once, spread over the replicas
     assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json() == {"status": "ok"}
     for t in threads:
         t.join(120)
@@ -346,10 +372,11 @@ def test_two_sessions_at_once_both_finish_right(two_replicas, stream_ckpt, speec
     assert app.state.stream_sessions == [0, 0]
 
 
-def test_a_client_that_leaves_mid_session_leaves_nothing_behind(two_replicas, stream_ckpt, speech):
+def test_a_client_that_leaves_mid_session_leaves_nothing_behind(two_replicas, stream_ckpt, speech, caplog):
     from websockets.sync.client import connect
 
     app, port = two_replicas
+    caplog.set_level(logging.INFO)
 
     def leave(n: int) -> None:
         for _ in range(n):
@@ -371,3 +398,4 @@ def test_a_client_that_leaves_mid_session_leaves_nothing_behind(two_replicas, st
     assert threading.active_count() == threads  # no thread per session left behind
     want = reference(Recognizer.load(stream_ckpt, device="cpu"), speech[1])["text"]
     assert run_session(port, speech[1])["text"] == want  # the server goes on
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []  # nothing failed

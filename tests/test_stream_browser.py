@@ -1,10 +1,13 @@
 """The page's "Live" button in headless Chromium (tests/test_serve_browser.py's browser, skip and
 CI rule): its fake microphone plays speech, the AudioWorklet sends 16 kHz PCM to /stream, the
-text shows while the audio still plays, and the final text is the API's for what was sent."""
+text shows while the audio still plays, and the final text is what the API (and `asr-cli
+transcribe --stream`) give for the audio the page sent."""
 
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ import soundfile as sf
 import soxr
 
 from asr import Recognizer
+from conftest import ROOT
 from test_serve_browser import chromium, open_page, pytestmark, served  # noqa: F401 (pytestmark: the skip rule)
 from test_serve_stream import speaking, two_clips, with_pause
 
@@ -40,7 +44,7 @@ SENT = """async () => {  // the PCM of the WAV the page made of what it sent: ba
     return [new DataView(b.buffer).getUint32(24, true), btoa(s)]; }"""
 
 
-def test_live_shows_text_as_it_comes_and_ends_with_the_api_text(stream_ckpt, mic):
+def test_live_shows_text_as_it_comes_and_ends_with_the_api_text(stream_ckpt, mic, tmp_path):
     path, seconds, reference_audio = mic
     with served("--checkpoint", str(stream_ckpt)) as url, chromium(path) as page:
         open_page(page, url)
@@ -67,8 +71,12 @@ def test_live_shows_text_as_it_comes_and_ends_with_the_api_text(stream_ckpt, mic
         assert seconds + 0.5 <= len(sent) / 16000 < seconds + 5
         s = Recognizer.load(stream_ckpt, device="cpu").stream()
         s.accept(sent, 16000)
-        want = s.finish()
-        assert shown == want.text and shown
+        assert shown == s.finish().text and shown
+        wav = tmp_path / "sent.wav"  # and what `asr-cli transcribe --stream` prints for it
+        sf.write(wav, sent, 16000, subtype="PCM_16")
+        cli = subprocess.run([sys.executable, str(ROOT / "cli.py"), "transcribe", "--checkpoint", str(stream_ckpt),
+                              "--stream", str(wav)], capture_output=True, text=True, timeout=120)
+        assert cli.returncode == 0 and cli.stdout.strip() == shown, cli.stderr[-2000:]
         # what was sent is the microphone's audio, brought down to 16 kHz without damage: it
         # matches the clip (as soxr resamples it) at some lag, for a stretch of speech
         probe = reference_audio[: 16000]

@@ -29,12 +29,18 @@ class LiveSession {
     this.ws.onmessage = (e) => this.message(JSON.parse(e.data));
     this.ws.onclose = (e) => this.fail(e.reason || `the connection closed (code ${e.code})`);
     await Promise.race([ready, this.done]);
-    this.stream = await navigator.mediaDevices.getUserMedia({
+    const stream = await navigator.mediaDevices.getUserMedia({
       // what the microphone hears, not a call's processing of it
       audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
     });
+    if (this.closed) { // the session failed while the microphone opened: let it go at once
+      stream.getTracks().forEach((t) => t.stop());
+      throw new Error(this.failed);
+    }
+    this.stream = stream;
     await this.context.audioWorklet.addModule("/static/pcm-worklet.js");
     await this.context.resume();
+    if (this.closed) throw new Error(this.failed);
     this.source = this.context.createMediaStreamSource(this.stream);
     this.node = new AudioWorkletNode(this.context, "pcm-downsampler", {
       numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [1],
@@ -100,9 +106,10 @@ class LiveSession {
 let live = null;
 let liveFinals = [];
 
-function liveButtons(running) {
+// running: Live and Record off; stoppable: Stop live on (once the microphone is open)
+function liveButtons(running, stoppable = false) {
   $("live").disabled = running;
-  $("live-stop").disabled = !running;
+  $("live-stop").disabled = !stoppable;
   $("record").disabled = running;
 }
 
@@ -157,6 +164,7 @@ $("live").addEventListener("click", async () => {
   live = session;
   try {
     await session.start();
+    if (!session.failed) liveButtons(true, true);
   } catch (e) {
     session.fail(`the microphone could not be opened (${e.message})`); // said already if the server refused
   }
