@@ -47,7 +47,7 @@ from asr.longform import FeatureStepper
 from asr.timestamps import Word, align_words
 from asr.transcribe import Transcript
 from asr.units import BLANK, EOS
-from pipeline.audio import SILENCE_PEAK, AudioError, as_samples, read_blocks
+from pipeline.audio import MAX_ARRAY_CHANNELS, SILENCE_PEAK, AudioError, as_samples, read_blocks
 
 CHUNK_MS = 640  # the default decoding chunk: the latency bar at 0.9 s leaves room for it
 ENDPOINT_MS = 800  # blanks after a word that close a segment
@@ -187,6 +187,7 @@ class StreamingSession:
         options = transcriber.decoder.options
         self.beam = CTCBeamDecoder(transcriber.tokenizer, options) if options.searches() else None
         self.rate: int | None = None
+        self.channels: int | None = None  # known from the first block long enough to tell
         self.stepper: FeatureStepper | None = None
         self.frames = np.zeros((FRONT_CONTEXT, transcriber.features.n_mels), np.float32)  # from 4 offset - 3
         self.offset = 0  # encoder frames given out
@@ -276,9 +277,16 @@ class StreamingSession:
         elif sample_rate != self.rate:
             raise ValueError(f"this stream's sample rate is {self.rate} Hz, not {sample_rate}: one rate per stream")
         try:
-            data = as_samples(samples)
+            raw = np.asarray(samples)
+            if raw.ndim == 2 and self.channels is not None and raw.shape[1] == self.channels != raw.shape[0]:
+                # a short block [n, channels] (n <= 16 reads either way): the stream's channels decide
+                data = as_samples(raw.reshape(-1)).reshape(-1, self.channels)
+            else:
+                data = as_samples(raw)
         except AudioError as e:
             raise ValueError(e.detail or e.reason) from None
+        if self.channels is None and len(data) > MAX_ARRAY_CHANNELS:
+            self.channels = data.shape[1]
         if not np.isfinite(data).all():
             raise ValueError("non-finite samples")
         self.seconds += len(data) / self.rate

@@ -26,7 +26,8 @@ chunk masks). Printed side by side, in one run:
 Bars (issue 28): 640 ms CER <= 1.15x full context; streaming full context <= 1.05x the
 baseline; median word latency at 640 ms <= 0.9 s; compute per 640 ms chunk <= 60 ms on one
 thread; memory flat; session WER <= 1.05x the windowed decode's.
-Results: --out (default bench/out/streaming/results.json) and the tables printed.
+Results: --out (default bench/out/streaming/results.json) and the tables printed; an
+evaluation folder already holding this checkpoint's summary.json is reused (delete it to redo).
 """
 
 from __future__ import annotations
@@ -65,8 +66,12 @@ def evaluate_cer(ckpt: Path, shards: Path, chunk_ms, lm, out: Path) -> dict:
         if options is None:
             continue
         name = f"{mode}-{chunk_ms or 'full'}"
-        s = evaluate(EvalConfig(checkpoint=ckpt, shards=shards, split="test", decode=options, chunk_ms=chunk_ms,
-                                out=out / ckpt.parent.name / name, progress=False))
+        done = out / ckpt.parent.name / name / "summary.json"
+        if done.is_file() and json.loads(done.read_text()).get("checkpoint") == str(ckpt):  # a rerun reuses it
+            s = json.loads(done.read_text())
+        else:
+            s = evaluate(EvalConfig(checkpoint=ckpt, shards=shards, split="test", decode=options, chunk_ms=chunk_ms,
+                                    out=out / ckpt.parent.name / name, progress=False))
         rows[mode] = {"cer": s["cer"], "wer": s["wer"], "utterances": s["utterances"]}
         print(f"  {ckpt.parent.name} {name}: CER {100 * s['cer']:.2f} %", flush=True)
     return rows

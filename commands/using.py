@@ -326,18 +326,24 @@ def serve(
 
 
 @app.command()
+@bounded
 def export(
     checkpoint: Path = typer.Option(..., help="CTC checkpoint made by `asr-cli train` (e.g. runs/fr-ctc/best.pt)."),
     out: Path = typer.Option(..., help="ONNX file to write (e.g. model.onnx); a readable copy of its metadata "
                                        "goes beside it (model.onnx.json)."),
+    streaming: bool = typer.Option(False, "--streaming", help="A model trained with --streaming: export one chunk "
+                                   "step of the encoder with its caches as inputs and outputs, for live streams "
+                                   "(rec.stream(), transcribe --stream) with onnxruntime."),
+    chunk_ms: Optional[float] = typer.Option(None, help="--streaming: the chunk in ms the export is checked at and "
+                                             "decodes whole files with (default: 640; streams may take any)."),
 ):
     """CTC checkpoint -> ONNX model (dynamic batch and time) for onnxruntime: `transcribe` and `eval`
-    take it as --checkpoint."""
+    take it as --checkpoint. With --streaming, the chunk step of a streaming model instead."""
     from asr.checkpoint import CheckpointError
     from asr.export import ExportError, export_onnx, format_summary
 
     try:
-        summary = export_onnx(checkpoint, out)
+        summary = export_onnx(checkpoint, out, streaming=streaming, chunk_ms=chunk_ms)
     except (CheckpointError, ExportError) as e:
         fail(str(e))
     except OSError as e:  # a full disk, a read-only folder

@@ -273,6 +273,20 @@ def test_an_endpoint_closes_a_segment_and_loses_no_word(streaming_ckpt):
         assert starts == sorted(starts) and starts[-1] > 3 * 1.2 * 0.9  # times from the stream's start
 
 
+def test_short_stereo_blocks_keep_their_channels(streaming_ckpt, broken_root):
+    """A block of 3 frames of 2 channels ([3, 2]: both axes short) reads as the stream's
+    channels said earlier, so a file's last few samples are not refused."""
+    rec = Recognizer.load(streaming_ckpt, device="cpu", chunk_ms=320)
+    wave, rate = sf.read(speech(broken_root, 1)[0], dtype="float32")
+    stereo = np.stack([wave, wave], axis=1)
+    a, b = rec.stream(), rec.stream()
+    n = len(stereo) - 3
+    a.accept(stereo[:n], rate)
+    a.accept(stereo[n:], rate)
+    b.accept(wave, rate)
+    assert a.finish().text == b.finish().text
+
+
 def test_refusals(chatty_ckpt, streaming_ckpt):
     rec = Recognizer.load(chatty_ckpt, device="cpu")
     assert not rec.streaming
