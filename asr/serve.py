@@ -10,6 +10,8 @@
                       optional `mode` (greedy, beam, beam-lm) and `plots` (1: PNG figures too)
                       -> {"text", "words": [{"word", "start", "end"}], "duration",
                           "decode_seconds", "mode"} (+ "spectrogram", "attention": data: URLs)
+    WS   /stream      live recognition of a --streaming model: config, binary PCM, partial / final
+                      results (the protocol: asr/serve_stream.py)
 
 Bad input gets a 4xx and {"error": "<one line>"}: not multipart or no `file` (400), a file
 name with a control character (400), an empty file or one that is not audio (422), a body
@@ -55,6 +57,7 @@ from asr import checkpoint as ckpt_io
 from asr.api import Recognizer, TranscriptionError
 from asr.decode_options import DecodeOptions
 from asr.las_decoding import LASGreedyDecoder
+from asr.serve_stream import add_stream_route
 from pipeline.audio import AudioError, compute_features
 
 STATIC = Path(__file__).parent / "static"
@@ -83,6 +86,7 @@ class ServeConfig:
     max_seconds: float = 600.0  # audio longer than this is refused
     workers: int = 1  # model replicas decoding at once
     body_timeout: float = 120.0  # seconds an upload's whole body may take to arrive
+    stream_idle: float = 30.0  # seconds a /stream session may send nothing before it is closed
 
     @property
     def max_bytes(self) -> int:
@@ -181,6 +185,7 @@ def create_app(cfg: ServeConfig, replicas: list[dict[str, Recognizer]] | None = 
                   redoc_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.pool = pool  # the idle replicas (tests hold one back to see requests wait off the loop)
+    add_stream_route(app, cfg, replicas, info)  # WebSocket /stream: live recognition (asr/serve_stream.py)
 
     # async: answered on the event loop, never queued behind the uploads in the thread pool
     @app.get("/", include_in_schema=False)

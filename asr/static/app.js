@@ -1,8 +1,10 @@
 // The page: one audio (a chosen file or a recording) -> POST /transcribe -> transcript,
-// clickable words, spectrogram (and attention for LAS models).
+// clickable words, spectrogram (and attention for LAS models). Live recognition: live.js.
 const $ = (id) => document.getElementById(id);
 let audio = null; // { blob, name }
 let recorder = null;
+let streamModes = []; // the modes /stream decodes in (none: the model cannot stream)
+let canStream = false;
 
 function showError(message) {
   $("error").textContent = message;
@@ -26,6 +28,11 @@ async function loadModel() {
   $("model").textContent =
     `${m.checkpoint}: ${m.kind} model, preset ${m.preset ?? "?"}, language ${m.lang}, units ${m.units}, ` +
     `${m.steps ?? "?"} training steps, dev CER ${cer}` + (m.lm ? `; LM ${m.lm}` : "; no LM");
+  streamModes = m.stream_modes || [];
+  canStream = m.streaming;
+  $("live").disabled = !canStream;
+  $("live").title = m.streaming ? "recognise the microphone as you speak"
+    : "this model cannot stream: train it with --streaming for live recognition";
   for (const [name, description] of Object.entries(m.modes)) {
     const option = new Option(`${name}: ${description}`, name);
     option.selected = name === m.default_mode;
@@ -35,28 +42,31 @@ async function loadModel() {
 
 function fmt(t) { return t === null ? "?" : t.toFixed(2); }
 
+// a word and its times; a click plays the audio from its start
+function wordChip(w) {
+  const span = document.createElement("span");
+  span.className = "word";
+  span.dataset.start = w.start ?? "";
+  span.append(w.word);
+  const time = document.createElement("small");
+  time.textContent = `${fmt(w.start)}–${fmt(w.end)} s`;
+  span.append(time);
+  span.addEventListener("click", () => {
+    if (w.start === null) return;
+    const player = $("player");
+    player.currentTime = w.start;
+    player.play();
+  });
+  return span;
+}
+
 function showResult(r) {
   $("text").textContent = r.text;
   $("stats").textContent =
     `${r.duration.toFixed(2)} s of audio, decoded in ${r.decode_seconds.toFixed(3)} s (mode ${r.mode})`;
   const words = $("words");
   words.replaceChildren();
-  for (const w of r.words) {
-    const span = document.createElement("span");
-    span.className = "word";
-    span.dataset.start = w.start ?? "";
-    span.append(w.word);
-    const time = document.createElement("small");
-    time.textContent = `${fmt(w.start)}–${fmt(w.end)} s`;
-    span.append(time);
-    span.addEventListener("click", () => {
-      if (w.start === null) return;
-      const player = $("player");
-      player.currentTime = w.start;
-      player.play();
-    });
-    words.append(span);
-  }
+  for (const w of r.words) words.append(wordChip(w));
   $("spectrogram").src = r.spectrogram || "";
   $("spectrogram").hidden = !r.spectrogram;
   $("attention-box").hidden = !r.attention;
@@ -106,6 +116,7 @@ $("record").addEventListener("click", async () => {
     return;
   }
   $("record").disabled = true;
+  $("live").disabled = true; // one use of the microphone at a time
   $("stop").disabled = false;
   $("rec-status").textContent = "recording…";
 });
@@ -113,6 +124,7 @@ $("record").addEventListener("click", async () => {
 $("stop").addEventListener("click", async () => {
   const blob = await recorder.stop();
   $("record").disabled = false;
+  $("live").disabled = !canStream;
   $("stop").disabled = true;
   $("rec-status").textContent = `recorded ${(blob.size / 1024).toFixed(0)} kB`;
   setAudio(blob, "recording.wav");

@@ -23,6 +23,7 @@ class WavRecorder {
   }
 }
 
+// chunks: Float32Arrays in [-1, 1] or Int16Arrays
 function encodeWav(chunks, rate) {
   const n = chunks.reduce((sum, c) => sum + c.length, 0);
   const buffer = new ArrayBuffer(44 + 2 * n);
@@ -34,6 +35,10 @@ function encodeWav(chunks, rate) {
   view.setUint16(34, 16, true); text(36, "data"); view.setUint32(40, 2 * n, true);
   let offset = 44;
   for (const c of chunks) {
+    if (c instanceof Int16Array) { // already PCM (the Live button's frames): written as they are
+      for (let i = 0; i < c.length; i++, offset += 2) view.setInt16(offset, c[i], true);
+      continue;
+    }
     for (let i = 0; i < c.length; i++, offset += 2) {
       const s = Math.max(-1, Math.min(1, c[i]));
       view.setInt16(offset, s < 0 ? s * 0x8000 : s * 0x7fff, true);
