@@ -87,6 +87,8 @@ class ServeConfig:
     workers: int = 1  # model replicas decoding at once
     body_timeout: float = 120.0  # seconds an upload's whole body may take to arrive
     stream_idle: float = 30.0  # seconds a /stream session may send nothing before it is closed
+    chunk_ms: float | None = None  # /stream's chunk (None: asr/streaming.py's default, or an ONNX export's own)
+    endpoint_ms: float | None = 800.0  # /stream: blanks that close a segment (None: never)
 
     @property
     def max_bytes(self) -> int:
@@ -95,7 +97,7 @@ class ServeConfig:
 
 def load_replica(cfg: ServeConfig) -> dict[str, Recognizer]:
     """One model, as a Recognizer per decoding mode (beam-lm only with an LM)."""
-    greedy = Recognizer.load(cfg.checkpoint, device=cfg.device)
+    greedy = Recognizer.load(cfg.checkpoint, device=cfg.device, chunk_ms=cfg.chunk_ms, endpoint_ms=cfg.endpoint_ms)
     kind = greedy.transcriber.decoder.kind
     beam = cfg.beam or DecodeOptions().search_beam(kind)
     modes = {"greedy": greedy, "beam": greedy.with_options(beam=beam)}

@@ -184,8 +184,7 @@ class StreamingSession:
         left = left_frames(model, self.chunk, hop_ms) if not hasattr(model, "chunk_runner") else None
         self.runner = model.chunk_runner(self.chunk) if left is None else TorchChunkRunner(model, self.chunk, left)
         self.endpoint = None if not endpoint_ms else max(1, round(endpoint_ms / 1000 / transcriber.shift))
-        options = transcriber.decoder.options
-        self.beam = CTCBeamDecoder(transcriber.tokenizer, options) if options.searches() else None
+        self.beam = self._take_beam()
         self.rate: int | None = None
         self.channels: int | None = None  # known from the first block long enough to tell
         self.stepper: FeatureStepper | None = None
@@ -199,6 +198,25 @@ class StreamingSession:
         self.chunks = 0
         self.finished = False
         self._open_segment(0)
+
+    # --- the beam search: a flashlight decoder (and its LM, loaded from disk) is made once and
+    # handed from a finished session to the next one of its Transcriber; two live sessions never
+    # share one (its search holds state)
+
+    def _take_beam(self) -> CTCBeamDecoder | None:
+        options = self.t.decoder.options
+        if not options.searches():
+            return None
+        spare = self.t.decoder.__dict__.setdefault("_spare_beams", [])  # per Decoder: its options
+        try:
+            return spare.pop()
+        except IndexError:
+            return CTCBeamDecoder(self.t.tokenizer, options)
+
+    def _give_back_beam(self) -> None:
+        if self.beam is not None:
+            self.t.decoder.__dict__.setdefault("_spare_beams", []).append(self.beam)
+            self.beam = None
 
     # --- the decoder's segment ---
 
@@ -346,6 +364,7 @@ class StreamingSession:
             self._run(feats, True, closed)
         frame = self.seg_start + sum(len(p) for p in self.seg_probs)
         self._close_segment(frame)
+        self._give_back_beam()
         self.finished = True
         peak = self.stepper.peak if self.stepper is not None else 0.0
         segments = self.segments if peak >= SILENCE_PEAK else []

@@ -304,6 +304,10 @@ def serve(
     max_seconds: float = typer.Option(600.0, help="Audio longer than this many seconds is refused (413)."),
     workers: int = typer.Option(1, help="Model replicas decoding at once (each one a copy of the model in memory)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, auto ..."),
+    chunk_ms: Optional[float] = typer.Option(None, help="Live sessions (/stream, a model trained with --streaming): "
+                                             "the encoder's chunk in ms (default 640, or a streaming .onnx's own)."),
+    endpoint_ms: float = typer.Option(800.0, help="Live sessions: a segment ends after this many ms without speech "
+                                      "(0: never)."),
 ):
     """A web page (and JSON API) to try a model: upload or record audio, see the words and their times."""
     import os
@@ -316,7 +320,7 @@ def serve(
     if lm is not None and not lm.is_file():
         fail(f"language model {lm} not found (build one with `asr-cli lm build`)")
     cfg = ServeConfig(checkpoint=checkpoint, lm=lm, device=device, beam=beam, max_mb=max_mb,
-                      max_seconds=max_seconds, workers=workers)
+                      max_seconds=max_seconds, workers=workers, chunk_ms=chunk_ms, endpoint_ms=endpoint_ms or None)
     try:
         run(cfg, host=host, port=port)
     except (CheckpointError, FileNotFoundError, ValueError) as e:
