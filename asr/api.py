@@ -30,7 +30,7 @@ import numpy as np
 
 from asr.decode_options import DecodeOptions
 from asr.longform import WINDOW_S
-from asr.streaming import CHUNK_MS, ENDPOINT_MS, StreamingSession, can_stream
+from asr.streaming import CHUNK_MS, ENDPOINT_MS, StreamingSession, can_stream, chunk_frames
 from asr.timestamps import Word
 from asr.transcribe import FileFailure, Transcriber, Transcript
 
@@ -77,7 +77,7 @@ class Recognizer:
             chunk_ms = (getattr(transcriber.model, "meta", None) or {}).get("chunk_ms") or CHUNK_MS
         rec = cls(transcriber, chunk_ms, endpoint_ms)
         if rec.streaming:
-            StreamingSession(rec.transcriber, chunk_ms, endpoint_ms)  # a bad chunk_ms is said now, not later
+            chunk_frames(chunk_ms, transcriber.features.hop_ms)  # a bad chunk_ms is said now, not at stream()
         return rec
 
     def with_options(self, **options) -> "Recognizer":

@@ -306,6 +306,10 @@ def test_refusals(chatty_ckpt, streaming_ckpt):
         s.accept(np.zeros(10, np.float32), 16000)
     with pytest.raises(ValueError, match="chunk_ms"):
         srec.stream(chunk_ms=10)
+    with pytest.raises(ValueError, match="chunk_ms"):
+        Recognizer.load(streaming_ckpt, device="cpu", chunk_ms=0)
+    with pytest.raises(ValueError, match="endpoint_ms"):
+        srec.stream(endpoint_ms=-5)
     assert chunk_frames(640) == 16 and chunk_frames(100) == 2
 
 
