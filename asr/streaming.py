@@ -193,7 +193,6 @@ class StreamingSession:
         self.frames = np.zeros((FRONT_CONTEXT, transcriber.features.n_mels), np.float32)  # from 4 offset - 3
         self.offset = 0  # encoder frames given out
         self.total = 0  # feature frames so far
-        self.input_samples = 0
         self.segments: list[Segment] = []
         self.seconds = 0.0  # audio accepted, at its own rate
         self.compute = 0.0  # seconds spent in the model and the search
@@ -202,7 +201,7 @@ class StreamingSession:
         self._open_segment(0)
 
     # --- the beam search: a flashlight decoder (and its LM, loaded from disk) is made once and
-    # handed from a finished session to the next one of its Transcriber; two live sessions never
+    # handed from a finished session to the next one of its Decoder (its options); two live sessions never
     # share one (its search holds state)
 
     def _take_beam(self) -> CTCBeamDecoder | None:
