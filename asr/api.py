@@ -36,6 +36,7 @@ from asr.transcribe import FileFailure, Transcriber, Transcript
 
 __all__ = ["FileFailure", "Recognizer", "Transcript", "TranscriptionError", "Word"]
 
+LOADS = object()  # `stream()`'s endpoint_ms when not given: load's (None there means "never")
 DECODE_FIELDS = tuple(f.name for f in dataclasses.fields(DecodeOptions))
 
 
@@ -92,14 +93,14 @@ class Recognizer:
         """Whether `stream()` works: a Conformer CTC model trained with --streaming."""
         return can_stream(self.transcriber.model)
 
-    def stream(self, chunk_ms: float | None = None, endpoint_ms: float | None = -1) -> StreamingSession:
+    def stream(self, chunk_ms: float | None = None, endpoint_ms=LOADS) -> StreamingSession:
         """A live stream (asr/streaming.py): `.accept(samples, sample_rate)` per block (any size,
         any rate) returns the text so far (a Partial: text, partial, closed segments);
         `.finish()` the whole Transcript with word times. chunk_ms, endpoint_ms: load's unless
         given (endpoint_ms None: never close a segment). ValueError for a model that cannot
         stream, or a bad chunk."""
         return StreamingSession(self.transcriber, self.chunk_ms if chunk_ms is None else chunk_ms,
-                                self.endpoint_ms if endpoint_ms == -1 else endpoint_ms)
+                                self.endpoint_ms if endpoint_ms is LOADS else endpoint_ms)
 
     @property
     def sample_rate(self) -> int:
