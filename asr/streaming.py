@@ -181,8 +181,10 @@ class StreamingSession:
         hop_ms = transcriber.features.hop_ms
         self.chunk = chunk_frames(chunk_ms, hop_ms)
         self.chunk_ms = self.chunk * SUBSAMPLING * hop_ms
-        left = left_frames(model, self.chunk, hop_ms) if not hasattr(model, "chunk_runner") else None
-        self.runner = model.chunk_runner(self.chunk) if left is None else TorchChunkRunner(model, self.chunk, left)
+        if hasattr(model, "chunk_runner"):  # an ONNX export: its runner, its cache
+            self.runner = model.chunk_runner(self.chunk)
+        else:
+            self.runner = TorchChunkRunner(model, self.chunk, left_frames(model, self.chunk, hop_ms))
         if endpoint_ms is not None and endpoint_ms < 0:
             raise ValueError(f"endpoint_ms must be positive (None or 0: never end a segment), got {endpoint_ms}")
         self.endpoint = None if not endpoint_ms else max(1, round(endpoint_ms / 1000 / transcriber.shift))

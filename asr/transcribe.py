@@ -101,6 +101,14 @@ class FileFailure:
     def to_dict(self, words: bool = False) -> dict:
         return {"id": Path(self.path).stem, "path": self.path, "error": self.reason}
 
+    @classmethod
+    def of_audio_error(cls, path: str, e: AudioError) -> "FileFailure":
+        """The failure of a file that raised `e`: what the user is told (AUDIO_PROBLEMS), and its
+        detail unless that is the path itself (the path is said once, before the reason)."""
+        reason = AUDIO_PROBLEMS.get(e.reason, e.reason)
+        detail = e.detail if e.detail != str(path) else ""
+        return cls(str(path), f"{reason} ({detail})" if detail else reason)
+
 
 ARRAY = "<array>"  # the path of samples given in memory
 
@@ -215,9 +223,7 @@ class Transcriber:
         except OSError as e:  # unreadable (permissions, I/O error): this file fails, the others go on
             return FileFailure(str(path), e.strerror or type(e).__name__)
         except AudioError as e:
-            reason = AUDIO_PROBLEMS.get(e.reason, e.reason)
-            detail = e.detail if e.detail != str(path) else ""  # the path is said once, before the reason
-            return FileFailure(str(path), f"{reason} ({detail})" if detail else reason)
+            return FileFailure.of_audio_error(str(path), e)
         return Prepared(str(path), feats, duration)
 
     def batch(self, items: list[Prepared | FileFailure]) -> list[Transcript | FileFailure]:
@@ -251,9 +257,7 @@ class Transcriber:
         except OSError as e:
             return FileFailure(item.path, e.strerror or type(e).__name__)
         except AudioError as e:
-            reason = AUDIO_PROBLEMS.get(e.reason, e.reason)
-            detail = e.detail if e.detail != item.path else ""
-            return FileFailure(item.path, f"{reason} ({detail})" if detail else reason)
+            return FileFailure.of_audio_error(item.path, e)
         if result.duration == 0:
             return FileFailure(item.path, AUDIO_PROBLEMS["empty_audio"])
         words = result.words if self.timestamps else [Word(w.word, None, None, None) for w in result.words]

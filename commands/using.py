@@ -182,11 +182,7 @@ def streamed(rec, files: list[Path]):
         try:
             result = stream_file(rec.stream(), path, show if live else None)
         except AudioError as e:
-            from asr.transcribe import AUDIO_PROBLEMS
-
-            reason = AUDIO_PROBLEMS.get(e.reason, e.reason)
-            detail = e.detail if e.detail != str(path) else ""
-            result = FileFailure(str(path), f"{reason} ({detail})" if detail else reason)
+            result = FileFailure.of_audio_error(str(path), e)
         except OSError as e:
             result = FileFailure(str(path), e.strerror or type(e).__name__)
         if live:
