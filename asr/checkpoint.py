@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from pipeline.atomic import atomic_path
+from pipeline.shardformat import applied_cmvn
 
 FORMAT = "cv-asr-checkpoint-2"
 OLD_FORMAT = "cv-asr-checkpoint-1"  # a pickled dict (torch.save), written by cv-asr before FORMAT
@@ -380,7 +381,9 @@ def resume_differences(state: dict, options: dict, dataset: dict) -> list[str]:
     for k in RESUME_DATA:
         if k == "vocab" and (state.get("tokenizer") or {}).get("kind") != "char":
             continue  # sub-word units are trained from the text, not listed in dataset.json
-        if old_data[k] is not None and dataset.get(k) != old_data[k]:
+        # a run records its cmvn as applied (std floored); runs before the floor, as read
+        now = [dataset.get(k)] + ([applied_cmvn(dataset["cmvn"])] if k == "cmvn" and dataset.get(k) else [])
+        if old_data[k] is not None and old_data[k] not in now:
             shown = f" {dataset.get(k)}, not {old_data[k]}" if k == "lang" else ""
             out.append(f"the shards' {k}{shown}")
     return out

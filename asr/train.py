@@ -171,11 +171,11 @@ def checkpoint_payload(run: Run, metrics: dict) -> dict:
     p, data = run.pos, run.shards.dataset
     return {
         "model": run.mconf, "state_dict": run.model.state_dict(), "tokenizer": run.tokenizer.state_dict(),
-        "features": data["features"], "normalizer": data["normalizer"], "cmvn": data["cmvn"], "lang": data["lang"],
+        "features": data["features"], "normalizer": data["normalizer"], "cmvn": run.shards.applied_cmvn,
         "position": {"step": p.step, "epoch": p.epoch, "step_in_epoch": p.step_in_epoch, "skipped": p.skipped},
         "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
         "scaler": run.scaler.state_dict(), "rng": rngs, "best_cer": p.best_cer,
-        "train_seconds": p.trained_before + time.time() - run.started,
+        "train_seconds": p.trained_before + time.time() - run.started, "lang": data["lang"],
         "train_config": dataclasses.asdict(run.cfg), "metrics": metrics, "precision": run.precision["chosen"],
         **({"init_from": run.init_report} if run.init_report else {}),
     }

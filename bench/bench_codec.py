@@ -10,6 +10,10 @@ Rows, all from one run:
                          (tick_power -5, lhotse's default) and at qdelta's step (tick_power -3)
   largest error          the largest |decoded - float16 features| over every value
   decode us / utt        decoding one utterance's features in the loader's process
+  + band-limited, 8 kHz  the same clips as 8 kHz recordings (nothing above ~3.6 kHz, digital
+                         silence at the ends): the bins above are dead, at the log floor
+  after CMVN             the largest gap between the two codecs once normalised, with the
+                         CMVN of before (std floored at 1e-4: 625 on dead bins) and of now
   + background noise     the same clips with white noise 30 dB under the speech: real
                          recordings are never digitally silent as espeak-ng's are, and noise
                          is what costs a codec bytes
@@ -63,6 +67,45 @@ def with_noise(feats_fn, clips, snr_db: float = 30.0):
         rms = float(np.sqrt(np.mean(wave**2)))
         noise = np.random.default_rng(i).standard_normal(len(wave)).astype(np.float32) * rms * 10 ** (-snr_db / 20)
         out.append(waveform_features(wave + noise, 16000)[0])
+    return out
+
+
+def band_limited(clips, rate: int = 8000):
+    """Features of each clip as an 8 kHz recording of it gives them (pipeline.synth.bandlimit:
+    nothing above ~3.6 kHz, 0.2 s of digital silence at each end)."""
+    import soundfile as sf
+
+    from pipeline.audio import waveform_features
+    from pipeline.synth.bandlimit import band_limit
+
+    out = []
+    for clip in clips:
+        data, sr = sf.read(str(clip), dtype="float32", always_2d=True)
+        out.append(waveform_features(band_limit(data, sr, rate), rate)[0])
+    return out
+
+
+def normalised_gap(feats: list[np.ndarray]) -> dict[str, tuple[float, int]]:
+    """The largest |qdelta - float16| after each is normalised with its own CMVN, and the
+    number of bins over 0.1: with the CMVN of before (float16 values, std floored at 1e-4) and
+    with the one of now (the stored values, std floored at featstats.CMVN_STD_FLOOR)."""
+    from pipeline.featstats import BinStats, applied_cmvn, cmvn_record
+    from pipeline.shardformat import stored_values
+
+    def normalised(values, cmvn):
+        mean, std = np.asarray(cmvn["mean"]), np.asarray(cmvn["std"])
+        return np.concatenate([(v - mean) / std for v in values])
+
+    out = {}
+    for name, stats_of, floor in (("before", lambda c: OLD_CODEC, False), ("now", lambda c: c, True)):
+        norm = {}
+        for codec in (OLD_CODEC, DEFAULT_CODEC):
+            stored = [stored_values(f, codec).astype(np.float64) for f in feats]
+            stats = sum((BinStats.of(stored_values(f, stats_of(codec))) for f in feats), BinStats())
+            cmvn = applied_cmvn(cmvn_record(stats)) if floor else cmvn_record(stats)
+            norm[codec] = normalised(stored, cmvn)
+        gap = np.abs(norm[DEFAULT_CODEC] - norm[OLD_CODEC]).max(axis=0)
+        out[name] = (float(gap.max()), int((gap > 0.1).sum()))
     return out
 
 
@@ -144,13 +187,19 @@ def main() -> None:
     hours = sum(f.shape[0] for f in feats) / 100 / 3600
     print(f"\n{len(sample)} clips ({hours * 60:.1f} min) under {cv_root}/{args.lang}\n")
     print(f"{'codec':<36} {'MB / audio h':>13} {'vs float16':>11} {'largest error':>14} {'decode us/utt':>14}")
-    results = {}
-    for label, fs in (("", feats), (" + noise 30 dB", with_noise(feats, sample))):
+    results, gaps = {}, {}
+    for label, fs in (("", feats), (" + noise 30 dB", with_noise(feats, sample)),
+                      (" band-limited, 8 kHz", band_limited(sample))):
         rows = codec_rows(fs, hours)
         base = rows[0][1]
         for name, size, err, us in rows:
             results[name + label] = size
             print(f"{name + label:<36} {size / 1e6:>13.1f} {size / base:>10.2f}x {err:>14.4f} {us:>14.0f}")
+        gaps[label.strip() or "as recorded"] = normalised_gap(fs)
+    print("\nlargest |qdelta - float16| after CMVN (in standard deviations; bins over 0.1):")
+    print(f"{'clips':<22} {'CMVN before (std >= 1e-4)':>27} {'CMVN now (std >= 1 nat)':>25}")
+    for label, g in gaps.items():
+        print(f"{label:<22} {g['before'][0]:>19.3f} ({g['before'][1]:>2}) {g['now'][0]:>17.3f} ({g['now'][1]:>2})")
 
     print(f"\nbuilds and loaders, {len(paths)} clips, 1 job / 1 worker, best of {args.repeats} interleaved")
     decode = bench_decode(sample)

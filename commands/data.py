@@ -121,9 +121,11 @@ def shards_verify(
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Re-hash every shard and check that the tars, index.parquet and dataset.json agree."""
-    from pipeline.verify import verify
+    from pipeline.verify import verify_folder
 
-    problems = verify(root, progress=progress)
+    problems, warnings = verify_folder(root, progress=progress)
+    for w in warnings:
+        typer.secho(f"WARNING {w}", fg=typer.colors.YELLOW, err=True)
     if problems:
         for p in problems:
             typer.secho(p, fg=typer.colors.RED, err=True)

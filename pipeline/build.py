@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import atomic
+from pipeline import atomic, featstats
 from pipeline.audio import AudioError, FeatureConfig, speed_features
 from pipeline.cv import SPLITS, Clip, Release, ReleaseError, SpeakerCap, open_release, shuffled
 from pipeline.estimate import (check_space, disk_report, duration_problem, estimate, index_row, sample_meta,
@@ -55,7 +55,7 @@ from pipeline.lock import LOCK_FILE, lock_folder
 from pipeline.shardformat import (BUILDER_MARK, DATASET, DEFAULT_CODEC, FORMAT_VERSION, INDEX, OLD_CODEC, PARTS,
                                   PARTS_NAME, REJECTS, REJECT_COLUMNS, SHARD_PATH, SPEED_RANGE, TAR, check_codec,
                                   is_shard_folder, json_text, parts_path, row_value, shard_name, shard_path,
-                                  write_tables, write_tar)
+                                  stored_values, write_tables, write_tar)
 from pipeline.text import get_normalizer
 
 
@@ -261,11 +261,12 @@ def _read_meta(out: Path, plan: ShardPlan) -> dict | None:
 _WORKER: dict = {}
 
 
-def _init_worker(features: FeatureConfig, log_path: str | None, max_seconds: float | None = None) -> None:
+def _init_worker(features: FeatureConfig, log_path: str | None, max_seconds: float | None = None,
+                 codec: str = DEFAULT_CODEC) -> None:
     import torch
 
     torch.set_num_threads(1)
-    _WORKER["features"] = features
+    _WORKER["features"], _WORKER["codec"] = features, codec
     _WORKER["max_seconds"] = max_seconds  # a longer clip is refused from its header, not decoded whole
     if log_path:  # libmpg123 prints resync notes about broken MP3s straight to fd 2
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -274,11 +275,11 @@ def _init_worker(features: FeatureConfig, log_path: str | None, max_seconds: flo
 
 
 def _extract(task: tuple) -> tuple:
-    """(path, want_stats, speeds) -> ("ok", feats, info, sum, sumsq, copies) | ("reject", reason, detail).
+    """(path, speeds) -> ("ok", feats, info, stats, copies) | ("reject", reason, detail).
 
-    copies: [(feats, info)] of the speed factors, from the same decoded audio; the CMVN sums
-    are those of the original only."""
-    path, want_stats, speeds = task
+    copies: [(feats, info)] of the speed factors, from the same decoded audio; stats: the
+    original's per-bin sums (featstats.BinStats) over its features as the codec stores them."""
+    path, speeds = task
     cfg: FeatureConfig = _WORKER["features"]
     try:
         feats, info, copies = speed_features(path, cfg, speeds, _WORKER.get("max_seconds"))
@@ -286,10 +287,7 @@ def _extract(task: tuple) -> tuple:
         return ("reject", e.reason, e.detail)
     except Exception as e:  # a bug or an exotic file must not stop a long build
         return ("reject", "internal_error", f"{type(e).__name__}: {e} | {traceback.format_exc(limit=3)}")
-    if want_stats:
-        f64 = feats.astype(np.float64)
-        return ("ok", feats, info, f64.sum(axis=0), np.square(f64).sum(axis=0), copies)
-    return ("ok", feats, info, None, None, copies)
+    return ("ok", feats, info, featstats.BinStats.of(stored_values(feats, _WORKER["codec"])), copies)
 
 
 # --------------------------------------------------------------------------------------
@@ -304,21 +302,19 @@ class _ShardAccumulator:
         self.samples: list[tuple[str, np.ndarray, dict]] = []
         self.rows: list[dict] = []
         self.rejects: list[dict] = []
-        self.sum = np.zeros(0)
-        self.sumsq = np.zeros(0)
+        self.stats = featstats.BinStats()  # the originals' per-bin sums (CMVN from train's, dead bins from each split's)
         self.frames = 0
 
     def reject(self, clip: Clip, reason: str, detail: str) -> None:
         self.rejects.append({"id": clip.id, "split": clip.split, "reason": reason, "detail": detail})
 
-    def add(self, clip: Clip, text: str, feats: np.ndarray, info: dict, s, ss) -> None:
+    def add(self, clip: Clip, text: str, feats: np.ndarray, info: dict, stats: featstats.BinStats | None) -> None:
         row = index_row(clip, text, self.plan, int(feats.shape[0]), info)
         self.rows.append(row)
         self.samples.append((row["id"], feats, sample_meta(row)))
         self.frames += row["frames"]
-        if s is not None:
-            self.sum = s if self.sum.size == 0 else self.sum + s
-            self.sumsq = ss if self.sumsq.size == 0 else self.sumsq + ss
+        if stats is not None:
+            self.stats = self.stats + stats
 
     def finish(self, out: Path) -> dict:
         meta = {
@@ -327,8 +323,7 @@ class _ShardAccumulator:
             "shard": self.plan.tar_path if self.samples else None,
             "utterances": len(self.samples), "frames": self.frames,
             "rows": self.rows, "rejects": self.rejects,
-            "cmvn": {"frames": self.frames if self.sum.size else 0,
-                     "sum": self.sum.tolist(), "sumsq": self.sumsq.tolist()},
+            "cmvn": self.stats.to_dict(),  # named so before every split had sums (resumed parts: train's only)
             "bytes": 0, "sha256": None,
         }
         tar_path = out / self.plan.tar_path
@@ -413,7 +408,7 @@ def _run(todo: list[ShardPlan], out: Path, cfg: BuildConfig, normalizer, total: 
                 for acc in accs:
                     acc.pending += 1
         accumulators += accs
-    tasks = [(str(clip.path), clip.split == "train", tuple(a.plan.speed for a in accs[1:]))
+    tasks = [(str(clip.path), tuple(a.plan.speed for a in accs[1:]))
              for accs, clip, _ in queue]
 
     jobs = cfg.num_jobs()
@@ -433,25 +428,25 @@ def _run(todo: list[ShardPlan], out: Path, cfg: BuildConfig, normalizer, total: 
 
     log_path = str(out / PARTS / "decoder.log")
     if jobs == 1 or len(tasks) < 2:
-        _init_worker(cfg.features, None, cfg.max_duration)
+        _init_worker(cfg.features, None, cfg.max_duration, cfg.codec)
         results = map(_extract, tasks)
         pool = None
     else:
         ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(cfg.features, log_path, cfg.max_duration))
+        pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(cfg.features, log_path, cfg.max_duration, cfg.codec))
         results = pool.imap(_extract, tasks, chunksize=4)
     try:
         flush_ready()
         for (accs, clip, text), res in zip(queue, results):
             if res[0] == "ok":
-                _, feats, info, s, ss, copies = res
+                _, feats, info, stats, copies = res
                 problem = duration_problem(info["duration"], text, cfg)
                 if problem:  # the original's duration decides for its copies too
                     accs[0].reject(clip, *problem)
                 else:
-                    accs[0].add(clip, text, feats, info, s, ss)
+                    accs[0].add(clip, text, feats, info, stats)
                     for acc, (copy_feats, copy_info) in zip(accs[1:], copies):
-                        acc.add(clip, text, copy_feats, copy_info, None, None)
+                        acc.add(clip, text, copy_feats, copy_info, None)
                 audio_s += info["duration"] + sum(c[1]["duration"] for c in copies)
             else:
                 accs[0].reject(clip, res[1], res[2])
@@ -509,7 +504,7 @@ def assemble(out: Path, plans: list[ShardPlan], release: Release, cfg: BuildConf
         "feature_codec": cfg.codec,  # how each sample's features are stored (shardformat.decode_features reads any)
         "normalizer": normalizer.describe(),
         "vocab": vocab,
-        "cmvn": _cmvn([m["cmvn"] for m in originals if m["split"] == "train"]),  # never the copies'
+        "cmvn": _cmvn(featstats.total(m["cmvn"] for m in originals if m["split"] == "train")),  # never the copies'
         "speed_factors": list(cfg.speeds),  # the train split's speed-perturbed copies (index column `speed`)
         "build": {"cv_root": str(cfg.cv_root), "shard_size": cfg.shard_size, "seed": cfg.seed,
                   "min_duration": cfg.min_duration, "max_duration": cfg.max_duration,
@@ -534,6 +529,7 @@ def assemble(out: Path, plans: list[ShardPlan], release: Release, cfg: BuildConf
             "speakers": len({r["client_id"] for r in split_rows}),
             "rejected": sum(1 for r in rejects if r["split"] == split),
             "chars_unseen_in_train": dict(sorted(unseen.items())),
+            "dead_bins": _dead_bins(featstats.total(m["cmvn"] for m in originals if m["split"] == split)),
             "shards": [{"path": m["shard"], "utterances": m["utterances"], "frames": m["frames"],
                         "bytes": m["bytes"], "sha256": m["sha256"]}
                        for m in metas if m["split"] == split and m["shard"]],
@@ -545,20 +541,17 @@ def assemble(out: Path, plans: list[ShardPlan], release: Release, cfg: BuildConf
     return dataset
 
 
-def _cmvn(parts: list[dict]) -> dict:
-    parts = [p for p in parts if p["frames"]]
-    if not parts:
-        return {"frames": 0, "mean": None, "std": None}
-    frames = sum(p["frames"] for p in parts)
-    total = np.sum([p["sum"] for p in parts], axis=0)
-    total_sq = np.sum([p["sumsq"] for p in parts], axis=0)
-    mean = total / frames
-    std = np.sqrt(np.maximum(total_sq / frames - mean**2, 1e-8))
-    if not (np.isfinite(mean).all() and np.isfinite(std).all()):  # every clip's features were checked finite
-        raise ReleaseError(f"the train split's CMVN is not finite (mean {mean[:3].tolist()}..., std "
-                           f"{std[:3].tolist()}...): a shard's features are corrupt; rebuild with --force")
-    return {"frames": int(frames), "mean": [round(float(x), 6) for x in mean],
-            "std": [round(float(x), 6) for x in std]}
+def _cmvn(stats: featstats.BinStats) -> dict:
+    cmvn = featstats.cmvn_record(stats)
+    if cmvn["mean"] is not None and not (np.isfinite(cmvn["mean"]).all() and np.isfinite(cmvn["std"]).all()):
+        raise ReleaseError(f"the train split's CMVN is not finite (mean {cmvn['mean'][:3]}..., std "
+                           f"{cmvn['std'][:3]}...): a shard's features are corrupt; rebuild with --force")
+    return cmvn
+
+
+def _dead_bins(stats: featstats.BinStats) -> list[int] | None:
+    """The split's bins without signal (None: no sums, e.g. parts of a build before they were kept)."""
+    return featstats.dead_bins(stats.mean_std()[1]) if stats.frames else None
 
 
 def format_summary(summary: dict) -> str:
@@ -581,6 +574,8 @@ def format_summary(summary: dict) -> str:
         lines.append("rejected by reason: " + ", ".join(f"{k} {v}" for k, v in summary["rejects"].items()))
     else:
         lines.append("rejected: none")
+    dead = {split: summary["splits"][split].get("dead_bins") for split in SPLITS if split in summary["splits"]}
+    lines += [f"WARNING {w}" for w in featstats.dead_bin_warnings(dead, summary["features"])]
     for split, s in summary["splits"].items():
         if s["chars_unseen_in_train"]:
             chars = "".join(s["chars_unseen_in_train"])

@@ -119,13 +119,8 @@ def _zstd():
     return pa.Codec("zstd", compression_level=1)  # level 3: the same bytes, 1.6x the time
 
 
-def encode_features(feats: np.ndarray, codec: str) -> tuple[str, bytes]:
-    """float [T, n_mels] -> (member extension, bytes) in `codec`."""
-    if codec == "float16":
-        return FEATS, npy_bytes(np.asarray(feats, dtype=np.float16))
-    if codec != "qdelta":
-        check_codec(codec)
-    x = np.asarray(feats)
+def _quantised(x: np.ndarray) -> np.ndarray:
+    """float [T, n_mels] -> int32 [T, n_mels]: each value in qdelta steps (ValueError if not finite)."""
     if x.ndim != 2:
         raise ValueError(f"features must be [T, n_mels], got shape {x.shape}")
     if x.dtype == np.float16:  # what the pipeline makes: a table lookup, 3x faster than numpy's conversion
@@ -137,6 +132,29 @@ def encode_features(feats: np.ndarray, codec: str) -> tuple[str, bytes]:
         q = np.rint(np.clip(x * (1.0 / QDELTA_STEP), -(2**30), 2**30)).astype(np.int32)
     if (q == _NOT_FINITE).any():  # the float16 table's mark of inf / NaN
         raise ValueError("features hold non-finite values")
+    return q
+
+
+def stored_values(feats: np.ndarray, codec: str) -> np.ndarray:
+    """float [T, n_mels] -> the values `decode_features` will give back for them under `codec`
+    (float16 as float16, qdelta's multiples of QDELTA_STEP as float32), without encoding. The
+    builder's CMVN sums are taken over these, so the mean a bin is normalised by is the mean
+    of what is stored: a constant bin (the log floor of band-limited audio) normalises to 0
+    under every codec (pipeline.featstats says what happened when it did not)."""
+    if codec == "float16":
+        return np.asarray(feats, dtype=np.float16)
+    check_codec(codec)
+    return np.multiply(_quantised(np.asarray(feats)), np.float32(QDELTA_STEP), dtype=np.float32)
+
+
+def encode_features(feats: np.ndarray, codec: str) -> tuple[str, bytes]:
+    """float [T, n_mels] -> (member extension, bytes) in `codec`."""
+    if codec == "float16":
+        return FEATS, npy_bytes(np.asarray(feats, dtype=np.float16))
+    if codec != "qdelta":
+        check_codec(codec)
+    x = np.asarray(feats)
+    q = _quantised(x)
     r = np.empty_like(q)  # the first frame as it is, then each frame minus the one before
     r[:1] = q[:1]
     np.subtract(q[1:], q[:-1], out=r[1:])

@@ -32,10 +32,12 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from pipeline import atomic
+from pipeline.featstats import applied_cmvn
 from pipeline.feature_codecs import (CODEC_BYTES_PER_VALUE, CODEC_DTYPE, CODEC_MEMBER,  # noqa: F401
                                      DEFAULT_CODEC, FEATS, FEATS_QDELTA, FEATURE_CODECS, OLD_CODEC, QDELTA_STEP,
                                      FeatureDecodeError, check_codec, dataset_codec, decode_features,
-                                     encode_features, estimate_sample_bytes, load_npy, npy_bytes)
+                                     encode_features, estimate_sample_bytes, load_npy, npy_bytes,
+                                     stored_values)
 
 FORMAT_VERSION = 1
 
@@ -243,8 +245,15 @@ class ShardSet:
         return self.dataset["vocab"]
 
     @property
+    def applied_cmvn(self) -> dict:
+        """dataset.json's CMVN as training applies it (std floored: `pipeline.featstats`); what
+        a checkpoint records."""
+        return applied_cmvn(self.dataset["cmvn"])
+
+    @property
     def cmvn(self) -> tuple[np.ndarray, np.ndarray]:
-        c = self.dataset["cmvn"]
+        """mean [F], std [F] (float32) that features are normalised with: (feats - mean) / std."""
+        c = self.applied_cmvn
         if c.get("mean") is None:
             raise ValueError(f"{dataset_path(self.root)} has no CMVN statistics (empty train split?)")
         mean, std = np.asarray(c["mean"], np.float32), np.asarray(c["std"], np.float32)

@@ -3,7 +3,9 @@
 Checks every shard listed in dataset.json: it exists, its size and sha256 match, every
 sample has its features (the member of dataset.json's `feature_codec`) and .json, the
 features decode (a qdelta sample's CRC32 included) to finite [frames, n_mels], the ids and
-frame counts are those of index.parquet, and nothing else lies in the split folders.
+frame counts are those of index.parquet, and nothing else lies in the split folders. It also
+warns (without failing) about a split whose features have dead bins: mel bins with no signal,
+as 8 kHz recordings leave above ~3.9 kHz.
 The tars are read by the loader's own reader (`shardformat.read_samples`), so a sample
 verify accepts is one training reads the same way.
 """
@@ -19,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cv import SPLITS
+from pipeline.featstats import BinStats, dead_bin_warnings, dead_bins
 from pipeline.shardformat import (CODEC_DTYPE, CODEC_MEMBER, DATASET, FEATURE_CODECS, INDEX, META,
                                   FeatureDecodeError, dataset_codec, decode_features, read_dataset, read_index,
-                                  read_samples, speed_id)
+                                  read_samples, row_value, speed_id)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -34,6 +37,12 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def verify(root: Path, progress: bool = True) -> list[str]:
     """Every disagreement found, as one line each (empty list: all good)."""
+    return verify_folder(root, progress)[0]
+
+
+def verify_folder(root: Path, progress: bool = True) -> tuple[list[str], list[str]]:
+    """(problems, warnings): every disagreement found, one line each, and what is readable but
+    suspect: a split whose features have dead bins (no signal: band-limited audio)."""
     from tqdm import tqdm
 
     root = Path(root)
@@ -42,12 +51,12 @@ def verify(root: Path, progress: bool = True) -> list[str]:
         dataset = read_dataset(root)
         index = read_index(root)
     except (OSError, ValueError) as e:
-        return [f"cannot read {root}/{DATASET} or {INDEX}: {e}"]
+        return [f"cannot read {root}/{DATASET} or {INDEX}: {e}"], []
     n_mels = dataset["features"]["n_mels"]
     codec = dataset_codec(dataset)
     if codec not in FEATURE_CODECS:
         return [f"{DATASET} names the feature codec {codec!r}, which this version cannot read "
-                f"(it reads {', '.join(FEATURE_CODECS)})"]
+                f"(it reads {', '.join(FEATURE_CODECS)})"], []
     by_shard: dict[str, dict[str, dict]] = defaultdict(dict)
     for row in index:
         by_shard[row["shard"]][row["id"]] = row
@@ -64,9 +73,13 @@ def verify(root: Path, progress: bool = True) -> list[str]:
     on_disk = {f"{p.parent.name}/{p.name}" for split in SPLITS for p in (root / split).glob("*") if p.is_file()}
     problems += [f"{path}: unexpected file in a split folder" for path in sorted(on_disk - {s['path'] for _, s in listed})]
 
+    stats = defaultdict(BinStats)  # split -> per-bin sums of its originals' features
     for split, shard in tqdm(listed, desc="verify", unit="shard", disable=not progress):
-        problems += _verify_shard(root, shard, by_shard.get(shard["path"], {}), n_mels, codec)
-    return problems
+        found, shard_stats = _verify_shard(root, shard, by_shard.get(shard["path"], {}), n_mels, codec)
+        problems += found
+        stats[split] = stats[split] + shard_stats
+    dead = {split: dead_bins(stats[split].mean_std()[1]) for split in SPLITS if stats[split].frames}
+    return problems, dead_bin_warnings(dead, dataset["features"])
 
 
 def _verify_speeds(dataset: dict, index: list[dict]) -> list[str]:
@@ -88,11 +101,14 @@ def _verify_speeds(dataset: dict, index: list[dict]) -> list[str]:
     return out
 
 
-def _verify_shard(root: Path, shard: dict, rows: dict[str, dict], n_mels: int, codec: str) -> list[str]:
+def _verify_shard(root: Path, shard: dict, rows: dict[str, dict], n_mels: int,
+                  codec: str) -> tuple[list[str], BinStats]:
+    """(problems, per-bin sums of the shard's readable original utterances)."""
     path = root / shard["path"]
     name = shard["path"]
+    stats = BinStats()
     if not path.is_file():
-        return [f"{name}: missing"]
+        return [f"{name}: missing"], stats
     out = []
     if path.stat().st_size != shard["bytes"]:
         out.append(f"{name}: {path.stat().st_size} bytes, {DATASET} says {shard['bytes']}")
@@ -106,7 +122,7 @@ def _verify_shard(root: Path, shard: dict, rows: dict[str, dict], n_mels: int, c
                 out.append(f"{name}: sample {key} appears twice")
             members[key] = {k: v for k, v in sample.items() if not k.startswith("__")}
     except (tarfile.TarError, OSError, EOFError, ValueError) as e:
-        return out + [f"{name}: unreadable tar ({getattr(e, 'problem', None) or e})"]  # ShardReadError: its problem
+        return out + [f"{name}: unreadable tar ({getattr(e, 'problem', None) or e})"], stats  # ShardReadError
     if set(members) != set(rows):
         missing, extra = set(rows) - set(members), set(members) - set(rows)
         out.append(f"{name}: {len(missing)} indexed utterances missing from the tar, {len(extra)} not in the index")
@@ -133,4 +149,6 @@ def _verify_shard(root: Path, shard: dict, rows: dict[str, dict], n_mels: int, c
             out.append(f"{name}: sample {key} disagrees with {INDEX} (frames or text)")
         elif not np.isfinite(feats).all():
             out.append(f"{name}: sample {key} has non-finite features")
-    return out
+        elif row is None or row_value(row, "speed") == 1.0:
+            stats = stats + BinStats.of(feats)
+    return out, stats

@@ -20,6 +20,7 @@ Demo tooling, apart from the product: the Common Voice -> shards stage never imp
     render.py    one clip: espeak-ng, then room / microphone / noise, MP3 (worker processes)
     layout.py    the TSVs, the stamp, stale clip cleanup
     corpus.py    `synthesize`: plan, render every clip, write the layout
+    bandlimit.py `band_limited_copy`: the same corpus as 8 kHz recordings (tests, benchmarks)
     french/      the French sentence generator (grammar over a hand-written lexicon)
 
 All randomness comes from (seed, clip index), so any `jobs` gives the same bytes.
