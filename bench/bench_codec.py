@@ -140,8 +140,8 @@ def loader_rate(shards_dir: Path, utterances: int, seconds: float) -> float:
     """Utterances a second that one DataLoader worker delivers from the train split."""
     from bench_loader import _measure
 
-    from asr.data import LoaderConfig, make_loader
-    from asr.tokenizer import CharTokenizer
+    from asr.data.loader import LoaderConfig, make_loader
+    from asr.tokens.tokenizer import CharTokenizer
     from pipeline.shardformat import ShardSet
 
     shards = ShardSet.open(shards_dir)

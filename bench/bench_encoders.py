@@ -23,9 +23,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from asr.data import LoaderConfig, make_loader  # noqa: E402
-from asr.models import build_model, count_parameters, model_config  # noqa: E402
-from asr.tokenizer import CharTokenizer  # noqa: E402
+from asr.data.loader import LoaderConfig, make_loader  # noqa: E402
+from asr.nets.models import build_model, count_parameters, model_config  # noqa: E402
+from asr.tokens.tokenizer import CharTokenizer  # noqa: E402
 from pipeline.audio import FeatureConfig  # noqa: E402
 from pipeline.shardformat import ShardSet  # noqa: E402
 

@@ -10,7 +10,7 @@ French grammar and lexicon and other speakers (pitch, rate, dialect, device) fro
 espeak-ng voice variants: the child is the same language with new sentences and speakers, not a
 new language; the script counts the child's sentences the parent corpus also holds.
 
-Configs (each trained with the demo's recipe, asr/demo.py's DEMO_TRAIN["ctc"], for --steps):
+Configs (each trained with the demo's recipe, asr/apps/demo.py's DEMO_TRAIN["ctc"], for --steps):
     scratch       characters, from random weights
     init          characters, --init-from the parent (the fine-tuning schedule: train_config's
                   scales of the recipe's lr and warm-up, or --lr-scale / --warmup-scale)
@@ -71,8 +71,8 @@ def overlap(child: Path, parent: Path) -> dict:
 
 def recipe(args, config: str, steps: int, shards: Path, out: Path):
     """The TrainConfig of one run: the demo's CTC recipe, --procs processes sharing its batch."""
-    from asr.demo import DEMO_TRAIN
-    from asr.train_config import TrainConfig, finetune_schedule
+    from asr.apps.demo import DEMO_TRAIN
+    from asr.training.config import TrainConfig, finetune_schedule
 
     r = dict(DEMO_TRAIN["ctc"], max_steps=steps, eval_every=0, progress=False, seed=args.seed)
     r["warmup"] = min(r["warmup"], max(1, steps // 4))
@@ -93,16 +93,16 @@ def recipe(args, config: str, steps: int, shards: Path, out: Path):
 
 
 def evaluate(ckpt: Path, shards: Path, split: str, out: Path) -> float:
-    from asr.evaluate import EvalConfig
-    from asr.evaluate import evaluate as run_eval
+    from asr.inference.evaluate import EvalConfig
+    from asr.inference.evaluate import evaluate as run_eval
 
     return run_eval(EvalConfig(ckpt, shards, split, out=out, workers=1, progress=False))["cer"]
 
 
 def run_one(args, config: str, steps: int, shards: Path) -> dict:
-    from asr.train import train_local
+    from asr.training.loop import train_local
 
-    from asr.train_config import FINETUNE_LR_SCALE, FINETUNE_WARMUP_SCALE
+    from asr.training.config import FINETUNE_LR_SCALE, FINETUNE_WARMUP_SCALE
 
     scales = (FINETUNE_LR_SCALE if args.lr_scale is None else args.lr_scale,
               FINETUNE_WARMUP_SCALE if args.warmup_scale is None else args.warmup_scale)
@@ -144,7 +144,7 @@ def table(rows: list[dict], parent_cer: float) -> str:
 
 
 def main() -> None:
-    from asr.train_config import FINETUNE_LR_SCALE, FINETUNE_WARMUP_SCALE
+    from asr.training.config import FINETUNE_LR_SCALE, FINETUNE_WARMUP_SCALE
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--parent", type=Path, required=True, help="The parent checkpoint (the demo's CTC best.pt).")

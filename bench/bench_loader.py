@@ -26,10 +26,10 @@ from torch.utils.data import DataLoader, Dataset
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from asr.data import LoaderConfig, Utterance, collate, make_loader  # noqa: E402
-from asr.models import build_model, model_config  # noqa: E402
-from asr.specaug import SpecAugment  # noqa: E402
-from asr.tokenizer import CharTokenizer  # noqa: E402
+from asr.data.loader import LoaderConfig, Utterance, collate, make_loader  # noqa: E402
+from asr.nets.models import build_model, model_config  # noqa: E402
+from asr.data.specaug import SpecAugment  # noqa: E402
+from asr.tokens.tokenizer import CharTokenizer  # noqa: E402
 from pipeline.audio import FeatureConfig, compute_features  # noqa: E402
 from pipeline.shardformat import ShardSet  # noqa: E402
 

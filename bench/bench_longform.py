@@ -6,7 +6,7 @@
 Builds, per length, one 48 kHz mono FLAC of the test clips (test.tsv order, repeated when the
 length needs more) with 0.5 s of silence before each clip, and transcribes it in a child
 process per run (one file, a fresh process: its peak RSS, VmHWM, is the run's alone):
-`windowed` (asr/longform.py, the default) and `whole` (the old whole-file path, window_s None,
+`windowed` (asr/inference/longform.py, the default) and `whole` (the old whole-file path, window_s None,
 only up to --whole-max minutes). Greedy decoding.
 
 Figures:

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_onnx.py --checkpoint runs/demo-ctc/best.pt \\
         --clips data/demo/fr/clips --tsv data/demo/fr/test.tsv --n 100 --threads 2
 
-The checkpoint is exported (asr/export.py) to a temporary folder (or to --onnx), the clips'
+The checkpoint is exported (asr/inference/export.py) to a temporary folder (or to --onnx), the clips'
 features are computed once (the checkpoint's feature config, CMVN applied), and then each
 runtime runs the acoustic model (`log_probs`: what differs between them; greedy decoding
 on top is the same code for both) over every clip:
@@ -32,11 +32,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from asr.decoding import greedy_texts  # noqa: E402
-from asr.export import export_onnx  # noqa: E402
-from asr.models import checkpoint_cmvn, load_model  # noqa: E402
-from asr.onnx_model import load_onnx  # noqa: E402
-from pipeline.audio import FeatureConfig, compute_features  # noqa: E402
+from asr.decoding.decoder import greedy_texts  # noqa: E402
+from asr.inference.export import export_onnx  # noqa: E402
+from asr.inference.loading import open_model  # noqa: E402
+from asr.inference.onnx_model import load_onnx  # noqa: E402
+from pipeline.audio import compute_features  # noqa: E402
 
 
 def pick_clips(clips: Path, tsv: Path | None, n: int) -> list[Path]:
@@ -96,9 +96,8 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    model, tokenizer, ckpt = load_model(args.checkpoint, "cpu")
-    features = FeatureConfig.from_dict(ckpt["features"])
-    mean, std = checkpoint_cmvn(ckpt)
+    loaded = open_model(args.checkpoint, "cpu")
+    model, tokenizer, features, mean, std = loaded.model, loaded.tokenizer, loaded.features, loaded.mean, loaded.std
     paths = pick_clips(args.clips, args.tsv, args.n)
     feats, seconds = [], 0.0
     for path in paths:
@@ -113,7 +112,7 @@ def main() -> None:
         export_s = time.perf_counter() - t0
         onnx_model, _, _ = load_onnx(onnx_path, threads=args.threads)
 
-        print(f"{args.checkpoint}: {ckpt['model']['kind']}/{ckpt['model']['preset']}, "
+        print(f"{args.checkpoint}: {loaded.card.name}, "
               f"{len(paths)} clips, {seconds:.1f} s of audio, {args.threads} thread(s), "
               f"torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}; "
               f"export took {export_s:.1f} s")

@@ -24,7 +24,7 @@ import httpx
 import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from asr.serve import ServeConfig, create_app  # noqa: E402
+from asr.apps.serve import ServeConfig, create_app  # noqa: E402
 
 
 def start(app):

@@ -22,7 +22,7 @@ chunk masks). Printed side by side, in one run:
 3. A --session-min minute session (test clips end to end with 0.3-1.0 s pauses) through
    `.accept()` in 0.5 s blocks at 640 ms chunks: the resident memory each minute (flat: the
    caches are bounded), and its WER against the references next to the windowed whole-file
-   decode's (asr/longform.py) of the same audio.
+   decode's (asr/inference/longform.py) of the same audio.
 Bars (issue 28): 640 ms CER <= 1.15x full context; streaming full context <= 1.05x the
 baseline; median word latency at 640 ms <= 0.9 s; compute per 640 ms chunk <= 60 ms on one
 thread; memory flat; session WER <= 1.05x the windowed decode's.
@@ -58,8 +58,8 @@ def rss_mb() -> float:
 
 
 def evaluate_cer(ckpt: Path, shards: Path, chunk_ms, lm, out: Path) -> dict:
-    from asr.decode_options import DecodeOptions
-    from asr.evaluate import EvalConfig, evaluate
+    from asr.decoding.options import DecodeOptions
+    from asr.inference.evaluate import EvalConfig, evaluate
 
     rows = {}
     for mode, options in (("greedy", DecodeOptions()), ("beam_lm", DecodeOptions(lm=lm) if lm else None)):
@@ -96,7 +96,7 @@ def test_clips(shards: Path, data: Path, n: int, seed: int = 0) -> list[tuple[Pa
 def check_streams(ckpt: Path, clips, chunk_ms: int) -> int:
     """How many clips stream to another text than the chunk-masked whole decode gives."""
     from asr import Recognizer
-    from asr.streaming import mask_chunks, stream_file
+    from asr.inference.streaming import mask_chunks, stream_file
 
     rec = Recognizer.load(ckpt, device="cpu", chunk_ms=chunk_ms)
     differ = 0
@@ -167,7 +167,7 @@ def session(ckpt: Path, clips, minutes: float, work: Path) -> dict:
     import torch
 
     from asr import Recognizer
-    from asr.evaluate import error_counts
+    from asr.inference.evaluate import error_counts
 
     torch.set_num_threads(1)
     rng = random.Random(1)
@@ -196,7 +196,7 @@ def session(ckpt: Path, clips, minutes: float, work: Path) -> dict:
             memory.append(round(rss_mb(), 1))
     final = s.finish()
     took = time.perf_counter() - t0
-    whole = rec.transcribe(long_wav)  # windows of 30 s, full context (asr/longform.py)
+    whole = rec.transcribe(long_wav)  # windows of 30 s, full context (asr/inference/longform.py)
     streamed_wer = error_counts([reference], [final.text])["wer"]
     whole_wer = error_counts([reference], [whole.text])["wer"]
     return {"minutes": round(len(audio) / 16000 / 60, 1), "utterances": len(refs), "segments": len(s.segments),

@@ -208,10 +208,10 @@ def make_clips(out: Path, seed: int = 123, prosody: str = "outside") -> list[tup
 
 def transcribe(transcriber, pairs) -> tuple[list[str], list[str]]:
     """-> (normalised references, hypotheses); a file that fails counts as an empty hypothesis."""
-    from asr.transcribe import FileFailure
+    from asr.inference.transcribe import FileFailure
     from pipeline.text import get_normalizer
 
-    norm = get_normalizer(transcriber.lang)
+    norm = get_normalizer(transcriber.loaded.lang)
     refs = [norm.normalize(s) or "" for _, s, _, _ in pairs]
     hyps = []
     for path, *_ in pairs:
@@ -223,8 +223,8 @@ def transcribe(transcriber, pairs) -> tuple[list[str], list[str]]:
 def main() -> None:
     import jiwer
 
-    from asr.decoding import DecodeOptions
-    from asr.transcribe import Transcriber
+    from asr.decoding.decoder import DecodeOptions
+    from asr.inference.transcribe import Transcriber
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", type=Path, required=True)

@@ -71,8 +71,9 @@ def shards(
     """Build shards/<lang>/ from a Common Voice release; a rerun resumes where it stopped."""
     if ctx.invoked_subcommand is not None:
         return
-    from pipeline.build import BuildConfig, build, format_summary, parse_speeds
+    from pipeline.build import BuildConfig, build
     from pipeline.build import dry_run as estimate_build
+    from pipeline.build import format_summary, parse_speeds
     from pipeline.cv import ReleaseError, SpeakerCap
     from pipeline.estimate import format_dry_run
     from pipeline.lock import LockedError

@@ -7,63 +7,34 @@ from typing import Optional
 
 import typer
 
-from asr.decode_options import DecodeOptions
-from commands.base import app, bounded, fail, shards_lang
+from asr.apps.options import ServeConfig
+from asr.decoding.options import DecodeOptions, LiveOptions
+from asr.inference.options import EvalConfig, TranscribeOptions
+from commands.base import app, bounded, config_options, fail, fields_of, shards_lang
 from pipeline.atomic import os_error_message
 from pipeline.shardformat import refuse_out_inside_shards
 
 
-_BEAM_HELP = (f"Beam search with this many hypotheses (default: greedy; with --lm or --ctc-weight: "
-              f"{DecodeOptions.ctc_beam} for ctc, {DecodeOptions.las_beam} for las).")
-_LM_HELP = "Word n-gram LM (ARPA, from `asr-cli lm build`) for beam search."
-_LM_WEIGHT_HELP = f"Weight of the LM's log10 probability; tune on dev (default: {DecodeOptions.lm_weight:g})."
-_WORD_SCORE_HELP = f"Score added per word with --lm; tune on dev (default: {DecodeOptions.word_score:g})."
-_CTC_WEIGHT_HELP = "las only: CTC weight of joint CTC/attention beam search (default: the training weight)."
-
-
-def _decode_options(beam, lm, lm_weight, word_score, ctc_weight) -> DecodeOptions:
-    """DecodeOptions from the shared eval / transcribe options (None: the tuned default)."""
-    given = {"lm_weight": lm_weight, "word_score": word_score}
-    return DecodeOptions(beam=beam, lm=lm, ctc_weight=ctc_weight, **{k: v for k, v in given.items() if v is not None})
-
-
 @app.command("eval")
 @bounded
+@config_options(EvalConfig, DecodeOptions)
 def eval_(
     checkpoint: Path = typer.Option(..., help="Checkpoint made by `asr-cli train` (e.g. runs/fr-ctc/best.pt)."),
     shards: Path = typer.Option(..., help="Shard folder made by `asr-cli shards`."),
-    split: str = typer.Option("test", help="Split to evaluate (every utterance, once)."),
-    beam: Optional[int] = typer.Option(None, help=_BEAM_HELP),
-    lm: Optional[Path] = typer.Option(None, help=_LM_HELP),
-    lm_weight: Optional[float] = typer.Option(None, help=_LM_WEIGHT_HELP, show_default=False),
-    word_score: Optional[float] = typer.Option(None, help=_WORD_SCORE_HELP, show_default=False),
-    ctc_weight: Optional[float] = typer.Option(None, help=_CTC_WEIGHT_HELP),
-    out: Optional[Path] = typer.Option(None, help="Output folder (default: <checkpoint folder>/eval-<split>-<mode>)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
-    batch_frames: int = typer.Option(20000, help="Padded feature frames per batch."),
-    max_batch: int = typer.Option(256, help="Utterances per batch at most."),
-    workers: int = typer.Option(1, help="DataLoader workers reading the shards."),
-    threads: int = typer.Option(0, help="CPU threads per process (0: cores / processes)."),
-    shard_url: Optional[str] = typer.Option(None, help="Read tars from this URL prefix or '{path}' template."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
-    chunk_ms: Optional[float] = typer.Option(None, help="A model trained with --streaming: decode as a live stream "
-                                             "in chunks of this many ms would (the same outputs; default: whole "
-                                             "utterances)."),
+    **options,
 ):
     """CER / WER of a checkpoint on a split: per-utterance results, summary, real-time factor."""
     import os
 
-    from asr.checkpoint import CheckpointError
-    from asr.evaluate import CoverageError, EvalConfig, evaluate, format_summary
+    from asr.inference.evaluate import CoverageError, evaluate, format_summary
+    from asr.store.checkpoint import CheckpointError
     from pipeline.lock import LockedError
 
-    cfg = EvalConfig(checkpoint=checkpoint, shards=shards, split=split,
-                     decode=_decode_options(beam, lm, lm_weight, word_score, ctc_weight), out=out, device=device,
-                     batch_frames=batch_frames, max_batch=max_batch, workers=workers, threads=threads,
-                     shard_url=shard_url, progress=progress, chunk_ms=chunk_ms)
+    cfg = EvalConfig(checkpoint=checkpoint, shards=shards, decode=DecodeOptions(**fields_of(DecodeOptions, options)),
+                     **fields_of(EvalConfig, options))
     try:
-        if out is not None:  # the default, beside the checkpoint, is the run's own folder
-            refuse_out_inside_shards(out)
+        if cfg.out is not None:  # the default, beside the checkpoint, is the run's own folder
+            refuse_out_inside_shards(cfg.out)
         summary = evaluate(cfg)
     except (CheckpointError, CoverageError, FileNotFoundError, ValueError, LockedError) as e:
         fail(str(e))
@@ -89,7 +60,7 @@ def lm_build(
     """Interpolated modified Kneser-Ney n-gram LM (ARPA) from the shards' train text."""
     import time
 
-    from asr.lm import build_lm_from_shards
+    from asr.decoding.lm import build_lm_from_shards
 
     lang = shards_lang(shards)
     out = out or Path("lm") / f"{lang}-{order}gram.arpa"
@@ -128,7 +99,7 @@ def checkpoint_upgrade(
     """Convert an earlier cv-asr checkpoint (a pickle, which can carry code) into the current
     format (safetensors + JSON). Only tensors and plain data are read from it: anything else
     is refused, not run."""
-    from asr.checkpoint import CheckpointError, upgrade
+    from asr.store.checkpoint import CheckpointError, upgrade
 
     out = out or old.with_name(old.stem + ".safe.pt")
     try:
@@ -147,8 +118,8 @@ def checkpoint_average(
 ):
     """The mean of several checkpoints' weights (as `train --average` writes averaged.pt): a
     checkpoint for eval and transcribe, with the last one's model config, tokenizer and CMVN."""
-    from asr.averaging import average_checkpoints
-    from asr.checkpoint import CheckpointError
+    from asr.store.checkpoint import CheckpointError
+    from asr.training.averaging import average_checkpoints
 
     try:
         average_checkpoints(checkpoints, out)
@@ -163,13 +134,13 @@ _FORMATS = ("txt", "json", "srt", "vtt")
 
 
 def streamed(rec, files: list[Path]):
-    """Each file through rec.stream() (asr/streaming.py): on a terminal its text is rewritten on
+    """Each file through rec.stream() (asr/inference/streaming.py): on a terminal its text is rewritten on
     one line as it grows (stderr), then the result as without --stream; failures as
     transcribe_many gives them."""
     import sys
 
-    from asr.streaming import stream_file
-    from asr.transcribe import FileFailure
+    from asr.inference.streaming import stream_file
+    from asr.inference.transcribe import FileFailure
     from pipeline.audio import AudioError
 
     live = sys.stderr.isatty()
@@ -192,15 +163,10 @@ def streamed(rec, files: list[Path]):
 
 @app.command()
 @bounded
+@config_options(TranscribeOptions, DecodeOptions, LiveOptions)
 def transcribe(
     files: list[Path] = typer.Argument(..., help="Audio files: MP3, WAV, FLAC ... any rate, mono or stereo."),
     checkpoint: Path = typer.Option(..., help="Checkpoint made by `asr-cli train`."),
-    beam: Optional[int] = typer.Option(None, help=_BEAM_HELP),
-    lm: Optional[Path] = typer.Option(None, help=_LM_HELP),
-    lm_weight: Optional[float] = typer.Option(None, help=_LM_WEIGHT_HELP, show_default=False),
-    word_score: Optional[float] = typer.Option(None, help=_WORD_SCORE_HELP, show_default=False),
-    ctc_weight: Optional[float] = typer.Option(None, help=_CTC_WEIGHT_HELP),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
     format: str = typer.Option("txt", "--format", help="txt: one line of text per file. json: one JSON object "
                                "per line and file: id, path, text, duration, time, words [{word, start, end, "
                                "score}] (seconds); id, path, error for a file that failed. srt / vtt: subtitles "
@@ -209,21 +175,14 @@ def transcribe(
     json_lines: bool = typer.Option(False, "--json", help="Same as --format json."),
     out_dir: Optional[Path] = typer.Option(None, help="Write <out-dir>/<file name>.<format> per input (any "
                                            "format) and print the path written, one line per file."),
-    batch_size: int = typer.Option(1, help="Files padded into one batch through the model."),
-    stream: bool = typer.Option(False, "--stream", help="Decode as a live stream (a model trained with --streaming): "
-                                "each file read in 100 ms blocks, the text printed as it grows on a terminal; the "
-                                "final text is the Python API's rec.stream()."),
-    chunk_ms: Optional[float] = typer.Option(None, help="--stream: the encoder's chunk in ms, latency against "
-                                             "accuracy, a multiple of 40 (default 640, or a streaming .onnx's own)."),
-    endpoint_ms: float = typer.Option(800.0, help="--stream: a segment ends after this many ms without speech "
-                                      "(0: never)."),
+    **options,
 ):
     """Transcribe audio files: one line per file, in order: its text (or JSON object, or written
     path), or an empty line for a file that failed (the reason on stderr; the exit status is then 1).
     With --format srt / vtt and no --out-dir, the one file's subtitles."""
     import json
 
-    from asr.checkpoint import CheckpointError
+    from asr.store.checkpoint import CheckpointError
     from pipeline.atomic import write_text
 
     fmt = "json" if json_lines else format
@@ -241,7 +200,7 @@ def transcribe(
             fail(f"--out-dir: several inputs are named {twice[0]}.*; their outputs would overwrite each other", 2)
 
     def render(result) -> str:
-        from asr import subtitles
+        from asr.inference import subtitles
 
         if fmt == "txt":
             return result.text
@@ -249,13 +208,16 @@ def transcribe(
             return json.dumps(result.to_dict(words=True), ensure_ascii=False)
         return (subtitles.srt if fmt == "srt" else subtitles.vtt)(result.words, result.duration)
 
-    from asr.api import Recognizer
+    from asr.inference.api import Recognizer
 
     failures = 0
     try:
+        run = TranscribeOptions(**fields_of(TranscribeOptions, options))
+        live = LiveOptions(**fields_of(LiveOptions, options))
+        device, batch_size, stream = run.device, run.batch_size, run.stream
         rec = Recognizer.load(checkpoint, device=device, timestamps=fmt != "txt",  # txt: no word alignment
-                              chunk_ms=chunk_ms, endpoint_ms=endpoint_ms or None,
-                              **vars(_decode_options(beam, lm, lm_weight, word_score, ctc_weight)))
+                              chunk_ms=live.chunk_ms, endpoint_ms=live.endpoint_ms or None,
+                              **fields_of(DecodeOptions, options))
         if stream and not rec.streaming:
             fail(f"--stream: {checkpoint} was not trained with --streaming (train a conformer-*-streaming preset)")
         results = streamed(rec, files) if stream else rec.transcribe_many(files, batch_size=batch_size)
@@ -288,35 +250,24 @@ def transcribe(
 
 @app.command()
 @bounded
+@config_options(ServeConfig, LiveOptions)
 def serve(
     checkpoint: Path = typer.Option(..., help="Checkpoint made by `asr-cli train` (or `asr-cli export`'s .onnx)."),
-    lm: Optional[Path] = typer.Option(None, help=_LM_HELP + " Adds the beam-lm mode (the default then)."),
-    beam: Optional[int] = typer.Option(None, help="Hypotheses of the beam and beam-lm modes (default: the "
-                                       "model kind's)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 for every interface (reachable "
                              "from other machines)."),
     port: int = typer.Option(8000, help="TCP port."),
-    max_mb: float = typer.Option(50.0, help="Uploads larger than this many MB are refused (413)."),
-    max_seconds: float = typer.Option(600.0, help="Audio longer than this many seconds is refused (413)."),
-    workers: int = typer.Option(1, help="Model replicas decoding at once (each one a copy of the model in memory)."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, auto ..."),
-    chunk_ms: Optional[float] = typer.Option(None, help="Live sessions (/stream, a model trained with --streaming): "
-                                             "the encoder's chunk in ms (default 640, or a streaming .onnx's own)."),
-    endpoint_ms: float = typer.Option(800.0, help="Live sessions: a segment ends after this many ms without speech "
-                                      "(0: never)."),
+    **options,
 ):
     """A web page (and JSON API) to try a model: upload or record audio, see the words and their times."""
     import os
 
-    from asr.checkpoint import CheckpointError
-    from asr.serve import ServeConfig, run
+    from asr.apps.serve import run
+    from asr.store.checkpoint import CheckpointError
 
-    if workers < 1:
-        fail("--workers must be at least 1 (one model replica)", 2)
-    if lm is not None and not lm.is_file():
-        fail(f"language model {lm} not found (build one with `asr-cli lm build`)")
-    cfg = ServeConfig(checkpoint=checkpoint, lm=lm, device=device, beam=beam, max_mb=max_mb,
-                      max_seconds=max_seconds, workers=workers, chunk_ms=chunk_ms, endpoint_ms=endpoint_ms or None)
+    cfg = ServeConfig(checkpoint=checkpoint, live=LiveOptions(**fields_of(LiveOptions, options)),
+                      **fields_of(ServeConfig, options))
+    if cfg.lm is not None and not cfg.lm.is_file():
+        fail(f"language model {cfg.lm} not found (build one with `asr-cli lm build`)")
     try:
         run(cfg, host=host, port=port)
     except (CheckpointError, FileNotFoundError, ValueError) as e:
@@ -339,8 +290,8 @@ def export(
 ):
     """CTC checkpoint -> ONNX model (dynamic batch and time) for onnxruntime: `transcribe` and `eval`
     take it as --checkpoint. With --streaming, the chunk step of a streaming model instead."""
-    from asr.checkpoint import CheckpointError
-    from asr.export import ExportError, export_onnx, format_summary
+    from asr.inference.export import ExportError, export_onnx, format_summary
+    from asr.store.checkpoint import CheckpointError
 
     try:
         summary = export_onnx(checkpoint, out, streaming=streaming, chunk_ms=chunk_ms)

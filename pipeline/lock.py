@@ -8,7 +8,7 @@ drops it when the owner exits, however it exits (kill -9 included), so a crashed
 leaves its folder locked; the file itself stays (removing it would let two processes lock
 two different files under one name). A process whose parent holds the lock works in the
 folder on the parent's behalf (`asr-cli train --procs N`: the parent locks, rank 0 of the
-spawned group writes). Under torchrun only rank 0 locks; `agree` (asr.distributed.any_rank)
+spawned group writes). Under torchrun only rank 0 locks; `agree` (asr.runtime.distributed.any_rank)
 tells every rank whether it failed, so the others stop with it instead of waiting.
 
 Standard library only: both halves import it.

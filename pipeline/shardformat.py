@@ -9,7 +9,7 @@
       .parts/            the builder's per-shard metadata (what makes a killed build resumable)
 
 `pipeline.build` writes a folder (`write_tar`, `write_tables`), `pipeline.verify` checks
-one and the loader (`asr.data`) streams one (`ShardSet`, `read_samples`, `decode_features`:
+one and the loader (`asr.data.loader`) streams one (`ShardSet`, `read_samples`, `decode_features`:
 a sample's features whatever codec stored them; the codecs live in `pipeline.feature_codecs`
 and are imported from here like the rest of the format); everything else
 reads it through `ShardSet` / `read_dataset` / `read_index`, so only this module knows the
@@ -33,11 +33,10 @@ import numpy as np
 
 from pipeline import atomic
 from pipeline.featstats import applied_cmvn
-from pipeline.feature_codecs import (CODEC_BYTES_PER_VALUE, CODEC_DTYPE, CODEC_MEMBER,  # noqa: F401
-                                     DEFAULT_CODEC, FEATS, FEATS_QDELTA, FEATURE_CODECS, OLD_CODEC, QDELTA_STEP,
-                                     FeatureDecodeError, check_codec, dataset_codec, decode_features,
-                                     encode_features, estimate_sample_bytes, load_npy, npy_bytes,
-                                     stored_values)
+from pipeline.feature_codecs import (CODEC_BYTES_PER_VALUE, CODEC_DTYPE, CODEC_MEMBER, DEFAULT_CODEC,  # noqa: F401
+                                     FEATS, FEATS_QDELTA, FEATURE_CODECS, OLD_CODEC, QDELTA_STEP, FeatureDecodeError,
+                                     check_codec, dataset_codec, decode_features, encode_features,
+                                     estimate_sample_bytes, load_npy, npy_bytes, stored_values)
 
 FORMAT_VERSION = 1
 

@@ -139,7 +139,7 @@ def float16_shards(broken_root, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_ctc(shards_dir, tmp_path_factory) -> Path:
     """A tiny CTC model trained for a few steps on `shards_dir` (its checkpoint path)."""
-    from asr.train import TrainConfig, train
+    from asr.training.loop import TrainConfig, train
 
     out = tmp_path_factory.mktemp("run") / "tiny-ctc"
     train(TrainConfig(shards=str(shards_dir), out=str(out), preset="tiny", max_steps=30, warmup=5,
@@ -174,8 +174,8 @@ def chatty_ckpt(tiny_ctc, tmp_path_factory) -> Path:
     """
     import torch
 
-    from asr import checkpoint
-    from asr.models import build_model
+    from asr.nets.models import build_model
+    from asr.store import checkpoint
 
     ckpt = checkpoint.load(tiny_ctc)
     torch.manual_seed(0)
@@ -192,9 +192,9 @@ def streaming_ckpt(shards_dir, tmp_path_factory) -> Path:
     input, so a wrong chunk, cache or frame changes its text."""
     import torch
 
-    from asr import checkpoint
-    from asr.models import build_model
-    from asr.train import TrainConfig, train
+    from asr.nets.models import build_model
+    from asr.store import checkpoint
+    from asr.training.loop import TrainConfig, train
 
     out = tmp_path_factory.mktemp("run") / "stream-ctc"
     train(TrainConfig(shards=str(shards_dir), out=str(out), preset="conformer-tiny", model_options={"streaming": True},
@@ -218,8 +218,8 @@ def learnt(handful_shards, tmp_path_factory) -> dict:
     right; test_longform makes the upsample-2 twin of this model from its weights."""
     import pyarrow.parquet as pq
 
-    from asr.specaug import SpecAugmentConfig
-    from asr.train import TrainConfig, train
+    from asr.data.specaug import SpecAugmentConfig
+    from asr.training.loop import TrainConfig, train
 
     out = tmp_path_factory.mktemp("run-learnt") / "ctc"
     train(TrainConfig(shards=str(handful_shards), out=str(out), preset="small",
@@ -261,7 +261,7 @@ def build_killed_after_tar(cv: Path, out: Path, die_at: int, speeds: tuple = ())
 @pytest.fixture(scope="session")
 def lm(shards_dir, tmp_path_factory) -> Path:
     """A word 3-gram LM (ARPA) of `shards_dir`'s train sentences (test_serve and its browser tests)."""
-    from asr.lm import build_lm_from_shards
+    from asr.decoding.lm import build_lm_from_shards
 
     out = tmp_path_factory.mktemp("lm") / "lm-3gram.arpa"
     build_lm_from_shards(shards_dir, 3, out)

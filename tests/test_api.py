@@ -1,4 +1,4 @@
-"""The Python API (asr/api.py): file, samples and batches, word times from the CTC alignment,
+"""The Python API (asr/inference/api.py): file, samples and batches, word times from the CTC alignment,
 the CLI's --format txt|json|srt|vtt on top of it, and the README's example, run."""
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import soundfile as sf
 import soxr
 import torch
 
-from asr import Recognizer, checkpoint
-from asr.api import TranscriptionError
-from asr.models import build_model
-from asr.subtitles import cues
-from asr.timestamps import Word
+from asr import Recognizer
+from asr.store import checkpoint
+from asr.decoding.timestamps import Word
+from asr.inference.api import TranscriptionError
+from asr.inference.subtitles import cues
+from asr.nets.models import build_model
 from conftest import LANG, ROOT
 from pipeline.audio import load_audio
 
@@ -134,16 +135,16 @@ def long_file(learnt, handful_shards, synth_root, tmp_path_factory) -> dict:
 
 def reference_spikes(ckpt: Path, clip: Path, text: str) -> list[tuple[float, float]]:
     """Each word's (first, last) CTC spike in seconds, by torchaudio's forced_align and
-    merge_tokens of the reference text, computed here apart from asr/timestamps.py (20 ms
+    merge_tokens of the reference text, computed here apart from asr/decoding/timestamps.py (20 ms
     frames: ctc/small's 10 ms hop x its x4 conv front / its two CTC frames per encoder frame)."""
     from torchaudio.functional import forced_align, merge_tokens
 
-    from asr.models import checkpoint_cmvn, load_model
+    from asr.nets.models import load_model
     from pipeline.audio import compute_features
 
     model, tokenizer, ck = load_model(ckpt)
     shift = 0.01 * model.encoder.time_reduction / model.upsample
-    mean, std = checkpoint_cmvn(ck)
+    mean, std = ck.card.cmvn_arrays()
     feats, _ = compute_features(clip)
     x = torch.from_numpy((feats.astype(np.float32) - mean) / std)[None]
     with torch.no_grad():
@@ -242,7 +243,7 @@ def test_cues_are_cut_at_7_seconds_and_42_characters():
 
 
 def test_readme_example_runs(learnt, long_file, handful_shards, tmp_path):
-    from asr.lm import build_lm_from_shards
+    from asr.decoding.lm import build_lm_from_shards
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Python API"):]
@@ -265,7 +266,7 @@ def test_readme_example_runs(learnt, long_file, handful_shards, tmp_path):
 
 def las_checkpoint(tiny_ctc: Path, out: Path, ctc_weight: float) -> Path:
     """`tiny_ctc`'s checkpoint (features, CMVN, units) around a seeded las/tiny model."""
-    from asr.models import model_config
+    from asr.nets.models import model_config
 
     ckpt = checkpoint.load(tiny_ctc)
     config = model_config("las", "tiny", ckpt["model"]["vocab_size"], ckpt["model"]["n_mels"],

@@ -11,8 +11,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from asr import averaging, checkpoint
-from asr.train import TrainConfig, train
+from asr.store import checkpoint
+from asr.training import averaging
+from asr.training.loop import TrainConfig, train
 from cli import app
 
 
@@ -121,7 +122,7 @@ def test_checkpoint_average_cli(averaged_run, tmp_path):
 
 
 def test_demo_evaluates_the_checkpoint_with_the_lower_dev_cer(averaged_run):
-    from asr.demo import pick_checkpoint
+    from asr.apps.demo import pick_checkpoint
 
     out, summary = averaged_run
     avg = {**summary["averaged"], "dev": {**summary["averaged"]["dev"], "cer": 0.20}}

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asr.data import collate, Utterance
+from asr.data.loader import Utterance, collate
 from conftest import LANG
 from pipeline.featstats import CMVN_STD_FLOOR, applied_cmvn, dead_bins
 from pipeline.shardformat import DATASET, QDELTA_STEP, ShardSet, decode_features, read_dataset, read_samples
@@ -126,7 +126,7 @@ def test_full_band_shards_have_no_dead_bins(shards_dir):
 def test_a_folder_built_before_the_floor_is_normalised_with_it(both_codecs, tmp_path):
     """An older dataset.json holds the dead bins' std as measured (1e-4): the loader floors it,
     and a resumed run that recorded either form of it is not refused."""
-    from asr.checkpoint import resume_differences
+    from asr.store.checkpoint import resume_differences
 
     old = tmp_path / "old"
     shutil.copytree(both_codecs["qdelta"], old)
@@ -159,8 +159,8 @@ def test_training_goes_the_same_way_on_both_codecs(synth_root, tmp_path):
     """The same handful of 8 kHz utterances, the same seed: the loss curves of qdelta and
     float16 shards agree. Before the floor, float16's fell from 3.3 to 0.24 in 60 steps and
     qdelta's stopped at 2.6."""
-    from asr.specaug import SpecAugmentConfig
-    from asr.train import TrainConfig, train
+    from asr.data.specaug import SpecAugmentConfig
+    from asr.training.loop import TrainConfig, train
 
     small = _subset(synth_root / LANG, tmp_path / "small" / LANG, train=6, dev=2, test=2)
     band_limited_copy(small, tmp_path / "cv8" / LANG, out_rate=8000, jobs=1)

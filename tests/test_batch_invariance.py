@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from asr.decode_options import DecodeOptions
-from asr.decoding import Decoder
-from asr.models import CTC_PRESETS, LAS_PRESETS, build_model, model_config
-from asr.tokenizer import CharTokenizer
+from asr.decoding.decoder import Decoder
+from asr.decoding.options import DecodeOptions
+from asr.nets.models import CTC_PRESETS, LAS_PRESETS, build_model, model_config
+from asr.tokens.tokenizer import CharTokenizer
 from conftest import LANG
 
 LENGTHS = [157, 90, 41]  # feature frames; padded batch of three
@@ -84,7 +84,7 @@ def test_padded_rnn_training_still_runs_over_the_padding():
 def test_the_trained_small_model_gives_batched_clips_their_single_output(learnt, synth_root):
     """ctc/small trained with padded batches: the API's batched log-probs and texts are each
     clip's own (before packing at inference, a short clip's differed)."""
-    from asr.api import Recognizer
+    from asr.inference.api import Recognizer
 
     clips = [synth_root / LANG / "clips" / r["path"] for r in learnt["rows"]]
     rec = Recognizer.load(learnt["ckpt"], device="cpu")

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from asr import checkpoint
-from asr.checkpoint import CheckpointError
-from asr.models import build_model, load_model, model_config
-from asr.subword import UnigramTokenizer
-from asr.tokenizer import tokenizer_from_state
+from asr.nets.models import build_model, load_model, model_config
+from asr.store import checkpoint
+from asr.store.checkpoint import CheckpointError
+from asr.tokens.subword import UnigramTokenizer
+from asr.tokens.tokenizer import tokenizer_from_state
 from conftest import LANG, ROOT
 from pipeline.shardformat import ShardSet
 
@@ -179,14 +179,16 @@ def test_a_checkpoint_round_trips_weights_tokenizer_metadata_and_train_state(sha
 
 
 def test_load_model_reads_a_trained_checkpoint(tiny_ctc):
-    model, tok, ckpt = load_model(tiny_ctc)
+    model, tok, typed = load_model(tiny_ctc)
+    ckpt = typed.to_payload()  # the file's keys, as the typed Checkpoint reads and writes them
     assert tiny_ctc.read_bytes()[8:9] == b"{"
     for key in ("model", "lang", "features", "cmvn", "normalizer", "metrics", "position", "train_config",
                 "tokenizer", "state_dict"):
         assert key in ckpt, key
     assert ckpt["position"]["step"] == 30 and ckpt["lang"] == LANG and tok.kind == "char"
+    assert typed.step == 30 and typed.card.lang == LANG and typed.card.kind == "ctc"
     assert all(torch.equal(v, ckpt["state_dict"][k]) for k, v in model.state_dict().items())
-    assert "optimizer" not in ckpt and "rng" not in ckpt
+    assert "optimizer" not in ckpt and "rng" not in ckpt and typed.train_state is None
     resume = checkpoint.load(tiny_ctc)
     assert {"optimizer", "scheduler", "scaler", "rng"} <= set(resume)
     assert isinstance(resume["rng"][0]["numpy"][1], np.ndarray) and resume["rng"][0]["numpy"][1].dtype == np.uint32
@@ -206,7 +208,7 @@ def test_a_header_length_whose_first_byte_is_a_pickle_opcode_still_loads(tiny_ct
     assert head[:1] == b"\x80" and head[8:9] == b"{", "no padding gave a header length of 0x..80"
     loaded = checkpoint.load(path)
     assert all(torch.equal(v, ckpt["state_dict"][k]) for k, v in loaded["state_dict"].items())
-    assert load_model(path)[2]["position"] == ckpt["position"]
+    assert load_model(path)[2].to_payload()["position"] == ckpt["position"]
     raw = tmp_path / "raw.pt"
     raw.write_bytes(pickle.dumps({"state_dict": {}}))
     with pytest.raises(CheckpointError, match="it is a pickle"):

@@ -11,8 +11,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from asr.data import LoaderConfig, ShardStream
-from asr.tokenizer import CharTokenizer
+from asr.data.loader import LoaderConfig, ShardStream
+from asr.tokens.tokenizer import CharTokenizer
 from pipeline.audio import compute_features
 from pipeline.shardformat import (CODEC_MEMBER, DATASET, FEATS_QDELTA, QDELTA_STEP, FeatureDecodeError, ShardReadError,
                                   ShardSet, dataset_codec, decode_features, encode_features, estimate_sample_bytes,

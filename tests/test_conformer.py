@@ -1,4 +1,4 @@
-"""The Conformer encoder (asr/encoders/conformer.py): shapes, padding invariance, learning, LAS listener,
+"""The Conformer encoder (asr/nets/encoders/conformer.py): shapes, padding invariance, learning, LAS listener,
 a checkpoint round trip through `asr-cli train`, and old configs still building the BiRNN."""
 
 from __future__ import annotations
@@ -12,18 +12,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from asr.encoders import make_encoder
-from asr.encoders.conformer import ConformerEncoder
-from asr.data import Batch
-from asr.decoding import DecodeOptions
-from asr.demo import DEMO_PRESETS, DEMO_TRAIN, DemoConfig
-from asr.encoders import EncoderConfig
-from asr.encoders.rnn import RNNEncoder
-from asr.export import check, graph_bytes
-from asr.las_decoding import LASGreedyDecoder
-from asr.models import CTC_PRESETS, LAS_PRESETS, build_model, count_parameters, load_model, model_config
-from asr.transcribe import Transcriber
-from asr.units import BLANK
+from asr.apps.demo import DEMO_PRESETS, DEMO_TRAIN, DemoConfig
+from asr.data.loader import Batch
+from asr.decoding.decoder import DecodeOptions
+from asr.decoding.las import LASGreedyDecoder
+from asr.inference.export import check, graph_bytes
+from asr.inference.transcribe import Transcriber
+from asr.nets.encoders import EncoderConfig, make_encoder
+from asr.nets.encoders.conformer import ConformerEncoder
+from asr.nets.encoders.rnn import RNNEncoder
+from asr.nets.models import CTC_PRESETS, LAS_PRESETS, build_model, count_parameters, load_model, model_config
+from asr.tokens.units import BLANK
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +75,7 @@ def test_layer_scale_starts_each_block_near_the_identity_and_learns_its_gains():
     """With a small LayerScale gain a block is at first close to its final LayerNorm alone (what
     lets a deep CTC Conformer train like a shallow one early); without it (0, old checkpoints)
     the block has no gain parameters and is far from it."""
-    from asr.encoders.conformer import ConformerBlock, rotary_tables
+    from asr.nets.encoders.conformer import ConformerBlock, rotary_tables
 
     torch.manual_seed(0)
     x = torch.randn(2, 30, 32)
@@ -190,7 +189,7 @@ def test_cli_trains_a_conformer_that_loads_and_transcribes(shards_dir, synth_roo
     summary = json.loads((out / "summary.json").read_text())
     assert summary["step"] == 3
     model, tokenizer, ckpt = load_model(out / "last.pt")
-    assert ckpt["model"]["options"]["encoder"] == "conformer" and ckpt["model"]["options"]["subsampling"] == 8
+    assert ckpt.card.model["options"]["encoder"] == "conformer" and ckpt.card.model["options"]["subsampling"] == 8
     assert isinstance(model.encoder, ConformerEncoder) and model.encoder.time_reduction == 8
     clip = sorted((synth_root / "fr" / "clips").glob("*.mp3"))[0]
     result = Transcriber(out / "last.pt", DecodeOptions(), "cpu")(clip)

@@ -3,8 +3,8 @@
 import numpy as np
 import torch
 
-from asr import ctc_frames
-from asr.tokenizer import CharTokenizer
+from asr.nets import ctc_frames
+from asr.tokens.tokenizer import CharTokenizer
 
 
 def test_frames_needed_counts_a_blank_between_repeats():

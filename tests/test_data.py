@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from asr.data import LoaderConfig, ShardStream, Utterance, bucket, collate, make_loader, steps_per_epoch
-from asr.specaug import SpecAugment, SpecAugmentConfig
-from asr.tokenizer import CharTokenizer
+from asr.data.loader import LoaderConfig, ShardStream, Utterance, bucket, collate, make_loader, steps_per_epoch
+from asr.data.specaug import SpecAugment, SpecAugmentConfig
+from asr.tokens.tokenizer import CharTokenizer
 from pipeline.shardformat import ShardReadError, ShardSet, decode_features, load_npy, read_index, read_samples
 
 
@@ -156,7 +156,7 @@ def test_specaugment_masks_stay_inside_real_lengths():
 
 
 def test_frequency_warp_moves_a_formant_and_leaves_padding_alone():
-    from asr.specaug import warp_frequency
+    from asr.data.specaug import warp_frequency
 
     feats = torch.zeros(3, 10, 80)
     feats[:, :7, 40] = 5.0  # one "formant" at bin 40 in the first 7 frames; frames 7.. are padding

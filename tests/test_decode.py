@@ -1,4 +1,4 @@
-"""CTC decoding (asr/ctc_decoding.py): greedy on hand-made log-probs, flashlight beam search with and
+"""CTC decoding (asr/decoding/ctc.py): greedy on hand-made log-probs, flashlight beam search with and
 without a word LM, edge cases."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asr.ctc_decoding import CTCBeamDecoder, CTCGreedyDecoder
-from asr.decoding import DecodeOptions, Decoder, greedy_texts
-from asr.lm import build_arpa
-from asr.tokenizer import CharTokenizer
+from asr.decoding.ctc import CTCBeamDecoder, CTCGreedyDecoder
+from asr.decoding.decoder import DecodeOptions, Decoder, greedy_texts
+from asr.decoding.lm import build_arpa
+from asr.tokens.tokenizer import CharTokenizer
 
 TOK = CharTokenizer(list(" abcdefghijklmnopqrstuvwxyz'éè"))
 FLOOR = 1e-4  # probability of every unit a frame does not name

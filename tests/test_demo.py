@@ -90,7 +90,7 @@ def test_demo_runs_the_whole_path_and_a_rerun_reuses_it(tmp_path):
 
 
 def test_the_report_says_when_the_clock_cut_training_short():
-    from asr.demo import budget_line
+    from asr.apps.demo import budget_line
 
     cut = budget_line({"step": 700, "max_steps": 2600, "stopped_by": "time_budget"})
     assert cut.startswith("CUT SHORT at step 700 of 2600 (time_budget)") and "--minutes" in cut
@@ -113,7 +113,7 @@ def test_the_demo_meets_its_accuracy_bar(tmp_path):
 
 
 def test_demo_seed_and_precision_get_their_own_run_folder_and_recipe():
-    from asr.demo import DEMO_TRAIN, DemoConfig
+    from asr.apps.demo import DEMO_TRAIN, DemoConfig
 
     plain = DemoConfig()
     assert plain.run.name == "demo-ctc" and plain.recipe()["precision"] == DEMO_TRAIN["ctc"]["precision"] == "fast"
@@ -128,7 +128,7 @@ def test_the_time_estimate_counts_the_steps_left_and_warns_of_the_cap():
     import time
     from types import SimpleNamespace
 
-    from asr.train import time_estimate
+    from asr.training.loop import time_estimate
 
     cfg = SimpleNamespace(max_steps=2600, eval_every=250, time_budget=45 * 60)
     run = SimpleNamespace(cfg=cfg, started=time.time() - 30.0, run_steps=30, pos=SimpleNamespace(step=100))

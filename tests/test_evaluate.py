@@ -1,4 +1,4 @@
-"""asr-cli eval / asr.evaluate: error rates against jiwer and by hand, per-utterance file vs
+"""asr-cli eval / asr.inference.evaluate: error rates against jiwer and by hand, per-utterance file vs
 summary, exactly-once coverage (one process and two torchrun ranks), and beam search with a
 word LM lowering WER on a corpus where the LM is informative; asr-cli lm build."""
 
@@ -17,14 +17,14 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from asr.ctc_decoding import CTCBeamDecoder
-from asr.decoding import DecodeOptions, Decoder, normalize_hypothesis
-from asr.evaluate import (SUMMARY_FILE, UTTERANCES_FILE, CoverageError, EvalConfig, check_coverage, error_counts,
-                          evaluate)
-from asr.las_decoding import LASBeamSearch, LASGreedyDecoder
-from asr.lm import build_arpa, read_arpa_unigrams, spellable_words
-from asr.models import build_model, model_config
-from asr.tokenizer import CharTokenizer
+from asr.decoding.ctc import CTCBeamDecoder
+from asr.decoding.decoder import DecodeOptions, Decoder, normalize_hypothesis
+from asr.decoding.las import LASBeamSearch, LASGreedyDecoder
+from asr.decoding.lm import build_arpa, read_arpa_unigrams, spellable_words
+from asr.inference.evaluate import (SUMMARY_FILE, UTTERANCES_FILE, CoverageError, EvalConfig, check_coverage,
+                                    error_counts, evaluate)
+from asr.nets.models import build_model, model_config
+from asr.tokens.tokenizer import CharTokenizer
 from cli import app
 from conftest import LANG, ROOT, TSV_HEADER, espeak_clip, tsv_row
 from pipeline.text import get_normalizer
@@ -81,9 +81,9 @@ def make_lm_corpus(cv_root: Path, seed: int = CORPUS_SEED) -> None:
 @pytest.fixture(scope="module")
 def lm_setup(tmp_path_factory) -> dict:
     """The LM corpus, its shards, a half-trained CTC model on it and a 3-gram LM of its train text."""
-    from asr.lm import build_lm_from_shards
-    from asr.specaug import SpecAugmentConfig
-    from asr.train import TrainConfig, train
+    from asr.data.specaug import SpecAugmentConfig
+    from asr.decoding.lm import build_lm_from_shards
+    from asr.training.loop import TrainConfig, train
     from pipeline.build import BuildConfig, build
 
     cv = tmp_path_factory.mktemp("cv-lm")
@@ -256,7 +256,7 @@ def test_coverage_check_fails_loudly():
 
 
 def test_eval_refuses_a_stream_that_repeats_a_batch(tiny_ctc, shards_dir, tmp_path, monkeypatch):
-    from asr.data import ShardStream
+    from asr.data.loader import ShardStream
 
     real_iter = ShardStream.__iter__
 
@@ -306,7 +306,7 @@ def test_attention_models_decode_with_the_options_they_are_given(tmp_path):
     model = build_model(model_config("las", "tiny", len(tok), 80)).eval()  # untrained, joint CTC weight 0.3
     feats, lens = torch.randn(2, 8, 80), torch.tensor([8, 5])
     greedy = Decoder(model, tok, DecodeOptions())
-    assert isinstance(greedy.strategy, LASGreedyDecoder)
+    assert isinstance(greedy.strategy.search, LASGreedyDecoder)
     ids = LASGreedyDecoder(model, DecodeOptions())(feats, lens)
     assert greedy(feats, lens) == [" ".join(tok.decode(h).split()) for h in ids]
     assert greedy.describe()["ctc_weight"] is None and greedy.mode == "greedy"
@@ -314,14 +314,15 @@ def test_attention_models_decode_with_the_options_they_are_given(tmp_path):
     lm = tmp_path / "lm.arpa"
     build_arpa(["a b", "b a a", "a a"], 2, lm)
     fused = Decoder(model, tok, DecodeOptions(beam=4, lm=lm, lm_weight=0.7, word_score=0.2, ctc_weight=0.5))
-    search = fused.strategy
+    search = fused.strategy.search
     assert isinstance(search, LASBeamSearch) and search.fusion is not None
     assert (search.beam, search.ctc_weight, search.lm_weight, search.word_score) == (4, 0.5, 0.7, 0.2)
     assert len(fused(feats, lens)) == 2
     assert fused.mode == "beam4-lm" and fused.describe()["ctc_weight"] == 0.5
 
     joint = Decoder(model, tok, DecodeOptions(beam=3))  # no LM: no word score; CTC weight: the model's
-    assert joint.strategy.fusion is None and joint.strategy.word_score == 0.0 and joint.strategy.ctc_weight == 0.3
+    search = joint.strategy.search
+    assert search.fusion is None and search.word_score == 0.0 and search.ctc_weight == 0.3
     assert len(joint(feats, lens)) == 2
     assert joint.describe()["ctc_weight"] == 0.3
     with pytest.raises(ValueError, match="beam must be at least 1"):

@@ -15,10 +15,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from asr.evaluate import UTTERANCES_FILE, EvalConfig, evaluate
-from asr.loading import open_model as load_model  # a checkpoint or an .onnx
-from asr.onnx_model import METADATA_KEY, OnnxCTCModel, from_jsonable, jsonable
-from asr.train import TrainConfig, train
+from asr.inference.evaluate import UTTERANCES_FILE, EvalConfig, evaluate
+from asr.inference.loading import open_model as load_model  # a checkpoint or an .onnx
+from asr.inference.onnx_model import METADATA_KEY, OnnxCTCModel, from_jsonable, jsonable
+from asr.training.loop import TrainConfig, train
 from cli import app
 from conftest import LANG, ROOT
 
@@ -58,12 +58,14 @@ def exported(request, shards_dir, tmp_path_factory) -> tuple[Path, Path]:
 
 def test_log_probs_and_lengths_equal_pytorch_for_any_batch_and_length(exported):
     ckpt, onnx_path = exported
-    torch_model, torch_tok, torch_meta = load_model(ckpt)
-    onnx_model, onnx_tok, meta = load_model(onnx_path)
-    assert isinstance(onnx_model, OnnxCTCModel) and onnx_model.kind == "ctc"
+    by_pt, by_onnx = load_model(ckpt), load_model(onnx_path)  # LoadedModel: the same card either way
+    torch_model, torch_tok, onnx_model, onnx_tok = by_pt.model, by_pt.tokenizer, by_onnx.model, by_onnx.tokenizer
+    meta = by_onnx.meta
+    assert isinstance(onnx_model, OnnxCTCModel) and onnx_model.kind == "ctc" and by_onnx.onnx and not by_pt.onnx
     assert onnx_tok.units == torch_tok.units
-    assert meta["cmvn"] == jsonable(torch_meta["cmvn"]) and meta["features"] == torch_meta["features"]
+    assert meta["cmvn"] == jsonable(by_pt.card.cmvn) and meta["features"] == by_pt.card.features
     assert meta["lang"] == LANG and meta["step"] == 1 and meta["model"]["kind"] == "ctc"
+    assert by_onnx.card.lang == by_pt.card.lang and by_onnx.step == by_pt.step == 1
     gen = torch.Generator().manual_seed(1)
     for lengths in ([301, 170, 45, 9], [64], [17, 230]):  # batch and time unlike the traced example's
         feats = torch.randn(len(lengths), max(lengths), 80, generator=gen)
@@ -80,7 +82,7 @@ def test_log_probs_and_lengths_equal_pytorch_for_any_batch_and_length(exported):
 def test_each_utterance_of_an_onnx_batch_gets_its_output_alone(exported):
     """Padded RNNs (`small`'s construction) too: the graph is traced in eval mode, which packs."""
     _, onnx_path = exported
-    onnx_model, _, _ = load_model(onnx_path)
+    onnx_model = load_model(onnx_path).model
     gen = torch.Generator().manual_seed(2)
     lengths = [230, 97, 31]
     feats = torch.randn(len(lengths), max(lengths), 80, generator=gen)
@@ -191,7 +193,7 @@ def test_corrupt_or_foreign_onnx_files_get_one_line_naming_them(exported, shards
 def test_an_export_the_check_refuses_writes_nothing(exported, tmp_path, monkeypatch):
     """A model whose ONNX graph disagrees with PyTorch (made here by perturbing the graph's
     output) is refused with one line, and no file is left."""
-    import asr.export as export
+    import asr.inference.export as export
 
     ckpt, _ = exported
     real = export.graph_bytes

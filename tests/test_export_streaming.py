@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from test_streaming import fed, masked_text, speech
 from typer.testing import CliRunner
 
 from asr import Recognizer
-from asr.evaluate import UTTERANCES_FILE, EvalConfig, evaluate
-from asr.loading import open_model
-from asr.onnx_model import STREAM_INPUTS, STREAM_OUTPUTS, OnnxStreamingCTCModel, encoder_frames
-from asr.streaming import NOT_LAST, TorchChunkRunner, left_frames, mask_chunks, stream_file
+from asr.inference.evaluate import UTTERANCES_FILE, EvalConfig, evaluate
+from asr.inference.loading import open_model
+from asr.inference.onnx_model import STREAM_INPUTS, STREAM_OUTPUTS, OnnxStreamingCTCModel, encoder_frames
+from asr.inference.streaming import NOT_LAST, TorchChunkRunner, left_frames, mask_chunks, stream_file
 from cli import app
-from test_streaming import fed, masked_text, speech
 
 EXPORT_MS = 640  # the chunk the tests export at (16 encoder frames)
 OTHER_MS = 160  # a chunk the graph was not traced at
@@ -39,8 +39,8 @@ def variant_ckpt(streaming_ckpt: Path, options: dict, out: Path) -> Path:
     a long string for any clip)."""
     if not options:
         return streaming_ckpt
-    from asr import checkpoint
-    from asr.models import build_model
+    from asr.nets.models import build_model
+    from asr.store import checkpoint
 
     ckpt = checkpoint.load(streaming_ckpt)
     ckpt["model"] = {**ckpt["model"], "options": {**ckpt["model"]["options"], **options}}
@@ -71,7 +71,7 @@ def test_metadata_and_graph_say_what_streams(exported):
     ckpt, onnx_path = exported
     import onnx
 
-    torch_model, _, _ = open_model(ckpt)
+    torch_model = open_model(ckpt).model
     side = json.loads(Path(str(onnx_path) + ".json").read_text(encoding="utf-8"))
     proto = onnx.load(str(onnx_path))
     assert json.loads({p.key: p.value for p in proto.metadata_props}["cv-asr"]) == side
@@ -90,7 +90,7 @@ def test_metadata_and_graph_say_what_streams(exported):
     out_dims = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in proto.graph.output}
     assert out_dims["log_probs"] == ["frames", side["model"]["vocab_size"]] and out_dims["valid"] == ["frames"]
     assert out_dims["next_att_cache"] == dims["att_cache"] and out_dims["next_conv_cache"] == dims["conv_cache"]
-    model, _, _ = open_model(onnx_path)
+    model = open_model(onnx_path).model
     assert isinstance(model, OnnxStreamingCTCModel) and model.kind == "ctc" and model.streaming
     assert model.time_reduction == 4 and model.upsample == torch_model.upsample and list(model.parameters()) == []
 
@@ -125,8 +125,8 @@ def test_caches_round_trip_chunk_after_chunk(exported):
     fed the caches the previous one returned; a runner that forgets its caches differs, so the
     caches carry what the chunks need."""
     ckpt, onnx_path = exported
-    torch_model, _, _ = open_model(ckpt)
-    onnx_model, _, _ = open_model(onnx_path)
+    torch_model = open_model(ckpt).model
+    onnx_model = open_model(onnx_path).model
     chunk, t = 8, 4 * 8 * 5 + 13  # 5 chunks and a partial one
     feats = np.random.default_rng(0).standard_normal((t, 80)).astype(np.float32)
     padded = np.concatenate([np.zeros((3, 80), np.float32), feats, np.zeros((4 * chunk + 3, 80), np.float32)])
@@ -229,7 +229,7 @@ def test_a_plain_export_does_not_stream_and_runners_refuse_a_wrong_window(export
     assert not rec.streaming
     with pytest.raises(ValueError, match="--streaming"):
         rec.stream()
-    model, _, _ = open_model(exported[1])
+    model = open_model(exported[1]).model
     runner = model.chunk_runner(4)
     with pytest.raises(ValueError, match="a window of 67 frames for a chunk of 4 encoder frames .it takes 19."):
         runner.step(np.zeros((67, 80), np.float32), 0, NOT_LAST)
@@ -243,7 +243,7 @@ def test_an_export_the_check_refuses_writes_nothing(streaming_ckpt, tmp_path, mo
     import onnx
     from onnx import helper, numpy_helper
 
-    import asr.export as export
+    import asr.inference.export as export
 
     real = export.chunk_graph_bytes
 

@@ -1,4 +1,4 @@
-"""--init-from (asr/finetune.py): a new run from a trained checkpoint's network. Shared units keep
+"""--init-from (asr/training/finetune.py): a new run from a trained checkpoint's network. Shared units keep
 their trained rows exactly, the others their fresh initialisation, every other tensor is the
 parent's; --freeze-encoder-steps freezes; refused combinations say so in one line; a fine-tuned
 checkpoint is a checkpoint like any other (eval, transcribe, export)."""
@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from asr import checkpoint, finetune
-from asr.models import build_model, model_config
-from asr.subword import UnigramTokenizer
-from asr.tokenizer import CharTokenizer
-from asr.train import TrainConfig, train, train_local
+from asr.nets.models import build_model, model_config
+from asr.store import checkpoint
+from asr.tokens.subword import UnigramTokenizer
+from asr.tokens.tokenizer import CharTokenizer
+from asr.training import finetune
+from asr.training.loop import TrainConfig, train, train_local
 from conftest import LANG, ROOT, one_line
 
 NEW_CHARS = ["ø", "þ"]  # letters the French corpus never has: the child's new units
@@ -138,7 +139,7 @@ def test_a_finetuning_run_logs_and_records_the_rows_it_kept(finetuned, tiny_ctc,
 
 
 def test_a_finetuned_checkpoint_evaluates_transcribes_and_exports(finetuned, child, synth_root, tmp_path):
-    from asr.evaluate import EvalConfig, evaluate
+    from asr.inference.evaluate import EvalConfig, evaluate
 
     ckpt = finetuned["out"] / "last.pt"
     summary = evaluate(EvalConfig(ckpt, child, "dev", out=tmp_path / "eval", workers=0, threads=1, progress=False))

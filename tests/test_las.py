@@ -1,5 +1,5 @@
-"""Listen, Attend and Spell (asr/las.py), its decoding (asr/las_decoding.py, asr/scorers.py) and
-SentencePiece units (asr/subword.py).
+"""Listen, Attend and Spell (asr/nets/las.py), its decoding (asr/decoding/las.py, asr/decoding/scorers.py) and
+SentencePiece units (asr/tokens/subword.py).
 
 Two corpora:
 * a toy "acoustic" corpus built here in memory: every character of a sentence is a few
@@ -23,15 +23,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asr.data import Batch, LoaderConfig, ShardStream
-from asr.decoding import DecodeOptions, greedy_texts
-from asr.las import LASModel
-from asr.las_decoding import LASBeamSearch, LASGreedyDecoder
-from asr.models import LAS_PRESETS, build_model, count_parameters, model_config
-from asr.scorers import CTCPrefixScorer
-from asr.subword import UnigramTokenizer
-from asr.tokenizer import CharTokenizer
-from asr.units import BLANK, EOS, SPECIALS
+from asr.data.loader import Batch, LoaderConfig, ShardStream
+from asr.decoding.decoder import DecodeOptions, greedy_texts
+from asr.decoding.las import LASBeamSearch, LASGreedyDecoder
+from asr.decoding.scorers import CTCPrefixScorer
+from asr.nets.las import LASModel
+from asr.nets.models import LAS_PRESETS, build_model, count_parameters, model_config
+from asr.tokens.subword import UnigramTokenizer
+from asr.tokens.tokenizer import CharTokenizer
+from asr.tokens.units import BLANK, EOS, SPECIALS
 from pipeline.shardformat import ShardSet
 
 TOY_WORDS = ("la", "la", "le", "chat", "dort", "un", "chien", "mange")  # "la" twice as likely as "le"
@@ -116,7 +116,7 @@ def toy_sentences(n: int, seed: int) -> list[str]:
 
 
 def train_direct(model: LASModel, batches, steps: int, lr: float) -> None:
-    """A bare optimisation loop (asr/train.py's loop is tested in test_train.py)."""
+    """A bare optimisation loop (asr/training/loop.py's loop is tested in test_train.py)."""
     opt = torch.optim.AdamW(model.parameters(), lr, weight_decay=0.0)
     decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 - 0.9 * step / steps)
     model.train()
@@ -367,7 +367,7 @@ def test_lm_fusion_moves_the_best_hypothesis_to_the_lm_word(toy_model, tmp_path)
     from flashlight.lib.text.decoder.kenlm import KenLM
     from flashlight.lib.text.dictionary import Dictionary
 
-    from asr.lm import build_arpa, read_arpa_unigrams
+    from asr.decoding.lm import build_arpa, read_arpa_unigrams
 
     arpa = tmp_path / "toy.arpa"
     build_arpa(["le chat dort", "le chien mange", "un chat dort", "le chat mange", "un chien dort"], 2, arpa)
@@ -571,9 +571,9 @@ def test_ctc_model_trains_on_unigram_units(shards_dir, corpus_texts):
 def test_cli_trains_las_with_unigram_units_and_the_checkpoint_decodes(shards_dir, tmp_path):
     from typer.testing import CliRunner
 
-    from asr.models import load_model
-    from asr.plot import plot_attention
-    from asr.lm import build_lm_from_shards
+    from asr.apps.plot import plot_attention
+    from asr.decoding.lm import build_lm_from_shards
+    from asr.nets.models import load_model
     from cli import app
 
     out = tmp_path / "las-unigram"
@@ -584,10 +584,10 @@ def test_cli_trains_las_with_unigram_units_and_the_checkpoint_decodes(shards_dir
         "--threads", "1", "--no-progress", "--batch-frames", "6000", "--out", str(out)])
     assert result.exit_code == 0, result.output
     model, tok, ckpt = load_model(out / "last.pt")
-    assert model.kind == "las" and tok.kind == "unigram" and ckpt["model"]["options"]["decoder_hidden"] == 48
+    assert model.kind == "las" and tok.kind == "unigram" and ckpt.card.model["options"]["decoder_hidden"] == 48
     assert model.ctc_head is None and model.ctc_weight == 0.0
     assert model.units == tok.units  # saved with the weights: LM fusion needs no tokenizer
-    assert ckpt["train_config"]["sampling_rate"] == 0.2
+    assert ckpt.train_config["sampling_rate"] == 0.2
     shards = ShardSet.open(shards_dir)
     batch = next(iter(ShardStream(shards.urls("dev"), tok, shards.cmvn, LoaderConfig(batch_frames=4000, workers=0),
                                   train=False)))
@@ -636,12 +636,12 @@ def test_torchrun_two_cpu_ranks_train_las_in_step(shards_dir, tmp_path):
 
 
 def test_training_loop_trains_a_las_model_and_logs_both_losses(shards_dir, tmp_path):
-    """asr/train.py with model=las: the joint weight reaches the model, both losses are logged,
+    """asr/training/loop.py with model=las: the joint weight reaches the model, both losses are logged,
     and the checkpoint decodes through the evaluation path."""
     import json
 
-    from asr.evaluate import EvalConfig, evaluate
-    from asr.train import TrainConfig, train
+    from asr.inference.evaluate import EvalConfig, evaluate
+    from asr.training.loop import TrainConfig, train
 
     out = tmp_path / "las"
     summary = train(TrainConfig(shards=str(shards_dir), out=str(out), model="las", preset="tiny", max_steps=6,

@@ -79,7 +79,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_no_import_cycle_among_our_modules():
     graph = {name: _imports(name, path) for name, path in MODULES.items()}
-    assert graph["asr.train"], "the import scan found nothing: is it still reading the sources?"
+    assert graph["asr.training.loop"], "the import scan found nothing: is it still reading the sources?"
     cycle = _cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
@@ -89,8 +89,51 @@ def test_the_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": set()}) is None
 
 
+# asr/'s folders and what each may import of the others (pipeline/ is below them all): the
+# floors the README's code map draws. A folder's own modules import each other freely.
+FOLDERS = {
+    "tokens": set(),
+    "store": {"tokens"},
+    "runtime": set(),
+    "nets": {"tokens", "store"},
+    "data": {"tokens"},
+    "decoding": {"tokens", "nets"},
+    "training": {"tokens", "store", "runtime", "nets", "data", "decoding"},
+    "inference": {"tokens", "store", "runtime", "nets", "data", "decoding"},
+    "apps": {"tokens", "store", "runtime", "nets", "data", "decoding", "training", "inference"},
+}
+
+
+def _folder(name: str) -> str | None:
+    parts = name.split(".")
+    return parts[1] if parts[0] == "asr" and len(parts) > 1 else None
+
+
+def test_asr_is_folders_and_each_imports_only_the_floors_below():
+    root_modules = sorted(p.name for p in (ROOT / "asr").glob("*.py"))
+    assert root_modules == ["__init__.py"], f"asr/ holds modules outside its folders: {root_modules}"
+    folders = sorted(p.name for p in (ROOT / "asr").iterdir() if p.is_dir() and (p / "__init__.py").is_file())
+    assert folders == sorted(FOLDERS), folders
+    broken = []
+    for name, path in MODULES.items():
+        here = _folder(name)
+        if here is None:
+            continue
+        for target in _imports(name, path):
+            there = _folder(target)
+            if there is not None and there != here and there not in FOLDERS[here]:
+                broken.append(f"{name} imports {target} ({here} may import {sorted(FOLDERS[here]) or 'nothing'})")
+    assert broken == [], broken
+
+
+def test_each_folder_says_what_it_holds():
+    for folder in FOLDERS:
+        doc = ast.get_docstring(ast.parse((ROOT / "asr" / folder / "__init__.py").read_text())) or ""
+        assert len(doc.split()) >= 25, f"asr/{folder}/__init__.py: a paragraph on what the folder holds"
+
+
 def test_units_is_a_leaf():
-    assert _imports("asr.units", MODULES["asr.units"]) == set()
+    assert _imports("asr.tokens.units", MODULES["asr.tokens.units"]) == set()
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
@@ -157,32 +200,46 @@ def _closure(name: str) -> set[str]:
     return seen
 
 
-@pytest.mark.parametrize("leaf", ["asr.units", "asr.kinds", "asr.decode_options", "asr.encoders.interface"])
+@pytest.mark.parametrize("leaf", ["asr.tokens.units", "asr.nets.kinds", "asr.decoding.options", "asr.nets.config",
+                                  "asr.data.config", "pipeline.options"])
 def test_leaves_import_nothing_of_ours(leaf):
-    assert _imports(leaf, MODULES[leaf]) == set()
+    """Leaves import nothing of ours but the option helper (the configs' `option`)."""
+    assert _imports(leaf, MODULES[leaf]) <= {"pipeline.options"}
+
+
+@pytest.mark.parametrize("config", ["asr.training.config", "asr.decoding.options", "asr.inference.options",
+                                    "asr.apps.options", "asr.nets.config", "asr.data.config"])
+def test_the_configs_load_without_torch(config):
+    """What `asr-cli --help` reads: the configs and what they import, none of it torch."""
+    import subprocess
+    import sys
+
+    code = f"import sys, {config}; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_decoding_does_not_import_the_networks():
-    networks = {n for n in MODULES if n in ("asr.models", "asr.ctc", "asr.las") or n.startswith("asr.encoders")}
+    networks = {n for n in MODULES if n in ("asr.nets.models", "asr.nets.ctc", "asr.nets.las") or n.startswith("asr.nets.encoders")}
     assert len(networks) >= 6
-    assert not _closure("asr.decoding") & networks, sorted(_closure("asr.decoding") & networks)
+    assert not _closure("asr.decoding.decoder") & networks, sorted(_closure("asr.decoding.decoder") & networks)
 
 
 def test_the_networks_do_not_reach_up_to_their_users():
-    """models.py builds and loads networks; opening an .onnx or a checkpoint for use is asr/loading.py's."""
-    users = {"asr.onnx_model", "asr.loading", "asr.transcribe", "asr.evaluate", "asr.api", "asr.decoding"}
-    for name in ("asr.models", "asr.ctc", "asr.las"):
+    """models.py builds and loads networks; opening an .onnx or a checkpoint for use is asr/inference/loading.py's."""
+    users = {"asr.inference.onnx_model", "asr.inference.loading", "asr.inference.transcribe", "asr.inference.evaluate", "asr.inference.api", "asr.decoding.decoder"}
+    for name in ("asr.nets.models", "asr.nets.ctc", "asr.nets.las"):
         assert not _closure(name) & users, (name, sorted(_closure(name) & users))
 
 
 def test_each_encoder_stands_alone():
     """An encoder's file imports the interface and the conv fronts, never another encoder (loading
     a BiGRU never runs the Conformer's code); `make_encoder` sits beside the interface."""
-    implementations = ("asr.encoders.rnn", "asr.encoders.conformer", "asr.encoders.pyramid")
-    shared = {"asr.encoders.interface", "asr.encoders.subsampling"}
+    implementations = ("asr.nets.encoders.rnn", "asr.nets.encoders.conformer", "asr.nets.encoders.pyramid")
+    shared = {"asr.nets.encoders.interface", "asr.nets.encoders.subsampling"}
     for name in implementations:
         assert _imports(name, MODULES[name]) <= shared, (name, _imports(name, MODULES[name]))
-    assert "def make_encoder" in MODULES["asr.encoders"].read_text()
+    assert "def make_encoder" in MODULES["asr.nets.encoders"].read_text()
 
 
 def test_the_option_bounds_belong_to_the_command_line():
@@ -193,29 +250,90 @@ def test_the_option_bounds_belong_to_the_command_line():
     assert typer_users == []
 
 
-def test_no_train_default_is_stated_twice():
-    """Every training option's default is its asr/train_config.py field's: the commands take it
-    with FROM_CONFIG, and no other module states a literal default under that name in a
-    signature or a dataclass of the training loop."""
+def _config_classes() -> dict[str, type]:
+    """Every dataclass of ours with command-line option fields (pipeline/options.py's `option`)."""
     import dataclasses
+    import importlib
 
-    from asr.train_config import SpecAugmentConfig, TrainConfig, options
+    from pipeline.options import options
 
-    names = set(options(TrainConfig)) | set(options(SpecAugmentConfig))
-    tree = ast.parse(MODULES["commands.training"].read_text())
-    command = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train")
-    args = command.args.args
-    defaults = dict(zip([a.arg for a in args[len(args) - len(command.args.defaults):]], command.args.defaults))
-    assert names <= set(defaults), names - set(defaults)
-    stated = [n for n in names if not (isinstance(defaults[n], ast.Name) and defaults[n].id == "FROM_CONFIG")]
-    assert stated == [], f"asr-cli train states these defaults itself: {stated}"
-    for module in ("asr.train", "asr.specaug", "commands.training"):
+    found = {}
+    for name, path in MODULES.items():
+        if "option(" not in path.read_text() or name == "pipeline.options":
+            continue
+        module = importlib.import_module(name)
+        for obj in vars(module).values():
+            if dataclasses.is_dataclass(obj) and isinstance(obj, type) and options(obj) and obj.__module__ == name:
+                found[f"{name}.{obj.__name__}"] = obj
+    return found
+
+
+def test_no_command_default_is_stated_twice():
+    """Every option default is its config field's (pipeline/options.py's `option`): no command
+    signature in commands/ states, under the name of a config option, the default a config
+    gives it (the commands take them with `config_options` / `option_of`; an on/off flag is a
+    switch, not a default), and no function of the module that owns a config restates one of
+    its options' defaults in a signature."""
+    from pipeline.options import options
+
+    configs = _config_classes()
+    assert {"asr.training.config.TrainConfig", "asr.data.config.SpecAugmentConfig", "asr.decoding.options.DecodeOptions",
+            "asr.decoding.options.LiveOptions", "asr.inference.options.EvalConfig", "asr.apps.options.ServeConfig",
+            "asr.apps.options.DemoConfig", "asr.nets.config.EncoderConfig", "asr.nets.config.LASConfig"} <= set(configs)
+    names = {n for c in configs.values() for n in options(c)}
+    defaults_of: dict[str, set] = {}  # an option's name -> the defaults configs give it
+    for c in configs.values():
+        for n, f in options(c).items():
+            defaults_of.setdefault(n, set()).add(f.default if not isinstance(f.default, (list, dict)) else None)
+    stated = []
+    for name, path in MODULES.items():
+        if not name.startswith("commands"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            args = node.args.args + node.args.kwonlyargs
+            defaults = [None] * (len(node.args.args) - len(node.args.defaults)) + node.args.defaults
+            defaults += node.args.kw_defaults
+            for a, d in zip(args, defaults):
+                if a.arg in names and isinstance(d, ast.Call) and d.args and isinstance(d.args[0], ast.Constant) \
+                        and d.args[0].value in defaults_of.get(a.arg, ()) - {None} \
+                        and not isinstance(d.args[0].value, bool):
+                    stated.append(f"{name}.{node.name} --{a.arg} {d.args[0].value!r}")
+    assert stated == [], f"commands state these config defaults themselves: {stated}"
+    for key, config in configs.items():
+        module = key.rsplit(".", 1)[0]
+        own = set(options(config))
         for node in ast.walk(ast.parse(MODULES[module].read_text())):
-            if isinstance(node, ast.ClassDef):
-                assert node.name not in ("TrainConfig", "SpecAugmentConfig"), (module, node.name)
-            if isinstance(node, ast.FunctionDef) and node.name != "train":
+            if isinstance(node, ast.FunctionDef):
                 fargs = node.args.args[len(node.args.args) - len(node.args.defaults):]
                 literal = [a.arg for a, d in zip(fargs, node.args.defaults)
-                           if a.arg in names and isinstance(d, ast.Constant) and d.value is not None]
+                           if a.arg in own and isinstance(d, ast.Constant) and d.value is not None]
                 assert not literal, f"{module}.{node.name} restates {literal}"
-    assert {f.name for f in dataclasses.fields(TrainConfig)} >= names - set(options(SpecAugmentConfig))
+
+
+def test_every_command_option_of_a_config_comes_from_it():
+    """`asr-cli train`, `eval`, `transcribe`, `serve` and `demo` take every option field of their
+    configs, with the field's default and help."""
+    import dataclasses
+    import inspect
+
+    import commands.training
+    import commands.using
+    from asr.apps.options import DemoConfig, ServeConfig
+    from asr.decoding.options import DecodeOptions, LiveOptions
+    from asr.inference.options import EvalConfig
+    from asr.training.config import SpecAugmentConfig, TrainConfig
+    from pipeline.options import HELP, options
+
+    for command, configs in ((commands.training.train, (TrainConfig, SpecAugmentConfig)),
+                             (commands.using.eval_, (EvalConfig, DecodeOptions)),
+                             (commands.using.transcribe, (DecodeOptions, LiveOptions)),
+                             (commands.using.serve, (ServeConfig, LiveOptions)),
+                             (commands.training.demo, (DemoConfig,))):
+        params = inspect.signature(command).parameters
+        for config in configs:
+            for name, f in options(config).items():
+                info = params[name].default
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                assert info.default == default and info.help.startswith(f.metadata[HELP]), (command.__name__, name)

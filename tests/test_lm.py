@@ -1,4 +1,4 @@
-"""Word n-gram LM (asr/lm.py): modified Kneser-Ney values worked out by hand, ARPA validity,
+"""Word n-gram LM (asr/decoding/lm.py): modified Kneser-Ney values worked out by hand, ARPA validity,
 normalisation of every context, agreement with flashlight's KenLM, train-only shards."""
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from asr.lm import (build_arpa, build_lm_from_shards, read_arpa_unigrams, write_lexicon,
-                    write_lm_text)
+from asr.decoding.lm import build_arpa, build_lm_from_shards, read_arpa_unigrams, write_lexicon, write_lm_text
 
 # The toy corpus of the hand-worked values below.
 TOY = [
@@ -29,7 +28,7 @@ TOY = [
 
 
 # --------------------------------------------------------------------------------------
-# An ARPA reader written for the tests (independent of asr.lm)
+# An ARPA reader written for the tests (independent of asr.decoding.lm)
 # --------------------------------------------------------------------------------------
 def read_arpa(path: Path) -> tuple[dict[int, int], dict[tuple, tuple[float, float | None]]]:
     """(header counts, {ngram tuple: (log10 prob, log10 backoff or None)})."""

@@ -1,4 +1,4 @@
-"""Long recordings (asr/longform.py): block features, windowed decoding, stitched words,
+"""Long recordings (asr/inference/longform.py): block features, windowed decoding, stitched words,
 partly readable files, and the CLI on a file longer than one window."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ import subprocess
 import sys
 
 import numpy as np
-import torch
 import pytest
 import soundfile as sf
+import torch
 
 from asr import Recognizer
-from asr.longform import FeatureStream, keep, transcribe_stream, windows
-from asr.subtitles import srt, vtt
-from asr.timestamps import Word
+from asr.decoding.timestamps import Word
+from asr.inference.longform import FeatureStream, keep, transcribe_stream, windows
+from asr.inference.subtitles import srt, vtt
 from conftest import LANG, ROOT
 from pipeline.audio import compute_features, load_audio
 
@@ -113,7 +113,7 @@ def test_no_word_lost_or_doubled_at_window_edges():
         for w in orig(*args, **kw):
             wins.append(w)
             yield w
-    import asr.longform as lf
+    import asr.inference.longform as lf
     lf.windows, saved = recording, lf.windows
     try:
         result = transcribe_stream(stream, decode, 0.01, window_s=10.0, context_s=1.0, search_s=2.0, align=4)
@@ -192,7 +192,7 @@ def test_windows_of_an_upsampling_ctc_head_start_on_encoder_frames(learnt, learn
     start on a multiple of the encoder's x4, not of the 2 input frames of a CTC frame, or a
     window's encoder frames are not the whole file's. The twin of `learnt` whose head repeats
     each frame's posteriors (CTC collapses the repeats) spells exactly what `learnt` spells."""
-    from asr import checkpoint
+    from asr.store import checkpoint
 
     ckpt = checkpoint.load(learnt["ckpt"])
     ckpt["model"] = {**ckpt["model"], "options": {**ckpt["model"]["options"], "upsample": 2}}

@@ -1,10 +1,10 @@
-"""--precision fast / auto: the faster precision by timing, never by CPU flags (asr/precision.py)."""
+"""--precision fast / auto: the faster precision by timing, never by CPU flags (asr/runtime/precision.py)."""
 
 import pytest
 import torch
 
-from asr import precision
-from asr.distributed import Dist, native_bf16
+from asr.runtime import precision
+from asr.runtime.distributed import Dist, native_bf16
 
 
 def test_pick_faster_keeps_the_lower_median_whatever_the_order():
@@ -54,8 +54,8 @@ def test_no_probe_without_bf16_short_runs_or_an_explicit_precision(monkeypatch):
 @pytest.mark.skipif(not native_bf16(torch.device("cpu")), reason="this CPU has no native bf16: nothing to time")
 def test_the_probe_times_real_steps_and_leaves_the_model_as_it_was():
     """A real probe on a tiny model: both precisions timed, weights, buffers and RNG untouched."""
-    from asr.models import build_model, model_config
-    from asr.data import Batch
+    from asr.data.loader import Batch
+    from asr.nets.models import build_model, model_config
 
     torch.manual_seed(0)
     model = build_model(model_config("ctc", "conformer-tiny", 12, 80))  # has BatchNorm buffers
@@ -72,9 +72,10 @@ def test_the_probe_times_real_steps_and_leaves_the_model_as_it_was():
 
 
 def test_a_training_run_probes_on_its_first_batches_and_records_the_choice(shards_dir, tmp_path, monkeypatch):
-    """`asr.train.setup` with --precision fast and a run long enough to be worth a probe: the
+    """`asr.training.loop.setup` with --precision fast and a run long enough to be worth a probe: the
     probe gets real train batches, its choice sets the autocast dtype and lands in last.pt."""
-    from asr import checkpoint, train
+    from asr.store import checkpoint
+    from asr.training import loop as train
 
     seen = {}
 

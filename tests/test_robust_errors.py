@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from asr.data import LoaderConfig, make_loader
-from asr.lm import LMFileError, build_lm_from_shards, check_arpa, kenlm_error, lm_words, read_arpa_unigrams
-from asr.tokenizer import CharTokenizer
+from asr.data.loader import LoaderConfig, make_loader
+from asr.decoding.lm import LMFileError, build_lm_from_shards, check_arpa, kenlm_error, lm_words, read_arpa_unigrams
+from asr.tokens.tokenizer import CharTokenizer
 from pipeline.shardformat import ShardReadError, ShardSet, read_samples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,7 +223,7 @@ def test_arpa_check_reads_a_good_file_and_names_each_fault(arpa, tmp_path):
 
 def test_the_attention_models_lm_fusion_checks_the_file_too(arpa, tmp_path):
     pytest.importorskip("flashlight.lib.text.decoder.kenlm")
-    from asr.scorers import WordLM
+    from asr.decoding.scorers import WordLM
 
     broken = damaged_lms(arpa, tmp_path)
     for name in ("truncated.arpa", "flipped.arpa", "empty.arpa"):

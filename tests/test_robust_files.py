@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from asr import checkpoint, trainlog
+from asr.store import checkpoint
+from asr.training import log as trainlog
 from cli import app
+from conftest import LANG, ROOT
 from pipeline import atomic, shardformat
 from pipeline.lock import LOCK_FILE, FolderLock, LockedError, holder_pid
 from pipeline.verify import verify
-from conftest import LANG, ROOT
-
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 ENOSPC_RE = "no space left on {}"

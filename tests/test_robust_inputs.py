@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr.lm import LMFileError, MAX_WORD_CHARS, build_lm_from_shards, check_arpa
+from asr.decoding.lm import MAX_WORD_CHARS, LMFileError, build_lm_from_shards, check_arpa
+from conftest import LANG, ROOT, TSV_HEADER, one_line, serve_in_thread, tsv_row
 from pipeline.build import BuildConfig, build
 from pipeline.cv import ReleaseError, open_release
 from pipeline.shardformat import read_index, read_rejects
 from pipeline.text import get_normalizer
-from conftest import LANG, ROOT, TSV_HEADER, one_line, serve_in_thread, tsv_row
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
@@ -186,7 +186,7 @@ def test_a_rebuild_retries_a_clip_that_came_back_and_rebuilds_a_replaced_one(syn
 # item 9: --resume with other options or other shards
 # --------------------------------------------------------------------------------------
 def test_resume_with_another_preset_or_other_shards_is_refused(shards_dir, handful_shards, tiny_ctc, tmp_path):
-    from asr.train import TrainConfig, train
+    from asr.training.loop import TrainConfig, train
 
     run = tmp_path / "run"
     run.mkdir()
@@ -203,7 +203,7 @@ def test_resume_with_another_preset_or_other_shards_is_refused(shards_dir, handf
 
 
 def test_resume_differences_names_language_and_vocabulary():
-    from asr.checkpoint import resume_differences
+    from asr.store.checkpoint import resume_differences
 
     state = {"train_config": {"model": "ctc", "preset": "tiny", "tokens": "char", "model_options": {}},
              "lang": "fr", "features": {"n_mels": 80}, "cmvn": {"mean": [0]}, "tokenizer": {"kind": "char",
@@ -221,7 +221,7 @@ def test_resume_differences_names_language_and_vocabulary():
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def rec(chatty_ckpt):
-    from asr.api import Recognizer
+    from asr.inference.api import Recognizer
 
     return Recognizer.load(chatty_ckpt, device="cpu")
 
@@ -242,7 +242,7 @@ def test_int16_and_channels_first_arrays_read_as_a_file_would(rec, synth_root, t
 
 
 def test_an_ambiguous_or_non_numeric_array_is_a_failure(rec):
-    from asr.api import TranscriptionError
+    from asr.inference.api import TranscriptionError
 
     for bad, fragment in ((np.zeros((40, 40), np.float32), "cannot tell samples from channels"),
                           (np.array(["a", "b"]), "not audio"), (np.ones(100, np.float32), "too short")):
@@ -270,7 +270,7 @@ def test_a_one_hz_header_fails_at_once_and_the_next_file_is_transcribed(tiny_ctc
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def app(chatty_ckpt):
-    from asr.serve import ServeConfig, create_app
+    from asr.apps.serve import ServeConfig, create_app
 
     return create_app(ServeConfig(chatty_ckpt, body_timeout=1.0))
 

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr import checkpoint
-from asr.checkpoint import CheckpointError
+from asr.store import checkpoint
+from asr.store.checkpoint import CheckpointError
+from conftest import LANG, ROOT, TSV_HEADER, one_line, tsv_row
 from pipeline.build import BuildConfig, OutFolderError, build
 from pipeline.lock import LOCK_FILE
 from pipeline.shardformat import ShardPathError, ShardSet, check_shard_path, read_rejects, refuse_out_inside_shards
-from conftest import LANG, ROOT, TSV_HEADER, one_line, tsv_row
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
@@ -262,7 +262,7 @@ def test_a_nan_cmvn_in_dataset_json_stops_training_with_one_line(shards_dir, tmp
 
 
 def test_a_whole_epoch_of_skipped_batches_is_an_error():
-    from asr.data import check_epoch_trained
+    from asr.data.loader import check_epoch_trained
 
     check_epoch_trained(3, 4, 0)  # one batch learnt from: go on
     check_epoch_trained(0, 0, 0)
@@ -353,10 +353,10 @@ def _escape(text: str) -> str:
 
 
 def test_a_good_checkpoint_still_loads(tiny_ctc):
-    from asr.models import load_model
+    from asr.nets.models import load_model
 
     model, tokenizer, ckpt = load_model(tiny_ctc)
-    assert ckpt["lang"] == LANG and len(tokenizer) == ckpt["model"]["vocab_size"]
+    assert ckpt.card.lang == LANG and len(tokenizer) == ckpt.card.model["vocab_size"]
 
 
 # --------------------------------------------------------------------------------------

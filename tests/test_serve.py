@@ -1,4 +1,4 @@
-"""`asr-cli serve` (asr/serve.py): the JSON API against the Python API's results, its errors,
+"""`asr-cli serve` (asr/apps/serve.py): the JSON API against the Python API's results, its errors,
 the upload limits, 20 concurrent requests, and the command itself."""
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import soxr
 import torch
 from fastapi.testclient import TestClient
 
-from asr import Recognizer, checkpoint
-from asr.models import build_model, model_config
-from asr.serve import ServeConfig, create_app
+from asr import Recognizer
+from asr.store import checkpoint
+from asr.apps.serve import ServeConfig, create_app
+from asr.nets.models import build_model, model_config
 from conftest import LANG, ROOT, serve_in_thread
 
 

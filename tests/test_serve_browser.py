@@ -109,7 +109,7 @@ def test_upload_shows_what_asr_cli_transcribe_prints(page, chatty_ckpt, lm, clip
     cli = subprocess.run([sys.executable, str(ROOT / "cli.py"), "transcribe", "--checkpoint", str(chatty_ckpt),
                           "--lm", str(lm), "--beam", "8", str(clip)], capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr
-    from asr import checkpoint
+    from asr.store import checkpoint
 
     ckpt = checkpoint.load(chatty_ckpt, train_state=False)
     assert page.inner_text("#model") == (

@@ -1,4 +1,4 @@
-"""`asr-cli serve`'s WebSocket /stream (asr/serve_stream.py) with a real streaming checkpoint:
+"""`asr-cli serve`'s WebSocket /stream (asr/apps/serve_stream.py) with a real streaming checkpoint:
 what a session gets against `Recognizer.stream()` fed the same blocks, every refusal (one error
 message, then a close with its code), three sessions at once on two replicas, clients that
 leave mid-session."""
@@ -21,10 +21,10 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from asr import Recognizer
-from asr.decode_options import DecodeOptions
-from asr.serve import ServeConfig, create_app
-from pipeline.audio import compute_features
+from asr.apps.serve import ServeConfig, create_app
+from asr.decoding.options import DecodeOptions
 from conftest import LANG, serve_in_thread
+from pipeline.audio import compute_features
 
 BLOCK_S = 0.25  # seconds of audio per binary message the tests send
 PAUSE_S = 1.2  # the silence between the two copies of a clip in the tests' audio
@@ -50,8 +50,8 @@ def speaking_ckpt(streaming_ckpt: Path, speech_wav: Path, out: Path) -> Path:
     clip)."""
     import torch
 
-    from asr import checkpoint
-    from asr.units import BLANK
+    from asr.store import checkpoint
+    from asr.tokens.units import BLANK
 
     t = Recognizer.load(streaming_ckpt, device="cpu").transcriber
     feats, _ = compute_features(speech_wav, t.features)

@@ -11,8 +11,8 @@ import pytest
 import webdataset as wds
 from webdataset.tariterators import base_plus_ext
 
-from asr.data import LoaderConfig, ShardStream
-from asr.tokenizer import CharTokenizer
+from asr.data.loader import LoaderConfig, ShardStream
+from asr.tokens.tokenizer import CharTokenizer
 from pipeline.cv import clip_id
 from pipeline.shardformat import (CODEC_MEMBER, FEATURE_CODECS, META, QDELTA_STEP, ShardSet, ShardWriter, check_key,
                                   decode_features, read_index, read_samples, shard_path, split_name, write_tables,

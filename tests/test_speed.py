@@ -16,8 +16,8 @@ import soundfile as sf
 import soxr
 from typer.testing import CliRunner
 
-from asr.data import LoaderConfig, ShardStream
-from asr.tokenizer import CharTokenizer
+from asr.data.loader import LoaderConfig, ShardStream
+from asr.tokens.tokenizer import CharTokenizer
 from cli import app
 from conftest import LANG, ROOT, as_stored, build_killed_after_tar
 from pipeline.audio import FeatureConfig, log_mel
@@ -246,7 +246,7 @@ def test_log_mel_is_torchaudios_melspectrogram(broken_root):
 
 
 def test_the_demo_report_says_train_counts_speed_copies():
-    from asr.demo import format_report
+    from asr.apps.demo import format_report
 
     counts = {"train": 30, "dev": 10, "test": 10}
     report = {

@@ -1,4 +1,4 @@
-"""Streaming (asr/encoders/conformer.py's "Streaming", asr/streaming.py): the cached chunk path
+"""Streaming (asr/nets/encoders/conformer.py's "Streaming", asr/inference/streaming.py): the cached chunk path
 equals the chunk-masked whole sequence, nothing after a chunk's edge changes it, the conv is
 causal, training draws its chunks, a live session's text is the masked whole-file text for any
 block size and rate, endpoints close segments without losing a word, and the CLI and the
@@ -16,10 +16,10 @@ import soundfile as sf
 import torch
 
 from asr import Recognizer
-from asr.encoders import EncoderConfig, make_encoder
-from asr.encoders.conformer import FRONT_CONTEXT, MAX_TRAIN_CHUNK, ConvModule, chunk_attention_mask
-from asr.streaming import Partial, StreamingSession, chunk_frames, mask_chunks, stream_file
-from asr.units import BLANK
+from asr.inference.streaming import Partial, StreamingSession, chunk_frames, mask_chunks, stream_file
+from asr.nets.encoders import EncoderConfig, make_encoder
+from asr.nets.encoders.conformer import FRONT_CONTEXT, MAX_TRAIN_CHUNK, ConvModule, chunk_attention_mask
+from asr.tokens.units import BLANK
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,16 +11,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from asr import checkpoint
-from asr.ctc_decoding import CTCBeamDecoder, CTCGreedyDecoder
-from asr.decode_options import DecodeOptions
-from asr.evaluate import UTTERANCES_FILE, EvalConfig, evaluate
-from asr.lm import build_arpa, build_lm_from_shards, read_arpa_unigrams
-from asr.models import build_model
-from asr.subword import WORD_START, UnigramTokenizer
-from asr.timestamps import align_words
-from asr.tokenizer import tokenizer_from_state
-from asr.train import TrainConfig, train
+from asr.decoding.ctc import CTCBeamDecoder, CTCGreedyDecoder
+from asr.decoding.lm import build_arpa, build_lm_from_shards, read_arpa_unigrams
+from asr.decoding.options import DecodeOptions
+from asr.decoding.timestamps import align_words
+from asr.inference.evaluate import UTTERANCES_FILE, EvalConfig, evaluate
+from asr.nets.models import build_model
+from asr.store import checkpoint
+from asr.tokens.subword import WORD_START, UnigramTokenizer
+from asr.tokens.tokenizer import tokenizer_from_state
+from asr.training.loop import TrainConfig, train
 from cli import app
 
 PIECES = 60

@@ -10,20 +10,20 @@ import signal
 import subprocess
 import sys
 import tarfile
-from types import SimpleNamespace
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from asr import checkpoint
-from asr.data import Batch
-from asr.models import CTC_PRESETS, build_model, model_config
-from asr.specaug import SpecAugmentConfig
-from asr.distributed import Dist
-from asr.train import TrainConfig, train, train_step
+from asr.data.loader import Batch
+from asr.data.specaug import SpecAugmentConfig
+from asr.nets.models import CTC_PRESETS, build_model, model_config
+from asr.runtime.distributed import Dist
+from asr.store import checkpoint
+from asr.training.loop import TrainConfig, train, train_step
 from conftest import ROOT
 from pipeline.shardformat import FEATS, FEATS_QDELTA, ShardSet, decode_features
 
@@ -165,8 +165,8 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(shards_dir, tmp_path):
 
 
 def test_specaugment_starts_at_specaug_start(shards_dir, tmp_path, monkeypatch):
-    import asr.train as train_module
-    from asr.specaug import SpecAugment
+    import asr.training.loop as train_module
+    from asr.data.specaug import SpecAugment
 
     steps = []
 
@@ -200,7 +200,7 @@ def test_ctc_head_with_two_output_frames_per_encoder_frame(shards_dir):
 
 
 def test_learning_rate_anneals_by_steps_or_time_whichever_is_further():
-    from asr.train import lr_factor
+    from asr.training.loop import lr_factor
 
     cfg = TrainConfig(shards="x", max_steps=1000, warmup=100, min_lr_ratio=0.02)
     assert lr_factor(49, cfg) == pytest.approx(0.5)  # warm-up
@@ -228,7 +228,7 @@ def test_an_error_in_a_spawned_rank_is_one_line(shards_dir, tmp_path):
 def test_bf16_autocast_on_a_cpu(shards_dir, tmp_path):
     """--precision bf16 trains on a CPU (fast picks it where the CPU has AVX512-BF16 / AMX):
     the forward runs in bf16 (its losses differ from fp32's), the weights stay fp32."""
-    from asr.distributed import autocast_dtype, native_bf16
+    from asr.runtime.distributed import autocast_dtype, native_bf16
 
     cpu = torch.device("cpu")
     assert autocast_dtype("bf16", cpu) is torch.bfloat16 and autocast_dtype("fp32", cpu) is None

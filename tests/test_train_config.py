@@ -1,4 +1,4 @@
-"""`asr-cli train` reads every training default and --help from asr/train_config.py's
+"""`asr-cli train` reads every training default and --help from asr/training/config.py's
 dataclasses, and builds its TrainConfig from the options by name (no mapping by hand)."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 import commands.training
-from asr.train_config import HELP, SpecAugmentConfig, TrainConfig, options
+from asr.training.config import HELP, SpecAugmentConfig, TrainConfig, options
 from cli import app
 
 
 def _captured(monkeypatch, *args) -> tuple[TrainConfig, int]:
     """The TrainConfig (and --procs) `asr-cli train ARGS` would train with."""
-    import asr.train
+    import asr.training.loop
 
     seen = {}
 
@@ -24,7 +24,7 @@ def _captured(monkeypatch, *args) -> tuple[TrainConfig, int]:
         seen.update(cfg=cfg, procs=procs)
         raise ValueError("captured")  # the command's one-line error path: nothing is trained
 
-    monkeypatch.setattr(asr.train, "train_local", fake)
+    monkeypatch.setattr(asr.training.loop, "train_local", fake)
     result = CliRunner().invoke(app, ["train", *map(str, args)])
     assert result.exit_code == 1 and "captured" in result.output, result.output
     return seen["cfg"], seen["procs"]

@@ -1,4 +1,4 @@
-"""asr-cli transcribe / asr.transcribe: the shards' own features, the same text as eval, WAV and
+"""asr-cli transcribe / asr.inference.transcribe: the shards' own features, the same text as eval, WAV and
 MP3 alike, per-file errors, and one clear message for a file that is not a checkpoint."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from asr.evaluate import UTTERANCES_FILE, EvalConfig, evaluate
-from asr.transcribe import FileFailure, Transcriber, Transcript, transcribe
+from asr.inference.evaluate import UTTERANCES_FILE, EvalConfig, evaluate
+from asr.inference.transcribe import FileFailure, Transcriber, Transcript, transcribe
 from cli import app
 from conftest import LANG, ROOT, as_stored
 from pipeline.shardformat import FEATS_QDELTA, decode_features

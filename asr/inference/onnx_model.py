@@ -1,0 +1,265 @@
+"""A CTC model exported by `asr-cli export`, run by onnxruntime on the CPU.
+
+    model, tokenizer, meta = load_onnx(Path("model.onnx"))
+    log_probs, out_lens = model.log_probs(feats [B, T, F], lengths [B])   # torch in, torch out
+
+`OnnxCTCModel` has CTCModel's `kind` and `log_probs` signature, so asr/decoding/decoder.py's
+`Decoder` (greedy, beam, beam + LM) decodes it unchanged, and asr/inference/loading.py's `open_model`
+hands one out for a path ending in `.onnx` (`asr-cli transcribe` and `asr-cli eval` take
+either). The ONNX graph maps
+
+    feats [batch, time, n_mels] float32 (CMVN applied)  lengths [batch] int64
+    -> log_probs [batch, frames, vocab] float32         out_lengths [batch] int64
+
+What decoding needs besides the graph (units / tokenizer state, CMVN, feature config,
+normaliser, language, model config, training step and metrics) is JSON in the file's
+metadata_props under METADATA_KEY, so the .onnx alone is enough; asr/inference/export.py writes a
+readable copy beside it (`model.onnx.json`), which loading does not read.
+
+A streaming export (`asr-cli export --streaming`, metadata "streaming": true) is instead one
+chunk step of a model trained with --streaming (asr/nets/encoders/conformer.py's `forward_chunk`
+and the CTC head), its caches explicit inputs and outputs (as sherpa-onnx's streaming models):
+
+    window [1, 4 C + 3, n_mels] float32 (CMVN applied)  offset [] int64  total [] int64
+    att_cache [blocks, 2, 1, heads, left, head_dim]     conv_cache [blocks, 1, d_model, kernel - 1]
+    -> log_probs [C x upsample, vocab] float32          valid [C x upsample] bool
+       next_att_cache, next_conv_cache                  (the caches' shapes)
+
+The chunk C and the cache's length `left` are dynamic axes: `OnnxStreamingCTCModel` streams
+with any chunk (`chunk_runner`, what asr/inference/streaming.py's session runs, the twin of its
+TorchChunkRunner), and decodes whole files through the same graph chunk by chunk, with the
+chunk it was exported at (metadata "chunk"): the results of the chunk-masked PyTorch model.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asr.nets.encoders.conformer import FRONT_CONTEXT
+from asr.store.checkpoint import CheckpointError
+from asr.tokens.tokenizer import tokenizer_from_state
+
+FORMAT = "cv-asr-onnx-1"
+METADATA_KEY = "cv-asr"
+INPUTS = ("feats", "lengths")
+OUTPUTS = ("log_probs", "out_lengths")
+DECODING_KEYS = ("model", "tokenizer", "features", "cmvn", "lang")  # what the metadata must hold
+# a streaming export (`asr-cli export --streaming`): one chunk step, caches in and out
+STREAM_INPUTS = ("window", "offset", "total", "att_cache", "conv_cache")
+STREAM_OUTPUTS = ("log_probs", "valid", "next_att_cache", "next_conv_cache")
+STREAM_KEYS = ("chunk_ms", "chunk", "left", "left_chunks", "time_reduction", "upsample")
+SUBSAMPLING = 4  # feature frames per encoder frame of a streaming model (the x4 front)
+
+
+def jsonable(value):
+    """Checkpoint values -> plain JSON types: arrays and tensors to lists, tuples to lists,
+    bytes (a unigram tokenizer's model proto) to {"base64": ...}."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (bytes, bytearray)):
+        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # no dev CER yet (inf): JSON has no infinity
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def from_jsonable(value):
+    """Inverse of `jsonable` for what it changed that matters: {"base64": ...} back to bytes."""
+    if isinstance(value, dict):
+        if set(value) == {"base64"}:
+            return base64.b64decode(value["base64"])
+        return {k: from_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_jsonable(v) for v in value]
+    return value
+
+
+class OnnxCTCModel:
+    """onnxruntime session with CTCModel's decoding interface (CPU; inputs on any device)."""
+
+    kind = "ctc"
+    streaming = False
+
+    def __init__(self, path: Path, session, meta: dict):
+        self.path, self.session, self.meta = Path(path), session, meta
+
+    def log_probs(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """feats [B, T, F], lengths [B] -> float32 log-probabilities [B, T', V], lengths [B]."""
+        log_probs, out_lens = self.session.run(list(OUTPUTS), {
+            "feats": np.ascontiguousarray(feats.detach().float().cpu().numpy()),
+            "lengths": lengths.detach().long().cpu().numpy()})
+        return torch.from_numpy(log_probs).to(feats.device), torch.from_numpy(out_lens).to(lengths.device)
+
+    @property
+    def time_reduction(self) -> int:
+        """Feature frames per encoder frame (word timestamps need it)."""
+        return int(self.meta["time_reduction"])
+
+    @property
+    def upsample(self) -> int:
+        """Log-prob frames per encoder frame."""
+        return int(self.meta.get("upsample", 1))
+
+    # what code written for nn.Module calls on a loaded model
+    def eval(self) -> "OnnxCTCModel":
+        return self
+
+    def to(self, *args, **kwargs) -> "OnnxCTCModel":
+        return self
+
+    def parameters(self):
+        return iter(())
+
+
+def encoder_frames(total: int) -> int:
+    """Encoder frames of `total` feature frames behind the x4 front (its output_lengths)."""
+    return ((total - 1) // 2) // 2 + 1 if total > 0 else 0
+
+
+class OnnxChunkRunner:
+    """A streaming export's chunk graph, one chunk at a time, holding its caches: the twin of
+    asr/inference/streaming.py's TorchChunkRunner (the session runs either).
+
+    step(window float32 [4 C + 3, F] (CMVN applied), offset, total) -> CTC log-probs
+    [n x upsample, V] (torch, CPU) of the chunk's n valid encoder frames (C, or fewer in the
+    last chunk); the caches it returns are the next call's inputs."""
+
+    def __init__(self, session, chunk: int, att_shape: tuple[int, ...], conv_shape: tuple[int, ...]):
+        self.session, self.chunk = session, chunk
+        self.att_shape, self.conv_shape = att_shape, conv_shape
+        self.reset()
+
+    def reset(self) -> None:
+        self.att = np.zeros(self.att_shape, np.float32)
+        self.conv = np.zeros(self.conv_shape, np.float32)
+
+    def step(self, window: np.ndarray, offset: int, total: int) -> torch.Tensor:
+        if window.shape[0] != SUBSAMPLING * self.chunk + FRONT_CONTEXT:
+            raise ValueError(f"a window of {window.shape[0]} frames for a chunk of {self.chunk} encoder frames "
+                             f"(it takes {SUBSAMPLING * self.chunk + FRONT_CONTEXT})")
+        log_probs, valid, self.att, self.conv = self.session.run(list(STREAM_OUTPUTS), {
+            "window": np.ascontiguousarray(window, np.float32)[None],
+            "offset": np.array(offset, np.int64), "total": np.array(total, np.int64),
+            "att_cache": self.att, "conv_cache": self.conv})
+        return torch.from_numpy(log_probs[valid])
+
+
+class OnnxStreamingCTCModel(OnnxCTCModel):
+    """A streaming export (`asr-cli export --streaming`): `chunk_runner(chunk)` for live
+    streams (asr/inference/streaming.py), `log_probs` for whole files (the chunk graph run over each
+    utterance with the exported chunk, so its results are the chunk-masked model's)."""
+
+    streaming = True
+
+    def __init__(self, path: Path, session, meta: dict):
+        super().__init__(path, session, meta)
+        shapes = {i.name: i.shape for i in session.get_inputs()}
+        # the graph's own cache shapes; the one named (dynamic) axis is the cache's length
+        self._att = [d if isinstance(d, int) else None for d in shapes["att_cache"]]
+        self._conv = tuple(shapes["conv_cache"])
+        self._vocab = int(meta["model"]["vocab_size"])  # log_probs [frames, vocab]
+
+    @property
+    def chunk(self) -> int:
+        """The chunk (encoder frames) it was exported and checked at, which whole files use."""
+        return int(self.meta["chunk"])
+
+    def left_frames(self, chunk: int) -> int:
+        """Encoder frames the attention cache holds at `chunk`: asr.inference.streaming.left_frames's rule
+        (the trained left_chunks x chunk, or the fixed left context the export stored)."""
+        left_chunks = int(self.meta["left_chunks"])
+        return left_chunks * chunk if left_chunks >= 0 else int(self.meta["left"])
+
+    def chunk_runner(self, chunk: int) -> OnnxChunkRunner:
+        """A runner for one stream of `chunk` encoder frames per step (any chunk: it is a
+        dynamic axis of the graph)."""
+        if not (isinstance(chunk, (int, np.integer)) and chunk >= 1):
+            raise ValueError(f"a chunk is at least one encoder frame, got {chunk!r}")
+        att = tuple(self.left_frames(int(chunk)) if d is None else d for d in self._att)
+        return OnnxChunkRunner(self.session, int(chunk), att, self._conv)
+
+    def stream_log_probs(self, feats: np.ndarray) -> np.ndarray:
+        """One utterance float32 [T, F] (CMVN applied) through the chunk graph with the
+        exported chunk -> log-probs [T' x upsample, V]."""
+        runner, c = self.chunk_runner(self.chunk), self.chunk
+        t = len(feats)
+        frames = encoder_frames(t)
+        # the first window's FRONT_CONTEXT frames before the start are zeros (forward_chunk masks them)
+        padded = np.concatenate([np.zeros((FRONT_CONTEXT, feats.shape[1]), np.float32), feats,
+                                 np.zeros((SUBSAMPLING * c, feats.shape[1]), np.float32)])
+        width = SUBSAMPLING * c + FRONT_CONTEXT
+        outs = [runner.step(padded[SUBSAMPLING * o: SUBSAMPLING * o + width], o, t) for o in range(0, frames, c)]
+        return torch.cat(outs).numpy() if outs else np.zeros((0, self._vocab), np.float32)
+
+    def log_probs(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """feats [B, T, F], lengths [B] -> float32 log-probabilities [B, T', V] (zeros past each
+        length), lengths [B]: each utterance alone, chunk by chunk."""
+        x = feats.detach().float().cpu().numpy()
+        outs = [self.stream_log_probs(np.ascontiguousarray(x[b, :n])) for b, n in enumerate(lengths.tolist())]
+        out_lens = torch.tensor([len(o) for o in outs], dtype=torch.long)
+        log_probs = torch.zeros(len(outs), int(out_lens.max()) if outs else 0, self._vocab)
+        for b, o in enumerate(outs):
+            log_probs[b, : len(o)] = torch.from_numpy(o)
+        return log_probs.to(feats.device), out_lens.to(lengths.device)
+
+
+def session(path: Path | bytes, threads: int | None = None):
+    """An onnxruntime CPU session of `path` (or a serialised model), with `threads` intra-op threads (default: torch's)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: onnxruntime's warnings are not the user's business
+    return ort.InferenceSession(path if isinstance(path, bytes) else str(path), options, providers=["CPUExecutionProvider"])
+
+
+def load_onnx(path: Path, threads: int | None = None) -> tuple[OnnxCTCModel, object, dict]:
+    """A model written by `asr-cli export` -> (OnnxCTCModel, or OnnxStreamingCTCModel for a
+    streaming export; tokenizer; metadata dict with the checkpoint's decoding keys: features,
+    cmvn, lang, normalizer, model ...). Raises CheckpointError, naming the file, for a missing,
+    unreadable or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"ONNX model {path} does not exist" if not path.exists()
+                              else f"{path} is not a file")
+    try:
+        sess = session(path, threads)
+    except Exception as e:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) all mean "not a model"
+        reason = " ".join(str(e).split())[:200]
+        raise CheckpointError(f"{path} is not a readable ONNX model ({type(e).__name__}: {reason})") from None
+    raw = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    try:
+        meta = from_jsonable(json.loads(raw)) if raw is not None else None
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is an ONNX model, but not one made by `asr-cli export` "
+                              f"(no '{METADATA_KEY}' metadata of format {FORMAT})")
+    streaming = meta.get("streaming") is True
+    missing = [k for k in DECODING_KEYS + (STREAM_KEYS if streaming else ()) if k not in meta]
+    names = (tuple(i.name for i in sess.get_inputs()), tuple(o.name for o in sess.get_outputs()))
+    if missing or names != ((STREAM_INPUTS, STREAM_OUTPUTS) if streaming else (INPUTS, OUTPUTS)):
+        raise CheckpointError(f"{path}: damaged `asr-cli export` model "
+                              f"({'lacks ' + ', '.join(missing) if missing else 'unexpected inputs / outputs'})")
+    try:
+        tokenizer = tokenizer_from_state(meta["tokenizer"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable tokenizer state in its metadata ({e})") from None
+    return (OnnxStreamingCTCModel if streaming else OnnxCTCModel)(path, sess, meta), tokenizer, meta
