@@ -4,6 +4,7 @@ checkpoint is refused with one line naming the file, and nothing in it runs; a c
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import random
@@ -246,7 +247,7 @@ def test_checkpoint_upgrade_converts_an_old_checkpoint_and_runs_nothing(tiny_ctc
     upgraded = checkpoint.load(tmp_path / "new.pt")
     for key, value in payload.items():
         assert deep_equal(value, upgraded[key]), key
-    assert load_model(tmp_path / "new.pt")[2]["position"] == payload["position"]
+    assert load_model(tmp_path / "new.pt")[2].to_payload()["position"] == payload["position"]
 
     # a crafted file that claims to be an old cv-asr checkpoint: refused by the restricted unpickler
     marker = tmp_path / "pwned"
@@ -259,3 +260,22 @@ def test_checkpoint_upgrade_converts_an_old_checkpoint_and_runs_nothing(tiny_ctc
     assert not marker.exists() and not (tmp_path / "crafted.safe.pt").exists()
     proc = cli("checkpoint", "upgrade", tmp_path / "new.pt")  # already new: nothing to do
     assert proc.returncode == 1 and "is not a checkpoint of an earlier cv-asr (nothing to upgrade)" in proc.stderr
+
+
+def test_a_checkpoint_written_before_the_third_pass_loads_and_gives_its_outputs():
+    """tests/data/e1b88aa-conformer-tiny.pt was written by cv-asr at e1b88aa (before asr/ became
+    folders and checkpoints became typed): it loads through open_model, its card is checked,
+    and its log-probs on a seeded input are those that version computed (the .json beside it)."""
+    from asr.inference.loading import open_model
+
+    data = ROOT / "tests" / "data"
+    want = json.loads((data / "e1b88aa-conformer-tiny.json").read_text())
+    loaded = open_model(data / "e1b88aa-conformer-tiny.pt")
+    assert loaded.kind == "ctc" and loaded.step == want["step"] and len(loaded.tokenizer) == want["units"]
+    assert loaded.mean[0] == pytest.approx(want["cmvn_mean_0"]) and loaded.card.preset == "conformer-tiny"
+    feats = torch.randn(2, 120, 80, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        lp, n = loaded.model.log_probs(feats, torch.tensor([120, 77]))
+    assert n.tolist() == want["lengths"]
+    assert [lp[i, :int(n[i])].argmax(-1).tolist() for i in range(2)] == want["argmax"]
+    assert [float(lp[i, :int(n[i])].sum()) for i in range(2)] == pytest.approx(want["log_probs_sum"], rel=1e-5)
