@@ -104,6 +104,8 @@ def shards(
                       max_duration=max_duration, train_set=train_set, force=force, progress=progress,
                       speeds=speeds, max_per_speaker=cap, space_check=space_check,
                       selection=Selection.parse(sentence_domain, variant, drop_quality_tags))
+    if cv_archive is not None and ctx.get_parameter_source("cv_root").name == "COMMANDLINE":
+        fail("give --cv-root (an extracted release) or --cv-archive (its .tar.gz), not both")
     if cv_archive is not None and not cv_archive.is_file():
         fail(f"--cv-archive {cv_archive} is not a file (a release's .tar.gz, e.g. from `asr-cli download`)")
     builder = archive_build if is_archive(cfg.cv_root) else folder_build

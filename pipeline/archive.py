@@ -65,6 +65,10 @@ class ArchiveIndex:
     def audio_dir(self) -> str:
         return SCRIPTED_AUDIO if self.kind == "scripted" else SPS_AUDIO
 
+    def stopped_early(self) -> bool:
+        """Whether the index pass stopped at the first audio member (the clip pass goes on from there)."""
+        return self._rest is not None
+
     def root(self) -> Path:
         """The language folder, as a path: `<archive>/<prefix>`."""
         return self.path / self.prefix.rstrip("/")
@@ -284,7 +288,7 @@ class ArchiveFiles:
         return name in self.index.texts
 
     def has_audio_dir(self) -> bool:
-        return bool(self.index.members) or self.index._rest is not None
+        return bool(self.index.members) or self.index.stopped_early()
 
     def durations(self, listed: dict[str, float] | None = None) -> ClipDurations:
         if listed is None:

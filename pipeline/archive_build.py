@@ -31,6 +31,8 @@ import zlib
 from collections import deque
 from pathlib import Path
 
+import numpy as np
+
 from pipeline import build as B
 from pipeline.archive import ArchiveFiles, ArchiveIndex, index_archive
 from pipeline.cv import Release, ReleaseError, open_release
@@ -72,6 +74,9 @@ def dry_run(cfg) -> dict:
     release.source["passes"] = index.passes
     normalizer = get_normalizer(cfg.lang)
     report = _with_staging(B.disk_needs(release, cfg, normalizer), release, cfg, normalizer)
+    release.source.setdefault("notes", []).append(
+        f"the archive build keeps results until their shard is complete: up to {report['staging_bytes'] / 1e6:.1f} MB"
+        " (one shard group) on top of the shards at the peak, counted in the disk still to write")
     return {**report, "train_selection": train_selection(release, None), "source": release.source}
 
 
@@ -94,10 +99,8 @@ def _with_staging(report: dict, release: Release, cfg, normalizer) -> dict:
     plans = B.plan_shards(release, cfg, normalizer.version)
     margin = max((sum(report["shard_bytes"].get(p.tar_path, 0) for p in g) for g in B.shard_groups(plans)), default=0)
     report["needed_bytes"] += margin
+    report["staging_bytes"] = margin
     report["fits"] = report["needed_bytes"] <= report["free_bytes"]
-    release.source.setdefault("notes", []).append(
-        f"the archive build stages results until each shard is complete: up to {margin / 1e6:.1f} MB (one shard "
-        "group) more than the shards at the peak, counted in the space check")
     return report
 
 
@@ -236,8 +239,9 @@ class _Run:
 class Staging:
     """Encoded results of unfinished shard groups, one append-only file per group:
     `<folder>/<shard name>.stage`, a header record (the group's fingerprint), then one record per
-    clip: frame (JSON length, payload length), JSON, payload (the encoded features, the copies'
-    after), CRC32 of JSON and payload. A record cut short or damaged ends the file there."""
+    clip: frame (JSON length, payload length), JSON, payload (the per-bin sums as float64, the
+    encoded features, the copies' after them), CRC32 of JSON and payload. A record cut short or
+    damaged ends the file there."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -320,18 +324,21 @@ def _encode(clip_id: str, res: tuple) -> tuple[dict, bytes]:
     if res[0] != "ok":
         return {"id": clip_id, "status": "reject", "reason": res[1], "detail": res[2]}, b""
     _, feats, info, stats, copies = res
-    head = {"id": clip_id, "status": "ok", "info": info, "stats": stats.to_dict(),
+    head = {"id": clip_id, "status": "ok", "info": info, "frames": stats.frames, "bins": len(stats.sum),
             "feats": [feats.ext, list(feats.shape), len(feats.data)],
             "copies": [[f.ext, list(f.shape), len(f.data), i] for f, i in copies]}
-    return head, feats.data + b"".join(f.data for f, _ in copies)
+    sums = np.concatenate([stats.sum, stats.sumsq]).astype("<f8").tobytes()  # exact: the CMVN is the folder build's
+    return head, sums + feats.data + b"".join(f.data for f, _ in copies)
 
 
 def _decode(head: dict, payload: bytes) -> tuple:
     if head["status"] != "ok":
         return ("reject", head["reason"], head["detail"])
-    ext, shape, n = head["feats"]
-    feats, pos, copies = EncodedFeatures.stored(ext, payload[:n], shape), n, []
+    bins, (ext, shape, n) = head["bins"], head["feats"]
+    sums = np.frombuffer(payload[: 16 * bins], dtype="<f8")
+    stats, pos = BinStats(head["frames"], sums[:bins], sums[bins:]), 16 * bins
+    feats, pos, copies = EncodedFeatures.stored(ext, payload[pos: pos + n], shape), pos + n, []
     for cext, cshape, cn, info in head["copies"]:
         copies.append((EncodedFeatures.stored(cext, payload[pos: pos + cn], cshape), info))
         pos += cn
-    return ("ok", feats, head["info"], BinStats.from_dict(head["stats"]), copies)
+    return ("ok", feats, head["info"], stats, copies)
