@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
-from pipeline.cv import ReleaseError
+from pipeline.cv import ReleaseError, unquote
 from pipeline.releasefiles import DURATIONS_TSV, ClipDurations, header_seconds, parse_listing
 from pipeline.spontaneous import AUDIO_DIR as SPS_AUDIO, CORPUS_TSV, FOLDER, REPORTED_TSV
 
@@ -242,8 +242,9 @@ def _referenced(index: ArchiveIndex) -> set[str]:
         header = [h.strip() for h in lines[0].split("\t")] if lines else []
         if column in header:
             i = header.index(column)
-            names.update(f[i].strip().strip('"') for f in (line.split("\t") for line in lines[1:]) if len(f) > i)
-    return names | {n + ".mp3" for n in names if "." not in PurePosixPath(n).name}
+            fields = (line.split("\t") for line in lines[1:])
+            names.update(PurePosixPath(unquote(f[i]).strip()).as_posix() for f in fields if len(f) > i and f[i].strip())
+    return names | {n + ".mp3" for n in names if not PurePosixPath(n).suffix}  # as pipeline.cv.read_tsv_text reads them
 
 
 class ArchiveDurations(ClipDurations):

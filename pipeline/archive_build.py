@@ -45,6 +45,7 @@ from pipeline.spontaneous import open_spontaneous
 from pipeline.text import get_normalizer
 
 STAGING = "archive"  # under .parts/: the staged results of unfinished shard groups
+WINDOW = 32  # clips in flight per worker: enough to keep the workers busy while this process writes a shard
 _FRAME = struct.Struct(">II")  # JSON length, payload length; a CRC32 (">I") of both follows them
 
 
@@ -174,11 +175,11 @@ class _Run:
                     self.finish(gi)
             window: deque = deque()
             for rel, data in self.index.audio(set(self.todo)):
-                for gi, clip in self.todo.pop(rel):
+                for gi, clip in self.todo.pop(rel, ()):  # a member listed twice in the archive: decoded once
                     speeds = tuple(p.speed for p in self.groups[gi][1:])
                     window.append((gi, clip, pool.apply_async(extract_encoded, ((data, speeds),)) if pool
                                    else extract_encoded((data, speeds))))
-                while len(window) > (4 * jobs if pool else 0):
+                while len(window) > (WINDOW * jobs if pool else 0):
                     self.handle(*window.popleft())
             while window:
                 self.handle(*window.popleft())
@@ -194,7 +195,8 @@ class _Run:
         elapsed = max(time.time() - started, 1e-9)
         return {"audio_hours_processed": round(self.audio_s / 3600, 4), "extract_seconds": round(elapsed, 2),
                 "realtime_factor": round(self.audio_s / elapsed, 1),
-                "realtime_per_core": round(self.audio_s / elapsed / max(jobs, 1), 1), "archive_passes": self.index.passes}
+                "realtime_per_core": round(self.audio_s / elapsed / max(jobs, 1), 1),
+                "archive_passes": self.index.passes}
 
     def handle(self, gi: int, clip, res) -> None:
         res = res.get() if hasattr(res, "get") else res

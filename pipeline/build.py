@@ -357,7 +357,8 @@ def dry_run(cfg: BuildConfig) -> dict:
 def disk_needs(release: Release, cfg: BuildConfig, normalizer) -> dict:
     """This build's disk: a resume's finished shards are not needed again, --force frees ours first."""
     out, plans = Path(cfg.out), plan_shards(release, cfg, normalizer.version)
-    done = set() if cfg.force else {p.tar_path for g in shard_groups(plans) if all(is_done(out, p) for p in g) for p in g}
+    finished = [g for g in shard_groups(plans) if all(is_done(out, p) for p in g)]
+    done = set() if cfg.force else {p.tar_path for g in finished for p in g}
     freed = sum(p.stat().st_size for p in _own_files(out)) if cfg.force and out.is_dir() else 0
     return disk_report(estimate(release, cfg, normalizer, plans), cfg, done, freed)
 

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from pipeline.releasefiles import DURATIONS_TSV, ClipDurations, FolderFiles, file_stamp  # noqa: F401
 from pipeline.mdc import DATA_COLLECTIVE
+from pipeline.releasefiles import DURATIONS_TSV, ClipDurations, FolderFiles, file_stamp  # noqa: F401
 
 SPLITS = ("train", "dev", "test")
 EVAL_SPLITS = ("dev", "test")

@@ -48,7 +48,8 @@ from pipeline.lock import lock_folder
 DATA_COLLECTIVE = "https://datacollective.mozillafoundation.org"  # the site: dataset pages, terms, API keys
 DEFAULT_API_URL = "https://mozilladatacollective.com/api"  # the datacollective 0.7.0 client's default
 ENV_API_KEY, ENV_API_URL = "MDC_API_KEY", "MDC_API_URL"
-DATASETS = {"scripted": ("cv", "Common Voice Scripted Speech"), "spontaneous": ("sps", "Common Voice Spontaneous Speech")}
+DATASETS = {"scripted": ("cv", "Common Voice Scripted Speech"),  # --dataset -> (archive name prefix, catalog title)
+            "spontaneous": ("sps", "Common Voice Spontaneous Speech")}
 DEFAULT_OUT = Path("data/downloads")
 CHUNK = 1 << 20
 TIMEOUT_S = 60
@@ -218,8 +219,8 @@ def _fetch(url: str, size: int, checksum: str | None, target: Path, progress: bo
         offset = 0
     free = shutil.disk_usage(target.parent).free
     if free < size - offset:
-        raise DownloadError(f"{target.parent} has {human_bytes(free)} free; the archive needs {human_bytes(size - offset)}"
-                            " more: free some space or choose another --out")
+        raise DownloadError(f"{target.parent} has {human_bytes(free)} free; the archive needs "
+                            f"{human_bytes(size - offset)} more: free some space or choose another --out")
     digest = hashlib.new(algorithm) if algorithm else None
     bar = tqdm(total=size, initial=0, unit="B", unit_scale=True, unit_divisor=1024, desc=target.name,
                disable=not progress, dynamic_ncols=True)

@@ -111,7 +111,8 @@ def source_lines(source: dict) -> list[str]:
         lines.append("dataset: Common Voice Spontaneous Speech (transcript tags removed: "
                      f"{source.get('tag_rule', '')})")
     if source.get("archive"):
-        lines.append(f"read from the archive {source['archive']} ({source.get('passes', '?')} pass(es), nothing "
+        passes = source.get("passes", 0)
+        lines.append(f"read from the archive {source['archive']} ({passes} pass{'es' if passes != 1 else ''}, nothing "
                      "extracted)")
     for column, f in source.get("filters", {}).items():
         lines.append(f"{OPTIONS.get(column, column)} {','.join(f['wanted'])}: {f['kept']} rows kept, "

@@ -58,7 +58,8 @@ def sentence(lang: str, i: int) -> str:
         picked.insert(1, EXTRA[lang][(i // 5) % len(EXTRA[lang])])
     picked.append(words[i % len(words)] + words[(i // len(words)) % len(words)])  # distinct per i
     sep = "" if lang == "zh-CN" else " "
-    return sep.join(picked[:2]) + PUNCT[lang][0] + sep + sep.join(picked[2:]) + PUNCT[lang][1 + i % (len(PUNCT[lang]) - 1)]
+    end = PUNCT[lang][1 + i % (len(PUNCT[lang]) - 1)]
+    return sep.join(picked[:2]) + PUNCT[lang][0] + sep + sep.join(picked[2:]) + end
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -93,7 +94,8 @@ def corpus25(synth_root: Path, dest: Path, lang: str) -> Path:
         write_rows(out / f"{name}.tsv", COLUMNS if name != "reported" else ["sentence_id", "sentence", "locale",
                                                                              "reason"], [])
     write_rows(out / "clip_durations.tsv", ["clip", "duration[ms]"],
-               [{"clip": names[r["clip"]], "duration[ms]": r["duration[ms]"]} for r in read_rows(src / "clip_durations.tsv")])
+               [{"clip": names[r["clip"]], "duration[ms]": r["duration[ms]"]}
+                for r in read_rows(src / "clip_durations.tsv")])
     validated = [convert(r, i) for i, r in enumerate(read_rows(src / "validated.tsv"))]
     write_rows(out / "validated_sentences.tsv", ["sentence_id", "sentence", "variant", "sentence_domain", "source",
                                                  "is_used", "clips_count"],
@@ -259,7 +261,8 @@ def test_sentence_domain_and_variant_filters_are_counted_in_the_dry_run_and_the_
     rows = [r for s in ("train", "dev", "test") for r in read_rows(folder / "fr" / f"{s}.tsv")]
     domain = [r for r in rows if {"health", "finance"} & set(r["sentence_domain"].split(","))]
     both = [r for r in domain if r["variant"] == "fr-CA"]
-    assert f"--sentence-domain finance,health: {len(domain)} rows kept, {len(rows) - len(domain)} left out" in result.output
+    left = len(rows) - len(domain)
+    assert f"--sentence-domain finance,health: {len(domain)} rows kept, {left} left out" in result.output
     assert f"--variant fr-CA: {len(both)} rows kept, {len(domain) - len(both)} left out" in result.output
     assert f"sentence_domain_filter {len(rows) - len(domain)}" in result.output
     summary = build(cfg(folder, "fr", tmp_path / "b", selection=Selection.parse(variant="fr-FR")))

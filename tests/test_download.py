@@ -132,7 +132,8 @@ def test_an_interrupted_download_resumes_and_the_archive_is_checked(collective, 
     assert result.exit_code == 0, result.output
     assert f"{target}: 3.16 MB, sha256 checked, resumed at 1.05 MB" in result.output
     assert f"next: asr-cli shards --cv-archive {target} --lang fr" in result.output
-    assert target.read_bytes() == ARCHIVE and not part.exists() and not (tmp_path / (target.name + ".checksum")).exists()
+    assert target.read_bytes() == ARCHIVE and not part.exists()
+    assert not (tmp_path / (target.name + ".checksum")).exists()
     transfers = [r for r in collective["requests"] if r[1].startswith("/files/")]
     assert [r[3] for r in transfers] == [None, f"bytes={cut}-"]  # the second asked only for the rest
     assert all("secret" not in line for line in result.output.splitlines())
