@@ -16,6 +16,7 @@ else
 CV_LANG ?= fr
 endif
 CV_ROOT ?= data/cv
+CV_ARCHIVE ?=
 SHARDS  ?= shards/$(CV_LANG)
 MODEL   ?= ctc
 RUN     ?= runs/$(CV_LANG)-$(MODEL)
@@ -52,9 +53,10 @@ chromium:
 	if command -v apt-get >/dev/null; then $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	else echo "install chromium with your package manager for the browser tests" >&2; exit 1; fi
 
-# A Common Voice release extracted under $(CV_ROOT)/$(CV_LANG)/ (clips/ and the TSVs).
+# A Common Voice release: its .tar.gz (CV_ARCHIVE=..., read without extracting it), or extracted
+# under $(CV_ROOT)/$(CV_LANG)/ (clips/ and the TSVs).
 shards: $(STAMP)
-	$(CLI) shards --cv-root $(CV_ROOT) --lang $(CV_LANG) --out $(SHARDS) --jobs $(JOBS) $(if $(SPEED),--speed $(SPEED))
+	$(CLI) shards $(if $(CV_ARCHIVE),--cv-archive $(CV_ARCHIVE),--cv-root $(CV_ROOT)) --lang $(CV_LANG) --out $(SHARDS) --jobs $(JOBS) $(if $(SPEED),--speed $(SPEED))
 
 train: $(STAMP)
 	$(CLI) train --shards $(SHARDS) --model $(MODEL) --out $(RUN)

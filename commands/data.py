@@ -51,16 +51,20 @@ app.add_typer(shards_app, name="shards")
 @bounded
 def shards(
     ctx: typer.Context,
-    cv_root: Path = typer.Option(Path("data/cv"), help="Folder holding the extracted language folder (<cv-root>/<lang>/clips, *.tsv)."),
+    cv_root: Path = typer.Option(Path("data/cv"), help="Folder holding the extracted release: Scripted Speech's language folder (<cv-root>/<lang>/clips, *.tsv) or a Spontaneous Speech folder (sps-corpus-*-<lang>/, or that folder itself)."),
+    cv_archive: Optional[Path] = typer.Option(None, help="The release's .tar.gz (Scripted or Spontaneous Speech, as downloaded): read sequentially, nothing extracted; replaces --cv-root."),
     lang: str = typer.Option("fr", help="Common Voice locale: fr, en, de, zh-CN, ..."),
     out: Optional[Path] = typer.Option(None, help="Output folder [default: shards/<lang>]."),
     jobs: int = typer.Option(0, help="Worker processes (0: every core)."),
     shard_size: int = typer.Option(1000, help="Clips per shard (about 70 MB of features at 5 s a clip)."),
     seed: int = typer.Option(0, help="Seed of the train shuffle."),
     min_duration: float = typer.Option(0.5, help="Clips shorter than this (seconds) are rejected."),
-    max_duration: float = typer.Option(20.0, help="Clips longer than this (seconds) are rejected."),
+    max_duration: float = typer.Option(20.0, help="Clips longer than this (seconds) are rejected (too_long). Spontaneous Speech answers last 25 s on average, up to minutes: pass 60 there (and train with --max-frames 6000)."),
     train_set: str = typer.Option("train", help="'train' (train.tsv) or 'validated' (validated.tsv: more hours). Either way no dev/test speaker (client_id) or sentence reaches train; each clip left out is a reject with its reason, and the summary gives the hours left out and those gained over train.tsv (kept train clips train.tsv does not list)."),
     max_per_speaker: Optional[str] = typer.Option(None, help="Cap each speaker's train clips: a count (500) or hours / minutes of audio (2h, 90m); a deterministic, sentence-diverse subset is kept, the rest rejected as speaker_cap. Dev and test are never capped. [default: no cap]"),
+    sentence_domain: Optional[str] = typer.Option(None, help="Keep only rows whose sentence_domain (Corpus 17.0+) is one of these, comma-separated (e.g. health,finance); the rest are rejects (sentence_domain_filter), in every split."),
+    variant: Optional[str] = typer.Option(None, help="Keep only rows whose variant (Corpus 13.0+) is one of these, comma-separated; the rest are rejects (variant_filter), in every split."),
+    drop_quality_tags: Optional[str] = typer.Option(None, help="Spontaneous Speech: leave out rows whose quality_tags hold one of these, comma-separated (short-audio, long-audio, transcription-length, speech-rate, ...; reason quality_tag)."),
     force: bool = typer.Option(False, "--force", help="Rebuild everything instead of resuming."),
     speed: Optional[str] = typer.Option(None, help="Speed perturbation: comma-separated factors, e.g. 0.9,1.1 (each in 0.5-2.0): resampled copies of the train split, ids <id>_sp0p9."),
     codec: str = typer.Option(DEFAULT_CODEC, help="How features are stored: qdelta (quantised to 1/8 nat, time delta, zstd: a third of float16's bytes, every value within 0.0625 of float16's) or float16 (the format before codecs)."),
@@ -71,12 +75,14 @@ def shards(
     """Build shards/<lang>/ from a Common Voice release; a rerun resumes where it stopped."""
     if ctx.invoked_subcommand is not None:
         return
-    from pipeline.build import BuildConfig, build
-    from pipeline.build import dry_run as estimate_build
-    from pipeline.build import format_summary, parse_speeds
+    from pipeline import archive_build
+    from pipeline import build as folder_build
+    from pipeline.build import BuildConfig, format_summary, parse_speeds
     from pipeline.cv import ReleaseError, SpeakerCap
     from pipeline.estimate import format_dry_run
     from pipeline.lock import LockedError
+    from pipeline.releases import is_archive
+    from pipeline.selection import Selection
 
     if shard_size < 1:
         fail("--shard-size must be at least 1")
@@ -93,13 +99,19 @@ def shards(
         check_codec(codec)
     except ValueError as e:
         fail(f"--codec: {e}")
-    cfg = BuildConfig(cv_root=cv_root, lang=lang, out=out or Path("shards") / lang, jobs=jobs, codec=codec,
-                      shard_size=shard_size, seed=seed, min_duration=min_duration,
+    cfg = BuildConfig(cv_root=cv_archive or cv_root, lang=lang, out=out or Path("shards") / lang, jobs=jobs,
+                      codec=codec, shard_size=shard_size, seed=seed, min_duration=min_duration,
                       max_duration=max_duration, train_set=train_set, force=force, progress=progress,
-                      speeds=speeds, max_per_speaker=cap, space_check=space_check)
+                      speeds=speeds, max_per_speaker=cap, space_check=space_check,
+                      selection=Selection.parse(sentence_domain, variant, drop_quality_tags))
+    if cv_archive is not None and ctx.get_parameter_source("cv_root").name == "COMMANDLINE":
+        fail("give --cv-root (an extracted release) or --cv-archive (its .tar.gz), not both")
+    if cv_archive is not None and not cv_archive.is_file():
+        fail(f"--cv-archive {cv_archive} is not a file (a release's .tar.gz, e.g. from `asr-cli download`)")
+    builder = archive_build if is_archive(cfg.cv_root) else folder_build
     if dry_run:
         try:
-            report = estimate_build(cfg)
+            report = builder.dry_run(cfg)
         except ReleaseError as e:
             fail(str(e))
         except OSError as e:
@@ -107,7 +119,7 @@ def shards(
         typer.echo(format_dry_run(report))
         return
     try:
-        summary = build(cfg)
+        summary = builder.build(cfg)
     except (ReleaseError, LockedError) as e:
         fail(str(e))
     except OSError as e:  # a full disk, a read-only --out

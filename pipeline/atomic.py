@@ -61,6 +61,12 @@ def atomic_open(path: Path, mode: str = "w", encoding: str | None = "utf-8") -> 
             yield f
 
 
+def promote(done: Path, path: Path) -> None:
+    """Rename a file written in steps under its own temporary name (a resumable download's
+    `<name>.part`) onto `path`, once it is whole and checked."""
+    os.replace(done, path)
+
+
 def write_bytes(path: Path, data: bytes) -> None:
     with atomic_open(path, "wb") as f:
         f.write(data)

@@ -15,6 +15,7 @@ so training and inference cannot drift apart. The `FeatureConfig` is written int
 from __future__ import annotations
 
 import functools
+import io
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -102,16 +103,22 @@ def check_header(rate: int, frames: int, max_seconds: float | None = None) -> No
         raise AudioError("too_long", f"{frames / rate:.2f}s > {max_seconds}s (from the file's header)")
 
 
-def decode(path: str | os.PathLike, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
-    """Read an audio file at its own rate: float32 [n, channels] and the sample rate.
+def decode(path: str | os.PathLike | bytes, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Read an audio file at its own rate: float32 [n, channels] and the sample rate. `path`
+    may be the file's bytes instead (a clip read from a release archive, never written to disk).
 
     Raises AudioError with reason missing_file / empty_file / decode_error / truncated /
     empty_audio, or too_long when the header announces more than `max_seconds` (checked
     before decoding).
     """
-    path = _existing(path)
+    if isinstance(path, (bytes, bytearray)):
+        if not path:
+            raise AudioError("empty_file", "0 bytes")
+        source = io.BytesIO(path)
+    else:
+        source = str(_existing(path))
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(source) as f:
             announced = f.frames
             rate = f.samplerate
             check_header(rate, announced, max_seconds)
@@ -244,7 +251,7 @@ def compute_features(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig
     return _features(wave, rate, channels, cfg)
 
 
-def speed_features(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig(), speeds: tuple[float, ...] = (),
+def speed_features(path: str | os.PathLike | bytes, cfg: FeatureConfig = FeatureConfig(), speeds: tuple[float, ...] = (),
                    max_seconds: float | None = None) -> tuple[np.ndarray, dict, list[tuple[np.ndarray, dict]]]:
     """`compute_features` of a file, plus the features of its speed-perturbed copies (one per
     factor of `speeds`, from the same decoded samples: the file is decoded once). A header

@@ -48,10 +48,12 @@ import numpy as np
 
 from pipeline import atomic, featstats
 from pipeline.audio import AudioError, FeatureConfig, speed_features
-from pipeline.cv import SPLITS, Clip, Release, ReleaseError, SpeakerCap, open_release, shuffled
+from pipeline.cv import SPLITS, Clip, Release, ReleaseError, SpeakerCap, shuffled
 from pipeline.estimate import (check_space, disk_report, duration_problem, estimate, index_row, sample_meta,
                                selection_lines, train_selection)
 from pipeline.lock import LOCK_FILE, lock_folder
+from pipeline.releases import open_source
+from pipeline.selection import Selection, source_lines
 from pipeline.shardformat import (BUILDER_MARK, DATASET, DEFAULT_CODEC, FORMAT_VERSION, INDEX, OLD_CODEC, PARTS,
                                   PARTS_NAME, REJECTS, REJECT_COLUMNS, SHARD_PATH, SPEED_RANGE, TAR, check_codec,
                                   is_shard_folder, json_text, parts_path, row_value, shard_name, shard_path,
@@ -61,7 +63,7 @@ from pipeline.text import get_normalizer
 
 @dataclass
 class BuildConfig:
-    cv_root: Path
+    cv_root: Path  # a folder (Scripted or Spontaneous Speech: pipeline.releases); an archive: pipeline.archive_build
     lang: str
     out: Path
     jobs: int = 0  # 0: every core
@@ -78,6 +80,7 @@ class BuildConfig:
     codec: str = DEFAULT_CODEC  # how the features are stored (pipeline.shardformat.FEATURE_CODECS)
     max_per_speaker: SpeakerCap | None = None  # train clips / audio of any one speaker (None: no cap)
     space_check: bool = True  # refuse, before writing, a build the free space of `out` cannot hold
+    selection: Selection = field(default_factory=Selection)  # --sentence-domain, --variant, --drop-quality-tags
 
     def num_jobs(self) -> int:
         return self.jobs if self.jobs > 0 else len(os.sched_getaffinity(0))
@@ -145,7 +148,7 @@ def check_out_folder(out: Path) -> None:
                              f"{shown}); nothing was changed: choose a new or empty folder, or move those away")
 
 
-def _mark_out_folder(out: Path) -> None:
+def mark_out_folder(out: Path) -> None:
     """The builder's mark in `.parts/`: what lets a later build (--force included) touch the folder."""
     (out / PARTS).mkdir(parents=True, exist_ok=True)
     mark = out / PARTS / BUILDER_MARK
@@ -175,7 +178,7 @@ def _own_files(out: Path) -> list[Path]:
     return files
 
 
-def _clear(out: Path, stale_only: bool) -> None:
+def clear_out(out: Path, stale_only: bool) -> None:
     """--force: remove the builder's own files (then the split folders, if that left them
     empty); otherwise only a killed run's `*.tmp`."""
     for p in _own_files(out):
@@ -187,16 +190,6 @@ def _clear(out: Path, stale_only: bool) -> None:
                 (out / split).rmdir()
             except OSError:  # absent, or holds what is not ours: left as it is
                 pass
-
-
-def _stamp(path: Path) -> list | None:
-    """(size, mtime in ns) of an input file, None when it is missing: a clip that comes back,
-    or is replaced by another of the same name, changes its shard's fingerprint."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns]
 
 
 # --------------------------------------------------------------------------------------
@@ -218,7 +211,7 @@ def plan_shards(release: Release, cfg: BuildConfig, normalizer_version: str) -> 
             clips = shuffled(clips, cfg.seed)
         for number, start in enumerate(range(0, len(clips), cfg.shard_size)):
             chunk = clips[start : start + cfg.shard_size]
-            key = dict(base, split=split, clips=[(c.id, c.path.name, c.sentence, _stamp(c.path)) for c in chunk])
+            key = dict(base, split=split, clips=[(c.id, c.path.name, c.sentence, release.stamp(c.path)) for c in chunk])
             fp = hashlib.sha256(json.dumps(key, ensure_ascii=False).encode()).hexdigest()
             plans.append(ShardPlan(split, number, chunk, fp))
             for speed in cfg.speeds if split == "train" else ():  # its copies right after it
@@ -228,7 +221,7 @@ def plan_shards(release: Release, cfg: BuildConfig, normalizer_version: str) -> 
     return plans
 
 
-def _groups(plans: list[ShardPlan]) -> list[list[ShardPlan]]:
+def shard_groups(plans: list[ShardPlan]) -> list[list[ShardPlan]]:
     """A shard with its speed copies: they come from the same decoded clips, so they are
     built (and rebuilt after a kill) together."""
     groups: list[list[ShardPlan]] = []
@@ -240,7 +233,7 @@ def _groups(plans: list[ShardPlan]) -> list[list[ShardPlan]]:
     return groups
 
 
-def _is_done(out: Path, plan: ShardPlan) -> bool:
+def is_done(out: Path, plan: ShardPlan) -> bool:
     meta = _read_meta(out, plan)
     if meta is None or meta.get("fingerprint") != plan.fingerprint:
         return False
@@ -258,42 +251,42 @@ def _read_meta(out: Path, plan: ShardPlan) -> dict | None:
 # --------------------------------------------------------------------------------------
 # worker side
 # --------------------------------------------------------------------------------------
-_WORKER: dict = {}
+WORKER: dict = {}
 
 
-def _init_worker(features: FeatureConfig, log_path: str | None, max_seconds: float | None = None,
+def init_worker(features: FeatureConfig, log_path: str | None, max_seconds: float | None = None,
                  codec: str = DEFAULT_CODEC) -> None:
     import torch
 
     torch.set_num_threads(1)
-    _WORKER["features"], _WORKER["codec"] = features, codec
-    _WORKER["max_seconds"] = max_seconds  # a longer clip is refused from its header, not decoded whole
+    WORKER["features"], WORKER["codec"] = features, codec
+    WORKER["max_seconds"] = max_seconds  # a longer clip is refused from its header, not decoded whole
     if log_path:  # libmpg123 prints resync notes about broken MP3s straight to fd 2
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 2)
         os.close(fd)
 
 
-def _extract(task: tuple) -> tuple:
+def extract(task: tuple) -> tuple:
     """(path, speeds) -> ("ok", feats, info, stats, copies) | ("reject", reason, detail).
 
     copies: [(feats, info)] of the speed factors, from the same decoded audio; stats: the
     original's per-bin sums (featstats.BinStats) over its features as the codec stores them."""
     path, speeds = task
-    cfg: FeatureConfig = _WORKER["features"]
+    cfg: FeatureConfig = WORKER["features"]
     try:
-        feats, info, copies = speed_features(path, cfg, speeds, _WORKER.get("max_seconds"))
+        feats, info, copies = speed_features(path, cfg, speeds, WORKER.get("max_seconds"))
     except AudioError as e:
         return ("reject", e.reason, e.detail)
     except Exception as e:  # a bug or an exotic file must not stop a long build
         return ("reject", "internal_error", f"{type(e).__name__}: {e} | {traceback.format_exc(limit=3)}")
-    return ("ok", feats, info, featstats.BinStats.of(stored_values(feats, _WORKER["codec"])), copies)
+    return ("ok", feats, info, featstats.BinStats.of(stored_values(feats, WORKER["codec"])), copies)
 
 
 # --------------------------------------------------------------------------------------
 # shard writing
 # --------------------------------------------------------------------------------------
-class _ShardAccumulator:
+class ShardAccumulator:
     """Collects one planned shard's results until it can be written."""
 
     def __init__(self, plan: ShardPlan, pending: int, codec: str = DEFAULT_CODEC):
@@ -343,11 +336,11 @@ class _ShardAccumulator:
 def build(cfg: BuildConfig) -> dict:
     """Build (or resume) the shards of one Common Voice language. Returns the summary."""
     t0 = time.time()
-    release = open_release(cfg.cv_root, cfg.lang, cfg.train_set, cfg.max_per_speaker)
+    release = open_source(cfg)
     normalizer = get_normalizer(cfg.lang)
     check_out_folder(Path(cfg.out))  # before the lock: a refused folder is left without even a .lock
     if cfg.space_check:  # before the lock too: a build that cannot fit writes nothing at all
-        check_space(_disk(release, cfg, normalizer))
+        check_space(disk_needs(release, cfg, normalizer))
     with lock_folder(Path(cfg.out), "shards"):
         check_out_folder(Path(cfg.out))  # again, now that no other build can change it
         return _build(release, normalizer, cfg, t0)
@@ -356,26 +349,28 @@ def build(cfg: BuildConfig) -> dict:
 def dry_run(cfg: BuildConfig) -> dict:
     """`asr-cli shards --dry-run`: the build's `disk_report` and `train_selection`, from the
     TSVs and audio headers only; nothing is decoded, nothing written (no folder, no lock)."""
-    release = open_release(cfg.cv_root, cfg.lang, cfg.train_set, cfg.max_per_speaker)
-    return {**_disk(release, cfg, get_normalizer(cfg.lang)), "train_selection": train_selection(release, None)}
+    release = open_source(cfg)
+    return {**disk_needs(release, cfg, get_normalizer(cfg.lang)), "train_selection": train_selection(release, None),
+            "source": release.source}
 
 
-def _disk(release: Release, cfg: BuildConfig, normalizer) -> dict:
+def disk_needs(release: Release, cfg: BuildConfig, normalizer) -> dict:
     """This build's disk: a resume's finished shards are not needed again, --force frees ours first."""
     out, plans = Path(cfg.out), plan_shards(release, cfg, normalizer.version)
-    done = set() if cfg.force else {p.tar_path for g in _groups(plans) if all(_is_done(out, p) for p in g) for p in g}
+    finished = [g for g in shard_groups(plans) if all(is_done(out, p) for p in g)]
+    done = set() if cfg.force else {p.tar_path for g in finished for p in g}
     freed = sum(p.stat().st_size for p in _own_files(out)) if cfg.force and out.is_dir() else 0
     return disk_report(estimate(release, cfg, normalizer, plans), cfg, done, freed)
 
 
 def _build(release: Release, normalizer, cfg: BuildConfig, t0: float) -> dict:
     out = Path(cfg.out)
-    _clear(out, stale_only=not cfg.force)  # --force: all of ours; else a killed run's *.tmp
-    _mark_out_folder(out)
+    clear_out(out, stale_only=not cfg.force)  # --force: all of ours; else a killed run's *.tmp
+    mark_out_folder(out)
 
     plans = plan_shards(release, cfg, normalizer.version)
     # a shard and its speed copies are (re)built together: a kill between them redoes the group
-    todo = [p for g in _groups(plans) if not all(_is_done(out, p) for p in g) for p in g]
+    todo = [p for g in shard_groups(plans) if not all(is_done(out, p) for p in g) for p in g]
     # the bar counts source clips, each decoded once with its speed copies (never a copy before it is made)
     originals = lambda ps: sum(len(p.clips) for p in ps if p.speed == 1.0)  # noqa: E731
     stats = _run(todo, out, cfg, normalizer, total=originals(plans), initial=originals(plans) - originals(todo))
@@ -395,14 +390,14 @@ def _run(todo: list[ShardPlan], out: Path, cfg: BuildConfig, normalizer, total: 
     from tqdm import tqdm
 
     # (accumulators of the shard and of its speed copies, clip, text), in submission order
-    queue: list[tuple[list[_ShardAccumulator], Clip, str]] = []
+    queue: list[tuple[list[ShardAccumulator], Clip, str]] = []
     accumulators = []
-    for group in _groups(todo):
-        accs = [_ShardAccumulator(plan, 0, cfg.codec) for plan in group]
+    for group in shard_groups(todo):
+        accs = [ShardAccumulator(plan, 0, cfg.codec) for plan in group]
         for clip in group[0].clips:
             text, reason = normalizer.analyse(clip.sentence)
             if reason:  # rejected once, by the original: its copies are simply not made
-                accs[0].reject(clip, reason.split(":")[0], _text_detail(reason, clip.sentence))
+                accs[0].reject(clip, reason.split(":")[0], text_detail(reason, clip.sentence))
             else:
                 queue.append((accs, clip, text))
                 for acc in accs:
@@ -418,7 +413,7 @@ def _run(todo: list[ShardPlan], out: Path, cfg: BuildConfig, normalizer, total: 
     written = iter(accumulators)
     next_acc = next(written, None)
 
-    bar.update(sum(len(g[0].clips) for g in _groups(todo)) - len(queue))  # transcripts rejected before decoding
+    bar.update(sum(len(g[0].clips) for g in shard_groups(todo)) - len(queue))  # transcripts rejected before decoding
 
     def flush_ready():
         nonlocal next_acc
@@ -428,13 +423,13 @@ def _run(todo: list[ShardPlan], out: Path, cfg: BuildConfig, normalizer, total: 
 
     log_path = str(out / PARTS / "decoder.log")
     if jobs == 1 or len(tasks) < 2:
-        _init_worker(cfg.features, None, cfg.max_duration, cfg.codec)
-        results = map(_extract, tasks)
+        init_worker(cfg.features, None, cfg.max_duration, cfg.codec)
+        results = map(extract, tasks)
         pool = None
     else:
         ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(cfg.features, log_path, cfg.max_duration, cfg.codec))
-        results = pool.imap(_extract, tasks, chunksize=4)
+        pool = ctx.Pool(jobs, initializer=init_worker, initargs=(cfg.features, log_path, cfg.max_duration, cfg.codec))
+        results = pool.imap(extract, tasks, chunksize=4)
     try:
         flush_ready()
         for (accs, clip, text), res in zip(queue, results):
@@ -469,7 +464,7 @@ def _run(todo: list[ShardPlan], out: Path, cfg: BuildConfig, normalizer, total: 
             "realtime_per_core": round(audio_s / elapsed / max(jobs, 1), 1)}
 
 
-def _text_detail(reason: str, sentence: str) -> str:
+def text_detail(reason: str, sentence: str) -> str:
     if reason.startswith("unmappable_char:"):
         code = reason.split(":", 1)[1]
         return f"{code} ({chr(int(code[2:], 16))!r}) in {sentence!r}"
@@ -514,6 +509,7 @@ def assemble(out: Path, plans: list[ShardPlan], release: Release, cfg: BuildConf
         "splits": {},
         "rejects": dict(sorted(Counter(r["reason"] for r in rejects).items())),
         "train_selection": train_selection(release, rows),
+        "source": release.source,  # dataset, archive, filters, rows in no split, notes (pipeline.selection)
     }
     vocab_set = set(vocab)
     for split in SPLITS:
@@ -569,6 +565,7 @@ def format_summary(summary: dict) -> str:
         factors = ", ".join(f"{f:g}" for f in summary["speed_factors"])
         lines.append(f"train includes {copies} speed copies ({factors}; {t['speed_copies']['hours']:.3f} h) "
                      f"of its {t['utterances'] - copies} clips ({t['hours'] - t['speed_copies']['hours']:.3f} h)")
+    lines += source_lines(summary.get("source", {}))
     lines += selection_lines(summary.get("train_selection", {"left_out": {}}))
     if summary["rejects"]:
         lines.append("rejected by reason: " + ", ".join(f"{k} {v}" for k, v in summary["rejects"].items()))

@@ -14,23 +14,27 @@ every quote inside comes doubled.
 Splits: dev and test are read as the release gives them; train (from train.tsv or
 validated.tsv) loses, in this order of precedence, every clip that is itself in dev or test,
 every clip of a dev/test speaker (`client_id`) and every clip whose normalised sentence is
-read in dev or test, then, with `--max-per-speaker`, the clips above the cap of each speaker.
+read in dev or test, then, with `--max-per-speaker`, the clips above the cap of each speaker
+(`apply_split_rules`, which Spontaneous Speech, `pipeline.spontaneous`, goes through too).
 Every clip left out is a `TsvProblem` with its reason, so the TSV's rows are always kept +
-rejected. Durations without decoding (`ClipDurations`) come from `clip_durations.tsv` when the
-release has one, else from the audio file's header.
+rejected. Durations without decoding come from `pipeline.releasefiles`.
+
+Where the files come from: a folder (`pipeline.releasefiles.FolderFiles`), or an archive streamed
+through once (`pipeline.archive.ArchiveFiles`); the reading is the same.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import math
 import random
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
+
+from pipeline.mdc import DATA_COLLECTIVE
+from pipeline.releasefiles import DURATIONS_TSV, ClipDurations, FolderFiles, file_stamp  # noqa: F401
 
 SPLITS = ("train", "dev", "test")
 EVAL_SPLITS = ("dev", "test")
@@ -44,8 +48,8 @@ OPTIONAL = {
     "variant": ("variant",),
     "locale": ("locale",),
     "sentence_id": ("sentence_id",),
+    "sentence_domain": ("sentence_domain",),
 }
-DURATIONS_TSV = "clip_durations.tsv"  # clip (file name), duration[ms]: releases since v12
 # Why a train clip is left out by the split rules, in order of precedence: a clip of a dev/test
 # speaker that also reads a dev/test sentence is reported for its speaker (the stronger leak).
 IN_EVAL_SPLIT = "in_eval_split"  # the clip itself is listed in dev or test
@@ -55,17 +59,17 @@ SPEAKER_CAP = "speaker_cap"  # above --max-per-speaker
 LEFT_OUT_REASONS = (IN_EVAL_SPLIT, SPEAKER_IN_EVAL, SENTENCE_IN_EVAL, SPEAKER_CAP)
 _CSV_QUOTED = re.compile(r'^"(?:[^"]|"")*"$')
 LAYOUT_HELP = """\
-Expected a Common Voice release extracted like this:
+Expected a Common Voice release, as its .tar.gz (--cv-archive) or extracted (--cv-root):
 
-    {root}/
-      {lang}/
-        clips/common_voice_{lang}_123.mp3 ...
-        train.tsv  dev.tsv  test.tsv  validated.tsv
+    Scripted Speech     {root}/{lang}/clips/common_voice_{lang}_123.mp3 ...
+                        {root}/{lang}/train.tsv  dev.tsv  test.tsv  validated.tsv ...
+    Spontaneous Speech  {root}/sps-corpus-5.0-2026-09-11-{lang}/audios/spontaneous-speech-{lang}-1.mp3 ...
+                        {root}/sps-corpus-5.0-2026-09-11-{lang}/ss-corpus-{lang}.tsv ...
 
-Download a release from https://commonvoice.mozilla.org/datasets, extract it, and pass
-the folder that holds the language folder with --cv-root (make shards LANG={lang}
-CV_ROOT=...). To try the tool without a download, `make demo` builds a synthetic French
-corpus in this layout under data/demo/."""
+Common Voice is downloaded from the Mozilla Data Collective (""" + DATA_COLLECTIVE + """): accept
+the dataset's terms on its page, make an API key, then `asr-cli download --lang {lang}` (or
+--dataset spontaneous). To try the tool without a download, `make demo` builds a synthetic
+French corpus in the Scripted Speech layout under data/demo/."""
 
 
 class ReleaseError(Exception):
@@ -78,9 +82,10 @@ class Clip:
 
     id: str  # clip file name without extension, safe as a webdataset key
     split: str
-    path: Path  # absolute path of the audio file
-    sentence: str  # raw transcript as the release writes it
+    path: Path  # absolute path of the audio file (inside an archive: <archive>/<member name>)
+    sentence: str  # the transcript as the release writes it: what is normalised
     meta: dict = field(default_factory=dict)  # client_id, gender, age, accent, ...
+    annotated: str | None = None  # Spontaneous Speech: the transcript with its tags (`sentence` lacks them)
 
 
 @dataclass
@@ -102,7 +107,9 @@ class Release:
     problems: list[TsvProblem]
     columns: dict[str, list[str]]  # split -> header of its TSV
     train_tsv_paths: set[Path] | None = None  # train_set "validated": the audio files train.tsv lists
-    durations: "ClipDurations | None" = None
+    durations: ClipDurations | None = None
+    stamp: Callable[[Path], list | None] = file_stamp  # what a shard's fingerprint holds of each clip
+    source: dict = field(default_factory=dict)  # dataset kind, filters, notes (`pipeline.selection.source_lines`)
 
 
 @dataclass(frozen=True)
@@ -136,78 +143,6 @@ class SpeakerCap:
         return f"{self.seconds / 3600:g}h"
 
 
-class ClipDurations:
-    """Seconds of a clip without decoding it: `clip_durations.tsv` when the release has one and
-    lists the clip, else the audio file's header. The one reader for the dry run, the hour cap
-    and the summary's hours left out."""
-
-    def __init__(self, root: Path):
-        self.listed: dict[str, float] = {}
-        tsv = Path(root) / DURATIONS_TSV
-        if tsv.is_file():
-            lines = tsv.read_text(encoding="utf-8-sig", errors="replace").splitlines()
-            header = [h.strip() for h in lines[0].split("\t")] if lines else []
-            if "clip" in header and "duration[ms]" in header:
-                ci, di = header.index("clip"), header.index("duration[ms]")
-                for line in lines[1:]:
-                    f = line.split("\t")
-                    try:
-                        ms = float(f[di])
-                    except (IndexError, ValueError):
-                        continue  # a bad row: that clip's header is read instead
-                    if math.isfinite(ms) and ms >= 0:
-                        self.listed[f[ci].strip()] = ms / 1000
-        self._cache: dict[Path, tuple[float | None, str, str]] = {}
-
-    def probe(self, path: Path) -> tuple[float | None, str, str]:
-        """(seconds, "", "") or (None, reason, detail): missing_file, empty_file, decode_error
-        (a header libsndfile cannot read), the reasons the build would give."""
-        if path not in self._cache:
-            self._cache[path] = self._probe(path)
-        return self._cache[path]
-
-    def _probe(self, path: Path) -> tuple[float | None, str, str]:
-        try:
-            st = path.stat()
-        except OSError:
-            return None, "missing_file", str(path)
-        if st.st_size == 0:
-            return None, "empty_file", str(path)
-        if path.name in self.listed:
-            return self.listed[path.name], "", ""
-        import soundfile as sf
-
-        try:
-            with _quiet_stderr():  # libmpg123 prints resync notes of a broken MP3 straight to fd 2
-                info = sf.info(str(path))
-        except Exception as e:  # libsndfile's errors differ across versions
-            return None, "decode_error", f"unreadable header ({type(e).__name__})"
-        if not info.samplerate or info.frames <= 0:
-            return None, "decode_error", "the header gives no duration"
-        return info.frames / info.samplerate, "", ""
-
-    def seconds(self, path: Path) -> float:
-        """The clip's seconds, 0 when neither the TSV nor the header can tell (such a clip is
-        rejected by the build when it decodes it)."""
-        return self.probe(path)[0] or 0.0
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    """fd 2 sent to /dev/null for the block: a C library's notes on a broken file would
-    otherwise fill the terminal (or the one-line error of a refused build)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
-
 def unquote(value: str) -> str:
     """Undo CSV-style quoting if and only if the field is exactly CSV-quoted."""
     if len(value) >= 2 and _CSV_QUOTED.match(value):
@@ -232,18 +167,28 @@ def inside(path: Path, folder: Path) -> bool:
 
 def read_tsv(path: Path, split: str, clips_dir: Path) -> tuple[list[Clip], list[TsvProblem], list[str]]:
     """One split TSV -> clips, unreadable rows, header."""
-    raw = path.read_bytes()
+    return read_tsv_text(path.read_bytes(), path, split, clips_dir)
+
+
+def read_tsv_text(raw: bytes, path: Path, split: str, clips_dir: Path, names: tuple[str, str] = REQUIRED,
+                  extra: dict[str, str] | None = None) -> tuple[list[Clip], list[TsvProblem], list[str]]:
+    """A TSV's bytes (`path`: where it is, for messages) -> clips, unreadable rows, header.
+
+    names: the headers of the audio file and of the transcript (Spontaneous Speech's
+    `audio_file`, `transcription`); extra: more meta fields, {field: header} (its `split`, ...)."""
     text = raw.decode("utf-8-sig", errors="replace")
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     header = [h.strip() for h in lines[0].split("\t")] if lines else []
     twice = sorted({h for h in header if h and header.count(h) > 1})
     if twice:  # which of the two would be read is a guess: refuse it rather than let the last one win
         raise ReleaseError(f"{path}: the header names column {', '.join(twice)} more than once; keep one of them")
-    missing = [c for c in REQUIRED if c not in header]
+    missing = [c for c in names if c not in header]
     if missing:
         raise ReleaseError(f"{path} has no column {', '.join(missing)} (header: {' '.join(header) or 'empty'})")
     col = {name: i for i, name in enumerate(header)}
-    optional = {out: next((col[n] for n in names if n in col), None) for out, names in OPTIONAL.items()}
+    path_col, sentence_col = col[names[0]], col[names[1]]
+    wanted = {**OPTIONAL, **{out: (name,) for out, name in (extra or {}).items()}}
+    optional = {out: next((col[n] for n in hs if n in col), None) for out, hs in wanted.items()}
     clips: list[Clip] = []
     problems: list[TsvProblem] = []
     clips_root = clips_dir.resolve()
@@ -251,9 +196,9 @@ def read_tsv(path: Path, split: str, clips_dir: Path) -> tuple[list[Clip], list[
         if not line.strip():
             continue
         fields = line.split("\t")
-        path_field = unquote(fields[col["path"]]).strip() if len(fields) > col["path"] else ""
+        path_field = unquote(fields[path_col]).strip() if len(fields) > path_col else ""
         cid = clip_id(path_field) if path_field else f"{split}-line{lineno}"
-        if len(fields) > len(header) or len(fields) <= max(col["path"], col["sentence"]):
+        if len(fields) > len(header) or len(fields) <= max(path_col, sentence_col):
             problems.append(TsvProblem(cid, split, "malformed_row",
                                        f"{path.name}:{lineno}: {len(fields)} fields, header has {len(header)}"))
             continue
@@ -269,71 +214,90 @@ def read_tsv(path: Path, split: str, clips_dir: Path) -> tuple[list[Clip], list[
                                        f"{path.name}:{lineno}: {path_field!r} is outside {clips_dir}"))
             continue
         meta = {out: (unquote(fields[i]).strip() if i is not None else "") for out, i in optional.items()}
-        clips.append(Clip(cid, split, audio, unquote(fields[col["sentence"]]), meta))
+        clips.append(Clip(cid, split, audio, unquote(fields[sentence_col]), meta))
     return clips, problems, header
 
 
-def open_release(cv_root: Path, lang: str, train_set: str = "train",
-                 max_per_speaker: SpeakerCap | None = None) -> Release:
-    """Read the split TSVs of `<cv_root>/<lang>/`.
+def open_release(cv_root: Path, lang: str, train_set: str = "train", max_per_speaker: SpeakerCap | None = None,
+                 selection=None, files: FolderFiles | None = None) -> Release:
+    """Read the split TSVs of `<cv_root>/<lang>/` (or of `files`: an archive's, `pipeline.archive`).
 
     train_set: "train" uses train.tsv; "validated" uses validated.tsv (the larger training
     set ESPnet's recipe uses). Either way train loses every clip of a dev/test speaker and
     every clip whose sentence is read in dev or test (see the module docstring); the clips of
     validated.tsv that are themselves dev/test clips are built there and are not reported.
-    max_per_speaker caps each speaker's train clips (`cap_speakers`). Every other row left
-    out is a problem with its reason, so nothing disappears unseen.
+    selection (`pipeline.selection.Selection`) leaves out the rows its filters do not match,
+    before the split rules. max_per_speaker caps each speaker's train clips (`cap_speakers`).
+    Every other row left out is a problem with its reason, so nothing disappears unseen.
     """
     cv_root = Path(cv_root)
     help_text = LAYOUT_HELP.format(root=cv_root, lang=lang)
-    if not cv_root.is_dir():
-        raise ReleaseError(f"Common Voice root {cv_root} does not exist.\n\n{help_text}")
-    root = cv_root / lang
-    if not root.is_dir():
-        present = sorted(p.name for p in cv_root.iterdir() if p.is_dir())
-        hint = f" (language folders present: {', '.join(present)})" if present else ""
-        raise ReleaseError(f"no folder {root}{hint}.\n\n{help_text}")
+    if files is None:
+        if not cv_root.is_dir():
+            raise ReleaseError(f"Common Voice root {cv_root} does not exist.\n\n{help_text}")
+        if not (cv_root / lang).is_dir():
+            present = sorted(p.name for p in cv_root.iterdir() if p.is_dir())
+            hint = f" (language folders present: {', '.join(present)})" if present else ""
+            raise ReleaseError(f"no folder {cv_root / lang}{hint}.\n\n{help_text}")
+        files = FolderFiles(cv_root / lang, cv_root / lang / "clips")
+    root, clips_dir = files.root, files.audio_dir
     wanted = {"train": "validated" if train_set == "validated" else "train", "dev": "dev", "test": "test"}
     if train_set not in ("train", "validated"):
         raise ReleaseError(f"--train-set must be 'train' or 'validated', not {train_set!r}")
-    missing = [f"{name}.tsv" for name in wanted.values() if not (root / f"{name}.tsv").is_file()]
+    missing = [f"{name}.tsv" for name in wanted.values() if not files.has(f"{name}.tsv")]
     if missing:
         raise ReleaseError(f"{root} lacks {', '.join(missing)}.\n\n{help_text}")
-    clips_dir = root / "clips"
-    if not clips_dir.is_dir():
+    if not files.has_audio_dir():
         raise ReleaseError(f"{root} has no clips/ folder.\n\n{help_text}")
 
     clips: dict[str, list[Clip]] = {}
     problems: list[TsvProblem] = []
     columns: dict[str, list[str]] = {}
     for split, name in wanted.items():
-        rows, bad, header = read_tsv(root / f"{name}.tsv", split, clips_dir)
+        rows, bad, header = read_tsv_text(files.read(f"{name}.tsv"), root / f"{name}.tsv", split, clips_dir)
         clips[split], columns[split] = rows, header
         problems += bad
     train_tsv_paths = None
     if train_set == "validated":  # what the summary's "hours gained over train.tsv" compares with
-        train_tsv_paths = {c.path for c in read_tsv(root / "train.tsv", "train", clips_dir)[0]} \
-            if (root / "train.tsv").is_file() else set()
-    _unique_ids(clips, clips_dir)
+        train_tsv = files.read("train.tsv")
+        train_tsv_paths = set() if train_tsv is None else \
+            {c.path for c in read_tsv_text(train_tsv, root / "train.tsv", "train", clips_dir)[0]}
+    unique_ids(clips, clips_dir)
+    source = {"dataset": "scripted"}
+    if selection is not None:
+        problems += selection.apply(clips, columns, source)
+    return apply_split_rules(Release(root, lang, clips, problems, columns, train_tsv_paths, files.durations(),
+                                     files.stamp, source), max_per_speaker, train_set != "validated",
+                             root / f"{wanted['train']}.tsv")
+
+
+def apply_split_rules(release: Release, max_per_speaker: SpeakerCap | None, report_overlap: bool,
+                      train_tsv: Path) -> Release:
+    """`release` (its clips read, ids unique) after the split rules of the module docstring, in
+    place: duplicates, clips also in dev/test (reported when `report_overlap`), dev/test speakers
+    and sentences, the speaker cap. ReleaseError when no train clip is left (`train_tsv` named)."""
+    clips, problems, lang = release.clips, release.problems, release.lang
+    if not any("client_id" in header for header in release.columns.values()):
+        release.source.setdefault("notes", []).append(
+            "speaker separation cannot be checked: the TSVs have no client_id column")
     for split in SPLITS:
         clips[split], dups = _drop_duplicates(clips[split])
         problems += dups
-    clips["train"], overlap = _drop_eval_overlap(clips, report=train_set != "validated")
+    clips["train"], overlap = _drop_eval_overlap(clips, report=report_overlap)
     problems += overlap
     clips["train"], left_out = _drop_eval_speakers_and_sentences(clips, lang)
     problems += left_out
-    durations = ClipDurations(root)
     if max_per_speaker is not None:
-        clips["train"], capped = cap_speakers(clips["train"], max_per_speaker, lang, durations)
+        clips["train"], capped = cap_speakers(clips["train"], max_per_speaker, lang, release.durations)
         problems += capped
     if not clips["train"]:
-        raise ReleaseError(f"{root / (wanted['train'] + '.tsv')} lists no usable training clip "
+        raise ReleaseError(f"{train_tsv} lists no usable training clip "
                            f"({len([p for p in problems if p.split == 'train'])} train row(s) rejected): "
                            "a model cannot be trained without train data")
-    return Release(root, lang, clips, problems, columns, train_tsv_paths, durations)
+    return release
 
 
-def _unique_ids(clips: dict[str, list[Clip]], clips_dir: Path) -> None:
+def unique_ids(clips: dict[str, list[Clip]], clips_dir: Path) -> None:
     """Give distinct files distinct ids, in place. `clip_id` maps `a.b.c.mp3` and `a_b_c.mp3`
     (or `sub/x.mp3` and `x.mp3`) to one id; the file whose name is the id itself keeps it, any
     other gets `<id>_<8 hex of its path>`, the same whatever the TSV order. The same file

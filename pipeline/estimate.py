@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from pipeline.cv import LEFT_OUT_REASONS, SPLITS, Clip, Release, ReleaseError
+from pipeline.selection import source_lines
 from pipeline.shardformat import estimate_sample_bytes, row_value, speed_id
 
 
@@ -26,7 +27,7 @@ def index_row(clip: Clip, text: str, plan, frames: int, info: dict) -> dict:
     return {
         "id": speed_id(clip.id, speed), "split": clip.split, "shard": plan.tar_path,
         "frames": frames, "duration": round(info["duration"], 4),
-        "text": text, "sentence": clip.sentence,
+        "text": text, "sentence": clip.annotated if clip.annotated is not None else clip.sentence,
         "client_id": clip.meta.get("client_id", ""), "gender": clip.meta.get("gender", ""),
         "age": clip.meta.get("age", ""), "accent": clip.meta.get("accent", ""),
         "sample_rate": int(info["sample_rate"]), "channels": int(info["channels"]),
@@ -93,7 +94,8 @@ def estimate(release: Release, cfg, normalizer, plans: list) -> dict:
               for s in SPLITS}
     rejects: Counter = Counter(p.reason for p in release.problems)
     for p in release.problems:
-        splits[p.split]["rejected"] += 1
+        if p.split in splits:  # not Spontaneous Speech's rows in no split (counted apart: source_lines)
+            splits[p.split]["rejected"] += 1
     shard_bytes: dict[str, int] = {}
     metadata: dict[str, int] = {}
     kept: dict[int, tuple[str, float]] = {}  # clip (by id()) -> (text, seconds), decided by the original
@@ -174,7 +176,7 @@ def format_dry_run(report: dict) -> str:
     if report["speed_factors"]:
         factors = ", ".join(f"{f:g}" for f in report["speed_factors"])
         lines.append(f"train's disk includes {train['utterances'] - train['clips']} speed copies ({factors})")
-    lines += selection_lines(report["train_selection"])
+    lines += source_lines(report.get("source", {})) + selection_lines(report["train_selection"])
     if report["rejects"]:
         lines.append("rejected by reason (before decoding): "
                      + ", ".join(f"{k} {v}" for k, v in report["rejects"].items()))

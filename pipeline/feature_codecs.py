@@ -167,6 +167,26 @@ def encode_features(feats: np.ndarray, codec: str) -> tuple[str, bytes]:
     return FEATS_QDELTA, head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))) + payload
 
 
+class EncodedFeatures:
+    """Features already in their codec's bytes (`encode_features`), with the [T, n_mels] shape they
+    came from: what a build from an archive stages on disk until the shard is written (the writer
+    stores them as they are, so the shard's bytes are those of encoding at write time)."""
+
+    def __init__(self, feats: np.ndarray, codec: str):
+        self.ext, self.data = encode_features(feats, codec)
+        self.shape = tuple(feats.shape)
+
+    @classmethod
+    def stored(cls, ext: str, data: bytes, shape) -> "EncodedFeatures":
+        obj = cls.__new__(cls)
+        obj.ext, obj.data, obj.shape = ext, bytes(data), tuple(shape)
+        return obj
+
+    def member(self) -> tuple[str, bytes]:
+        """(member extension, bytes), as `encode_features` gives them."""
+        return self.ext, self.data
+
+
 def _decode_qdelta(buf) -> np.ndarray:
     size = struct.calcsize(_QDELTA_HEAD)
     if len(buf) < size:

@@ -33,10 +33,11 @@ import numpy as np
 
 from pipeline import atomic
 from pipeline.featstats import applied_cmvn
-from pipeline.feature_codecs import (CODEC_BYTES_PER_VALUE, CODEC_DTYPE, CODEC_MEMBER, DEFAULT_CODEC,  # noqa: F401
-                                     FEATS, FEATS_QDELTA, FEATURE_CODECS, OLD_CODEC, QDELTA_STEP, FeatureDecodeError,
-                                     check_codec, dataset_codec, decode_features, encode_features,
-                                     estimate_sample_bytes, load_npy, npy_bytes, stored_values)
+from pipeline.feature_codecs import (CODEC_BYTES_PER_VALUE, CODEC_DTYPE, CODEC_MEMBER,  # noqa: F401
+                                     DEFAULT_CODEC, FEATS, FEATS_QDELTA, FEATURE_CODECS, OLD_CODEC, QDELTA_STEP,
+                                     EncodedFeatures, FeatureDecodeError, check_codec, dataset_codec,
+                                     decode_features, encode_features, estimate_sample_bytes, load_npy,
+                                     npy_bytes, stored_values)
 
 FORMAT_VERSION = 1
 
@@ -358,9 +359,9 @@ class ShardWriter:
         self._tar = tarfile.open(fileobj=self._hashing, mode="w", format=tarfile.PAX_FORMAT)
         return self
 
-    def write(self, key: str, feats: np.ndarray, meta: dict) -> None:
+    def write(self, key: str, feats: np.ndarray | EncodedFeatures, meta: dict) -> None:
         check_key(key)
-        ext, data = encode_features(feats, self.codec)
+        ext, data = feats.member() if isinstance(feats, EncodedFeatures) else encode_features(feats, self.codec)
         _add_member(self._tar, f"{key}.{ext}", data)
         _add_member(self._tar, f"{key}.{META}", json.dumps(meta, ensure_ascii=False, sort_keys=True).encode())
 

@@ -17,7 +17,8 @@ Rules shared by every language (applied in this order):
 4. A few symbols are read as words (French "%" -> "pour cent", "&" -> "et", "€" -> "euros").
 5. Punctuation (Unicode category P*) becomes a space, except an apostrophe or hyphen
    between two letters ("aujourd'hui", "peut-être", "a-t-il" keep theirs).
-6. Letters (L*) and combining marks (M*) of any script are kept. Language-tuned
+6. Letters (L*) and combining marks (M*) of any script are kept, but for the Arabic
+   tatweel (U+0640), a stretching of the joining line that is no sound, dropped. Language-tuned
    normalisers narrow this: French keeps its own alphabet (a-z, à â æ ç é è ê ë î ï ô œ
    ù û ü ÿ) and spells other Latin letters without their diacritics ("ñ" -> "n",
    "ø" -> "o", "ß" -> "ss"); English keeps a-z only.
@@ -37,8 +38,10 @@ from dataclasses import dataclass, field
 
 VERSION = 1
 # The generic normaliser's own version: 2 lowercases the words num2words spells (German
-# "zwei Millionen" gave the vocabulary an "M"); fr and en never got capitals from it.
-GENERIC_VERSION = 2
+# "zwei Millionen" gave the vocabulary an "M"); fr and en never got capitals from it. 3 drops
+# the Arabic tatweel ("مـرحبا" was a word of its own beside "مرحبا").
+GENERIC_VERSION = 3
+TATWEEL = "\u0640"
 
 APOSTROPHES = "’‘ʼʹ`´′＇‛"
 HYPHENS = "‐‑"  # U+2010, U+2011: hyphens proper; en/em dashes are punctuation
@@ -147,8 +150,8 @@ class Normalizer:
         return None  # symbols with no reading, control and private-use characters
 
     def _map_letter(self, ch: str) -> str | None:
-        if self._letters is None:  # generic: any script's letters and marks are kept
-            return ch
+        if self._letters is None:  # generic: any script's letters and marks are kept (not the tatweel)
+            return "" if ch == TATWEEL else ch
         if ch in self._letters:
             return ch
         if unicodedata.category(ch)[0] == "M":

@@ -18,6 +18,7 @@ from test_cli_options import commands
 # README's CLI table row -> the test that runs the command and checks its output
 TESTED = {
     "synth": "test_cli_commands.test_synth_then_shards_print_their_corpus_and_splits",
+    "download": "test_download.test_an_interrupted_download_resumes_and_the_archive_is_checked",
     "shards": "test_cli_commands.test_synth_then_shards_print_their_corpus_and_splits",
     "shards verify": "test_cli_commands.test_shards_verify_prints_ok",
     "checkpoint upgrade": "test_checkpoint.test_checkpoint_upgrade_converts_an_old_checkpoint_and_runs_nothing",
