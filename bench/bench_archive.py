@@ -87,7 +87,7 @@ def main() -> None:
     from pipeline.archive import _Stream
     from pipeline.build import BuildConfig
     from pipeline.shardformat import read_index
-    from pipeline.synth import synthesize
+    from synth import synthesize
 
     release = args.out / f"synth-{args.clips}" / "fr"
     synthesize(release, lang="fr", num_clips=args.clips, seed=7, progress=True)

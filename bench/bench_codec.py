@@ -71,12 +71,12 @@ def with_noise(feats_fn, clips, snr_db: float = 30.0):
 
 
 def band_limited(clips, rate: int = 8000):
-    """Features of each clip as an 8 kHz recording of it gives them (pipeline.synth.bandlimit:
+    """Features of each clip as an 8 kHz recording of it gives them (synth.bandlimit:
     nothing above ~3.6 kHz, 0.2 s of digital silence at each end)."""
     import soundfile as sf
 
     from pipeline.audio import waveform_features
-    from pipeline.synth.bandlimit import band_limit
+    from synth.bandlimit import band_limit
 
     out = []
     for clip in clips:

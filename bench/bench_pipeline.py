@@ -41,7 +41,7 @@ def _bench_corpus(out: Path, clips: int) -> Path:
     """A Common Voice root whose fr/ holds only 48 kHz mono clips of the synthetic corpus."""
     import soundfile as sf
 
-    from pipeline.synth import synthesize
+    from synth import synthesize
 
     src = out / "synth" / "fr"
     synthesize(src, lang="fr", num_clips=clips, seed=7, progress=True)

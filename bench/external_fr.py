@@ -1,6 +1,6 @@
 """Out-of-domain check: French sentences and voicings the demo corpus never produces.
 
-The demo model is trained on sentences from `pipeline.synth.french`. This script measures
+The demo model is trained on sentences from `synth.french`. This script measures
 it on speech from elsewhere: everyday, news-like and literary French written by hand below
 (not produced by the project's generator), voiced by espeak-ng with speaking rates, pitches
 and a sample rate outside the ranges the synthetic corpus uses, and no added noise. The
@@ -163,7 +163,7 @@ OUTSIDE_PITCHES = [5, 15, 85, 95]  # the corpus's are 15-85, most of them 38-62
 
 # --breakdown: the same sentences and voices with one thing changed, to say whether the
 # sentences, the rates or the pitches cost the most. "corpus" draws rate and pitch as the
-# synthetic corpus draws a speaker's (pipeline.synth.plan.SPEAKER_RATE / SPEAKER_PITCH).
+# synthetic corpus draws a speaker's (synth.plan.SPEAKER_RATE / SPEAKER_PITCH).
 PROSODIES = ("outside", "corpus prosody", "outside rates only", "outside pitches only")
 
 
@@ -174,8 +174,8 @@ def make_clips(out: Path, seed: int = 123, prosody: str = "outside") -> list[tup
     import soundfile as sf
     import soxr
 
-    from pipeline.synth.plan import SPEAKER_PITCH, SPEAKER_RATE, clipped_normal
-    from pipeline.synth.render import ESPEAK_RATE, wav_samples
+    from synth.plan import SPEAKER_PITCH, SPEAKER_RATE, clipped_normal
+    from synth.render import ESPEAK_RATE, wav_samples
 
     clips = out / "clips"
     clips.mkdir(parents=True, exist_ok=True)

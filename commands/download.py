@@ -9,6 +9,7 @@ import typer
 
 from commands.base import app, fail
 from pipeline.atomic import os_error_message
+from pipeline.config import DEFAULT_LANG
 from pipeline.mdc import DATA_COLLECTIVE, DEFAULT_OUT, ENV_API_KEY, ENV_API_URL, human_bytes
 
 
@@ -19,7 +20,7 @@ HELP = (f"Download a release's .tar.gz from the Mozilla Data Collective ({DATA_C
 
 @app.command(help=HELP)
 def download(
-    lang: str = typer.Option("fr", help="Common Voice locale: fr, en, de, zh-CN, ..."),
+    lang: str = typer.Option(DEFAULT_LANG, help="Common Voice locale: fr, en, de, zh-CN, ..."),
     dataset: str = typer.Option("scripted", help="scripted (Scripted Speech: read sentences) or spontaneous (Spontaneous Speech: answers to questions)."),
     version: Optional[str] = typer.Option(None, help="Release, e.g. 25.0 (Scripted) or 5.0 (Spontaneous). [default: the newest in the catalog]"),
     out: Path = typer.Option(DEFAULT_OUT, help="Folder the archive is written to (resumed there: <archive>.part)."),

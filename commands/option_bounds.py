@@ -23,20 +23,13 @@ from typing import Callable
 
 from typer.models import OptionInfo
 
-from pipeline.options import AT_LEAST_0, AT_LEAST_1, POSITIVE, Bound
+from pipeline.options import AT_LEAST_1, POSITIVE, Bound  # noqa: F401  (the table's shorthands)
 
 DECODING_SCORE = Bound(-100, 100, why="a log10-probability weight; tune on dev")
 
 # The options a command states itself (not a config field): by name, the same meaning everywhere.
 BOUNDS: dict[str, Bound] = {
     "chunk_ms": Bound(40, 60000, why="one encoder frame (40 ms) at least"),  # export --streaming
-    "jobs": AT_LEAST_0,  # synth, shards
-    "seed": AT_LEAST_0,
-    "hours": POSITIVE,  # synth
-    "clips": AT_LEAST_1,
-    "shard_size": AT_LEAST_1,  # shards
-    "min_duration": AT_LEAST_0,
-    "max_duration": POSITIVE,
     "order": Bound(1, 10, why="the n-gram order"),  # lm build
     "n": AT_LEAST_1,  # plot
     "utterances": AT_LEAST_1,  # bench-loader

@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import io
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -27,6 +26,8 @@ import soxr
 import torch
 import torchaudio
 
+from pipeline.config import FeatureConfig  # noqa: F401  (what the features are: a module without torch)
+
 # A decoded file this much shorter than its header announces is truncated or corrupt.
 TRUNCATION_TOLERANCE_S = 0.1
 TRUNCATION_TOLERANCE_FRAC = 0.02
@@ -34,44 +35,6 @@ SILENCE_PEAK = 1e-4  # peak amplitude below which a clip holds no audible signal
 # A header claiming fewer samples a second than this is not audio (a "1 Hz" WAV would become
 # hours of virtual samples at 16 kHz): refused when the file is opened, before anything is read.
 MIN_SAMPLE_RATE = 1000
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    """What the features are; saved with the shards and the checkpoints."""
-
-    sample_rate: int = 16000
-    n_mels: int = 80
-    win_ms: float = 25.0
-    hop_ms: float = 10.0
-    n_fft: int = 512
-    f_min: float = 0.0
-    f_max: float = 8000.0
-    log_offset: float = 1e-6
-    resample_quality: str = "HQ"  # soxr quality recipe
-    dtype: str = "float16"  # storage type in the shards
-
-    @property
-    def win_length(self) -> int:
-        return round(self.sample_rate * self.win_ms / 1000)
-
-    @property
-    def hop_length(self) -> int:
-        return round(self.sample_rate * self.hop_ms / 1000)
-
-    def num_frames(self, num_samples: int) -> int:
-        """Frames the features of `num_samples` samples (at `sample_rate`) have."""
-        return 1 + num_samples // self.hop_length
-
-    def frames_per_second(self) -> float:
-        return self.sample_rate / self.hop_length
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FeatureConfig":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 class AudioError(Exception):

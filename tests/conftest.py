@@ -46,7 +46,7 @@ def espeak_clip(text: str, rate: int, channels: int = 1) -> np.ndarray:
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:
     """A 40-clip synthetic corpus: <root>/fr/{clips,train.tsv,...}."""
-    from pipeline.synth import synthesize
+    from synth import synthesize
 
     root = tmp_path_factory.mktemp("cv")
     synthesize(root / LANG, lang=LANG, num_clips=40, seed=11, jobs=2, progress=False)

@@ -20,7 +20,7 @@ from asr.data.loader import Utterance, collate
 from conftest import LANG
 from pipeline.featstats import CMVN_STD_FLOOR, applied_cmvn, dead_bins
 from pipeline.shardformat import DATASET, QDELTA_STEP, ShardSet, decode_features, read_dataset, read_samples
-from pipeline.synth.bandlimit import band_limit, band_limited_copy
+from synth.bandlimit import band_limit, band_limited_copy
 
 CODECS = ("qdelta", "float16")
 SPLITS = ("train", "dev", "test")

@@ -47,7 +47,7 @@ LM_ORDER = 3
 
 def make_lm_corpus(cv_root: Path, seed: int = CORPUS_SEED) -> None:
     """Write <cv_root>/fr/{clips/, train.tsv, dev.tsv, test.tsv} (Common Voice layout)."""
-    from pipeline.synth.french import generate_sentences
+    from synth.french import generate_sentences
 
     norm = get_normalizer(LANG)
     train, heldout, vocab = [], [], set()

@@ -13,9 +13,9 @@ import pytest
 
 from conftest import ROOT
 
-PACKAGES = ("asr", "pipeline", "commands")
+PACKAGES = ("asr", "pipeline", "commands", "synth")
 MAX_LINES = 600
-DATA_TABLES = {"pipeline/synth/french/lexicon.py"}  # word lists: data, not logic
+DATA_TABLES = {"synth/french/lexicon.py"}  # word lists: data, not logic
 FORMAT_OWNER = "pipeline/shardformat.py"
 FORMAT_NAMES = ("dataset.json", "index.parquet", "rejects.parquet")
 ATOMIC_OWNER = "pipeline/atomic.py"
@@ -184,8 +184,19 @@ def test_one_temp_then_rename_helper():
 def test_the_offline_stage_never_imports_the_models():
     offline = {n: p for n, p in MODULES.items() if n.startswith("pipeline")}
     assert len(offline) > 5
-    leaks = {n: sorted(m for m in _imports(n, p) if m.startswith("asr")) for n, p in offline.items()}
+    leaks = {n: sorted(m for m in _imports(n, p) if m.startswith(("asr", "synth"))) for n, p in offline.items()}
     assert not {n: m for n, m in leaks.items() if m}, leaks
+
+
+def test_the_demo_corpus_stands_apart():
+    """synth/ (the espeak-ng corpus for the demo, tests and benchmarks) is not the product: the
+    pipeline never imports it, asr/ only in its demo, and it imports nothing of asr/."""
+    users = {n for n, p in MODULES.items() if not n.startswith("synth") and any(
+        m == "synth" or m.startswith("synth.") for m in _imports(n, p))}
+    assert users and users <= {"asr.apps.demo", "commands.data"}, users
+    synth = {n: p for n, p in MODULES.items() if n == "synth" or n.startswith("synth.")}
+    assert len(synth) > 5
+    assert not [m for n, p in synth.items() for m in _imports(n, p) if m.startswith("asr")]
 
 
 def _closure(name: str) -> set[str]:
@@ -337,3 +348,21 @@ def test_every_command_option_of_a_config_comes_from_it():
                 info = params[name].default
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
                 assert info.default == default and info.help.startswith(f.metadata[HELP]), (command.__name__, name)
+
+
+def test_a_codec_is_one_file():
+    """Every module of pipeline/codecs/ with a CODEC is a registered codec, and no module outside
+    that folder spells a codec's member name: a new codec is one file (and its tests)."""
+    from pipeline.feature_codecs import CODECS
+
+    files = sorted(p.stem for p in (ROOT / "pipeline" / "codecs").glob("*.py") if p.stem != "__init__")
+    assert files and sorted(c.__class__.__module__.rsplit(".", 1)[1] for c in CODECS.values()) == files
+    members = {c.member for c in CODECS.values()}
+    spelt = {}
+    for name, path in MODULES.items():
+        if name.startswith("pipeline.codecs"):
+            continue
+        hits = [s for s in _string_constants(path) if s in members]
+        if hits:
+            spelt[name] = hits
+    assert spelt == {}, spelt

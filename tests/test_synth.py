@@ -1,4 +1,4 @@
-"""Synthetic Common Voice corpus (pipeline/synth/) and its French sentence generator."""
+"""Synthetic Common Voice corpus (synth/) and its French sentence generator."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 import soundfile as sf
 
 from pipeline.cv import SPLITS
-from pipeline.synth import SynthConfig, render, synthesize
-from pipeline.synth.french import (
+from synth import SynthConfig, render, synthesize
+from synth.french import (
     Style,
     generate_sentences,
     lexicon,
@@ -24,7 +24,7 @@ from pipeline.synth.french import (
     sentence_key,
     word_count,
 )
-from pipeline.synth.plan import SPEAKER_PITCH, SPEAKER_RATE, make_plan
+from synth.plan import SPEAKER_PITCH, SPEAKER_RATE, make_plan
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng is not installed (make setup)")

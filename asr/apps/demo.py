@@ -35,7 +35,7 @@ from asr.inference.transcribe import FileFailure, Transcriber
 from asr.training.loop import TrainConfig, train_local
 from pipeline.build import BuildConfig, build, format_summary
 from pipeline.shardformat import dataset_path, read_index
-from pipeline.synth import synthesize
+from synth import synthesize
 
 
 def _stage(name: str) -> float:

@@ -77,7 +77,7 @@ from pathlib import Path
 
 import torch
 
-from asr.decoding.lm import SPECIAL_WORDS, UNK, WORD_BOUNDARY, kenlm_error, lm_words, write_lexicon_from_words
+from asr.decoding.arpa import SPECIAL_WORDS, UNK, WORD_BOUNDARY, kenlm_error, lm_words, write_lexicon_from_words
 from asr.decoding.options import DecodeOptions
 from asr.decoding.strategy import BatchStrategy, Decoded, StreamStrategy, collapse, tidy
 from asr.tokens.units import BLANK, EOS, SPACE, SPECIALS

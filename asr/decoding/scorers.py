@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from asr.decoding.lm import UNK, kenlm_error, lm_words
+from asr.decoding.arpa import UNK, kenlm_error, lm_words
 from asr.tokens.subword import UNK_PIECE, WORD_START
 from asr.tokens.units import BLANK, EOS, SPACE
 

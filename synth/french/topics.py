@@ -8,11 +8,11 @@ Each `t_*` method returns the token list of one sentence, final punctuation incl
 
 from __future__ import annotations
 
-from pipeline.synth.french.clauses import Clauses
-from pipeline.synth.french.numbers import ordinal
-from pipeline.synth.french.orthography import starts_with_vowel
-from pipeline.synth.french.phrasebook import MONUMENTS
-from pipeline.synth.french.syntax import Subject
+from synth.french.clauses import Clauses
+from synth.french.numbers import ordinal
+from synth.french.orthography import starts_with_vowel
+from synth.french.phrasebook import MONUMENTS
+from synth.french.syntax import Subject
 
 
 class Topics(Clauses):

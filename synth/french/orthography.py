@@ -12,8 +12,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Sequence
 
-from pipeline.synth.french.lexicon import ASPIRATED, VOWEL_LETTERS
-from pipeline.synth.french.numbers import number_to_words
+from synth.french.lexicon import ASPIRATED, VOWEL_LETTERS
+from synth.french.numbers import number_to_words
 
 CONTRACTIONS = {("à", "le"): "au", ("à", "les"): "aux", ("de", "le"): "du", ("de", "les"): "des"}
 ELIDING = frozenset({"le", "la", "de", "je", "me", "te", "se", "ne", "que", "jusque",

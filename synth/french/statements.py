@@ -6,10 +6,10 @@ Each `t_*` method returns the token list of one sentence, final punctuation incl
 
 from __future__ import annotations
 
-from pipeline.synth.french.clauses import Clauses
-from pipeline.synth.french.orthography import prep_np
-from pipeline.synth.french.phrasebook import CLAUSE_FRAMES, INF_FRAMES, REFLEXIVE, TENSE_WEIGHTS
-from pipeline.synth.french.syntax import Subject
+from synth.french.clauses import Clauses
+from synth.french.orthography import prep_np
+from synth.french.phrasebook import CLAUSE_FRAMES, INF_FRAMES, REFLEXIVE, TENSE_WEIGHTS
+from synth.french.syntax import Subject
 
 
 class Statements(Clauses):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pipeline.synth.french.lexicon import DOUBLING_ER, FUTURE_OVERRIDES, IRREGULAR
+from synth.french.lexicon import DOUBLING_ER, FUTURE_OVERRIDES, IRREGULAR
 
 
 @dataclass(frozen=True)

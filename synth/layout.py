@@ -20,8 +20,8 @@ import numpy as np
 
 from pipeline.atomic import TMP_SUFFIX, write_text
 from pipeline.cv import SPLITS
-from pipeline.synth.plan import ClipJob, Plan
-from pipeline.synth.render import ClipResult
+from synth.plan import ClipJob, Plan
+from synth.render import ClipResult
 
 STAMP = ".synth.json"
 COLUMNS = ("client_id", "path", "sentence_id", "sentence", "sentence_domain", "up_votes",

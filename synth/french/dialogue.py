@@ -6,15 +6,15 @@ Each `t_*` method returns the token list of one sentence, final punctuation incl
 
 from __future__ import annotations
 
-from pipeline.synth.french.clauses import Clauses
-from pipeline.synth.french.orthography import QUOTE_CLOSE, QUOTE_OPEN
-from pipeline.synth.french.phrasebook import (
+from synth.french.clauses import Clauses
+from synth.french.orthography import QUOTE_CLOSE, QUOTE_OPEN
+from synth.french.phrasebook import (
     CLAUSE_FRAMES,
     NO_IMPERATIVE,
     QUESTION_SPEECH,
     SPEECH_VERBS,
 )
-from pipeline.synth.french.syntax import Subject
+from synth.french.syntax import Subject
 
 
 class Dialogue(Clauses):

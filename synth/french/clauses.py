@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from pipeline.synth.french.conjugation import Verb
-from pipeline.synth.french.orthography import prep_np
-from pipeline.synth.french.phrasebook import (
+from synth.french.conjugation import Verb
+from synth.french.orthography import prep_np
+from synth.french.phrasebook import (
     AVOIR_IDIOMS,
     CLAUSE_FRAMES,
     END_ADVERBS,
@@ -27,9 +27,9 @@ from pipeline.synth.french.phrasebook import (
     TENSE_WEIGHTS,
     VERB_WEIGHTS,
 )
-from pipeline.synth.french.phrases import Phrases
-from pipeline.synth.french.syntax import NP, Clause, Complement, Subject
-from pipeline.synth.french.words import Lexicon
+from synth.french.phrases import Phrases
+from synth.french.syntax import NP, Clause, Complement, Subject
+from synth.french.words import Lexicon
 
 
 class Clauses(Phrases):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cv import SPLITS
-from pipeline.synth.french import generate_sentences
+from synth.french import generate_sentences
 
 SYNTH_VERSION = 2  # bump when a configuration's output changes (sentences included)
 MALE, FEMALE = "male_masculine", "female_feminine"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import random
 
-from pipeline.synth.french.numbers import number_to_words
-from pipeline.synth.french.phrasebook import DISCOURSE, MONTHS, TENSE_TIME_TAG, TIMES
+from synth.french.numbers import number_to_words
+from synth.french.phrasebook import DISCOURSE, MONTHS, TENSE_TIME_TAG, TIMES
 
 
 class Draws:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipeline.synth.layout import (
+from synth.layout import (
     STAMP,
     corpus_complete,
     has_foreign_corpus,
@@ -27,8 +27,9 @@ from pipeline.synth.layout import (
     write_stamp,
     write_tsvs,
 )
-from pipeline.synth.plan import Plan, SynthConfig, make_plan, split_counts
-from pipeline.synth.render import ClipResult, check_espeak, render_clip
+from synth.options import SynthOptions
+from synth.plan import Plan, SynthConfig, make_plan, split_counts
+from synth.render import ClipResult, check_espeak, render_clip
 
 SUPPORTED_LANGS = ("fr",)
 
@@ -40,8 +41,8 @@ class CorpusExistsError(FileExistsError, RuntimeError):
     """
 
 
-def synthesize(out: Path, lang: str = "fr", hours: float = 5.0, seed: int = 0,
-               jobs: int | None = None, num_clips: int | None = None,
+def synthesize(out: Path, lang: str = SynthOptions.lang, hours: float = SynthOptions.hours,
+               seed: int = SynthOptions.seed, jobs: int | None = None, num_clips: int | None = None,
                progress: bool = True) -> dict:
     """Write a synthetic Common Voice language folder at `out` (e.g. data/demo/fr).
 

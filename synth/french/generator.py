@@ -18,11 +18,11 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from pipeline.synth.french.dialogue import Dialogue
-from pipeline.synth.french.orthography import Style, realize, sentence_key, word_count
-from pipeline.synth.french.statements import Statements
-from pipeline.synth.french.topics import Topics
-from pipeline.synth.french.words import Lexicon
+from synth.french.dialogue import Dialogue
+from synth.french.orthography import Style, realize, sentence_key, word_count
+from synth.french.statements import Statements
+from synth.french.topics import Topics
+from synth.french.words import Lexicon
 
 
 MIN_WORDS = 4

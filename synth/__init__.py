@@ -1,7 +1,7 @@
 """Synthetic demo corpus in Mozilla Common Voice's own on-disk layout.
 
 No real corpus can be downloaded everywhere, so `synthesize` makes one: espeak-ng voices
-read French sentences from `pipeline.synth.french`, and the clips are written exactly as a
+read French sentences from `synth.french`, and the clips are written exactly as a
 Common Voice release lays them out, so the pipeline that reads real releases reads this
 one unchanged:
 
@@ -26,8 +26,8 @@ Demo tooling, apart from the product: the Common Voice -> shards stage never imp
 All randomness comes from (seed, clip index), so any `jobs` gives the same bytes.
 """
 
-from pipeline.synth.corpus import CorpusExistsError, synthesize
-from pipeline.synth.plan import SynthConfig
-from pipeline.synth.render import check_espeak
+from synth.corpus import CorpusExistsError, synthesize
+from synth.plan import SynthConfig
+from synth.render import check_espeak
 
 __all__ = ["CorpusExistsError", "SynthConfig", "check_espeak", "synthesize"]

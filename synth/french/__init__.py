@@ -32,9 +32,9 @@ Modules, from the words up:
     generator.py     SentenceGenerator, generate_sentences
 """
 
-from pipeline.synth.french.generator import SentenceGenerator, generate_sentences
-from pipeline.synth.french.numbers import number_to_words, ordinal
-from pipeline.synth.french.orthography import (
+from synth.french.generator import SentenceGenerator, generate_sentences
+from synth.french.numbers import number_to_words, ordinal
+from synth.french.orthography import (
     Style,
     prep_np,
     realize,
@@ -42,7 +42,7 @@ from pipeline.synth.french.orthography import (
     starts_with_vowel,
     word_count,
 )
-from pipeline.synth.french.words import Lexicon, lexicon
+from synth.french.words import Lexicon, lexicon
 
 __all__ = [
     "Lexicon",

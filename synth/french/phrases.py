@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from pipeline.synth.french.conjugation import Verb
-from pipeline.synth.french.draws import Draws
-from pipeline.synth.french.orthography import prep_np, starts_with_vowel
-from pipeline.synth.french.phrasebook import (
+from synth.french.conjugation import Verb
+from synth.french.draws import Draws
+from synth.french.orthography import prep_np, starts_with_vowel
+from synth.french.phrasebook import (
     NOT_PREDICATIVE,
     PLACE_PHRASES,
     POSSESSIVE,
     STRESSED,
 )
-from pipeline.synth.french.syntax import NP, Subject
-from pipeline.synth.french.words import Lexicon, Noun, lexicon
+from synth.french.syntax import NP, Subject
+from synth.french.words import Lexicon, Noun, lexicon
 
 
 class Phrases(Draws):

@@ -23,7 +23,7 @@ import soundfile as sf
 import soxr
 
 from pipeline.atomic import atomic_path
-from pipeline.synth.plan import FEMALE, MALE, VARIANTS, ClipJob, Speaker
+from synth.plan import FEMALE, MALE, VARIANTS, ClipJob, Speaker
 
 ESPEAK = "espeak-ng"
 ESPEAK_RATE = 22050  # espeak-ng's output sample rate

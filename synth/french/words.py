@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from pipeline.synth.french.conjugation import Verb, build_verb
-from pipeline.synth.french.lexicon import (
+from synth.french.conjugation import Verb, build_verb
+from synth.french.lexicon import (
     ADJ_DATA,
     ADJ_GROUPS,
     CITIES,
@@ -18,8 +18,8 @@ from pipeline.synth.french.lexicon import (
     SURNAMES,
     VERB_DATA,
 )
-from pipeline.synth.french.numbers import number_to_words
-from pipeline.synth.french.orthography import starts_with_vowel
+from synth.french.numbers import number_to_words
+from synth.french.orthography import starts_with_vowel
 
 
 @dataclass(frozen=True)
