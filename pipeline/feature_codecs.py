@@ -91,14 +91,16 @@ def sample_codec(sample: dict) -> str | None:
     return next((c for c, ext in CODEC_MEMBER.items() if ext in sample), None)
 
 
-def decode_features(sample: dict) -> np.ndarray:
+def decode_features(sample: dict, n_mels: int | None = None, frames: int | None = None) -> np.ndarray:
     """A sample's features [T, n_mels], whatever codec stored them: float16 as stored (no
     copy) for float16, float32 for qdelta. The one call every reader (loader, verify, plot,
-    tests) goes through; FeatureDecodeError (one line) for features missing, truncated or corrupt."""
+    tests) goes through; FeatureDecodeError (one line) for features missing, truncated or
+    corrupt, or (checked before anything is allocated) of an absurd shape, or not the `n_mels`
+    / `frames` the reader knows they must have (the dataset's, the index's)."""
     codec = sample_codec(sample)
     if codec is None:
         raise FeatureDecodeError(f"no features (a member .{' or .'.join(CODEC_MEMBER.values())})")
-    return CODECS[codec].decode(sample[CODEC_MEMBER[codec]])
+    return CODECS[codec].decode(sample[CODEC_MEMBER[codec]], n_mels, frames)
 
 
 def estimate_sample_bytes(frames: int, n_mels: int, codec: str, meta_bytes: int = 300) -> int:

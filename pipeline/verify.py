@@ -23,7 +23,8 @@ import numpy as np
 from pipeline.cv import SPLITS
 from pipeline.featstats import BinStats, dead_bin_warnings, dead_bins
 from pipeline.shardformat import (CODEC_DTYPE, CODEC_MEMBER, DATASET, FEATURE_CODECS, INDEX, META,
-                                  FeatureDecodeError, dataset_codec, decode_features, read_dataset, read_index,
+                                  FeatureDecodeError, ShardPathError, check_shard_path, dataset_codec,
+                                  decode_features, read_dataset, read_index,
                                   read_samples, row_value, speed_id)
 
 
@@ -62,6 +63,14 @@ def verify_folder(root: Path, progress: bool = True) -> tuple[list[str], list[st
         by_shard[row["shard"]][row["id"]] = row
 
     listed = [(split, s) for split in SPLITS for s in dataset["splits"].get(split, {}).get("shards", [])]
+    unsafe = []  # a path that leaves the folder (../../x.tar) is never opened, as training and eval refuse it
+    for split, s in listed:
+        try:
+            check_shard_path(s.get("path") if isinstance(s, dict) else None)
+        except ShardPathError as e:
+            unsafe.append((split, s))
+            problems.append(str(e))
+    listed = [item for item in listed if item not in unsafe]
     for split in SPLITS:
         info = dataset["splits"].get(split, {})
         n_index = sum(1 for r in index if r["split"] == split)
@@ -135,7 +144,7 @@ def _verify_shard(root: Path, shard: dict, rows: dict[str, dict], n_mels: int,
                        f"({DATASET}'s feature codec is {codec})")
             continue
         try:
-            feats = decode_features(parts)
+            feats = decode_features(parts, n_mels)  # an absurd or foreign shape refused before allocating
             meta = json.loads(bytes(parts[META]))
         except (FeatureDecodeError, ValueError) as e:  # truncated or corrupt features, bad JSON
             out.append(f"{name}: sample {key} unreadable ({e})")

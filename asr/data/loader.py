@@ -206,8 +206,10 @@ class ShardStream(IterableDataset):
 
     def _decode(self, sample: dict) -> Utterance | None:
         try:
-            feats = decode_features(sample)
-            text = json.loads(bytes(sample[META]))["text"]
+            meta = json.loads(bytes(sample[META]))
+            text = meta["text"]
+            frames = meta.get("frames")  # the index's count, checked against the member's own claim
+            feats = decode_features(sample, len(self.mean), frames if isinstance(frames, int) else None)
         except (FeatureDecodeError, KeyError, TypeError, ValueError) as e:  # a member missing, corrupt features or JSON
             raise ShardReadError.of(sample.get("__url__", "?"), f"sample {sample.get('__key__')} is unreadable "
                                     f"({type(e).__name__}: {e})") from None

@@ -13,8 +13,28 @@ from __future__ import annotations
 import numpy as np
 
 
+# What a member may claim before anything is allocated for it: a crafted header of a few KB
+# claiming 5 M frames made the readers allocate gigabytes (6 GiB in one array). An hour of 10 ms
+# frames is far past any clip a build keeps (--max-duration, minutes at most).
+MAX_FRAMES = 360_000
+MAX_N_MELS = 1024
+
+
 class FeatureDecodeError(ValueError):
     """A sample's features that cannot be decoded (truncated, corrupt, unknown codec)."""
+
+
+def check_shape(frames, n_mels, want_n_mels: int | None = None, want_frames: int | None = None) -> None:
+    """FeatureDecodeError unless a member's claimed [frames, n_mels] is sane and, where the
+    reader knows them (the dataset's n_mels, the index's frame count), the expected one."""
+    if not (isinstance(frames, int) and 1 <= frames <= MAX_FRAMES):
+        raise FeatureDecodeError(f"features claim {frames} frames (expected 1 to {MAX_FRAMES})")
+    if not (isinstance(n_mels, int) and 1 <= n_mels <= MAX_N_MELS):
+        raise FeatureDecodeError(f"features claim {n_mels} mel bins (expected 1 to {MAX_N_MELS})")
+    if want_n_mels is not None and n_mels != want_n_mels:
+        raise FeatureDecodeError(f"features have {n_mels} mel bins, the dataset {want_n_mels}")
+    if want_frames is not None and frames != want_frames:
+        raise FeatureDecodeError(f"features have {frames} frames, the index says {want_frames}")
 
 
 class Codec:
@@ -28,8 +48,10 @@ class Codec:
         """float [T, n_mels] -> the member's bytes (ValueError for non-finite features)."""
         raise NotImplementedError
 
-    def decode(self, buf) -> np.ndarray:
-        """The member's bytes (bytes or memoryview) -> [T, n_mels]; FeatureDecodeError if damaged."""
+    def decode(self, buf, n_mels: int | None = None, frames: int | None = None) -> np.ndarray:
+        """The member's bytes (bytes or memoryview) -> [T, n_mels]; FeatureDecodeError if damaged,
+        or (checked from its header, before anything is allocated) not of a sane shape, or not
+        of the `n_mels` / `frames` the reader expects (`check_shape`)."""
         raise NotImplementedError
 
     def stored(self, feats: np.ndarray) -> np.ndarray:

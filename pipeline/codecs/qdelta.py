@@ -17,7 +17,7 @@ import zlib
 
 import numpy as np
 
-from pipeline.codecs import Codec, FeatureDecodeError
+from pipeline.codecs import Codec, FeatureDecodeError, check_shape
 
 QDELTA_STEP = 0.125  # nats: every decoded value is within QDELTA_STEP / 2 of the computed one
 _QDELTA_MAGIC = b"QD1\0"
@@ -72,7 +72,7 @@ def _encode(feats: np.ndarray) -> bytes:
     return head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))) + payload
 
 
-def _decode_qdelta(buf) -> np.ndarray:
+def _decode_qdelta(buf, want_n_mels: int | None = None, want_frames: int | None = None) -> np.ndarray:
     size = struct.calcsize(_QDELTA_HEAD)
     if len(buf) < size:
         raise FeatureDecodeError(f"qdelta features of {len(buf)} bytes, shorter than their header (truncated)")
@@ -82,7 +82,12 @@ def _decode_qdelta(buf) -> np.ndarray:
     payload = buf[size:]
     if zlib.crc32(payload, zlib.crc32(bytes(buf[:size - 4]))) != crc:
         raise FeatureDecodeError("qdelta features fail their CRC32 check (truncated or corrupt)")
+    if step != np.float32(QDELTA_STEP):  # a valid CRC does not make a header honest: its step scales every value
+        raise FeatureDecodeError(f"qdelta features of step {step!r}, not the codec's {QDELTA_STEP}")
+    check_shape(frames, n_mels, want_n_mels, want_frames)  # before anything of that size is allocated
     n = frames * n_mels
+    if escapes > n:
+        raise FeatureDecodeError(f"qdelta features claim {escapes} escapes for {n} values")
     try:
         raw = _zstd().decompress(payload, n + 4 * escapes, asbytes=True)
     except Exception as e:  # pyarrow's error types differ across versions
@@ -111,8 +116,8 @@ class QDelta(Codec):
     def encode(self, feats: np.ndarray) -> bytes:
         return _encode(feats)
 
-    def decode(self, buf) -> np.ndarray:
-        return _decode_qdelta(buf)
+    def decode(self, buf, n_mels: int | None = None, frames: int | None = None) -> np.ndarray:
+        return _decode_qdelta(buf, n_mels, frames)
 
     def stored(self, feats: np.ndarray) -> np.ndarray:
         return np.multiply(_quantised(np.asarray(feats)), np.float32(QDELTA_STEP), dtype=np.float32)
