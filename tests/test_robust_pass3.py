@@ -129,3 +129,109 @@ def test_verify_does_not_open_a_shard_path_that_leaves_the_folder(shards_dir, tm
     problems = verify(root, progress=False)
     assert any("../outside.tar" in p and "not a shard of this format" in p for p in problems), problems
     assert not any("sha256" in p and "outside" in p for p in problems)
+
+
+# --------------------------------------------------------------------------------------
+# 3. a run folder is never overwritten silently, and a run started over keeps nothing old
+# --------------------------------------------------------------------------------------
+def _tiny(shards_dir, out, **kw):
+    from asr.training.loop import TrainConfig, train
+
+    kw = {"max_steps": 4, **kw}
+    return train(TrainConfig(shards=str(shards_dir), out=str(out), preset="tiny", warmup=1, batch_frames=4000,
+                             eval_every=0, workers=0, progress=False, log_every=2, **kw))
+
+
+def test_a_folder_with_best_pt_but_no_last_pt_is_not_trained_over(shards_dir, tmp_path):
+    """A run folder holding best.pt (or the user's summary.json) but no last.pt was trained over,
+    with or without --resume, and best.pt replaced."""
+    out = tmp_path / "run"
+    _tiny(shards_dir, out)
+    (out / "last.pt").unlink()
+    best = (out / "best.pt").read_bytes()
+    for resume in (False, True):
+        with pytest.raises(FileExistsError, match="best.pt.*no last.pt.*--force"):
+            _tiny(shards_dir, out, resume=resume)
+    assert (out / "best.pt").read_bytes() == best
+    only_summary = tmp_path / "mine"
+    only_summary.mkdir()
+    (only_summary / "summary.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="summary.json"):
+        _tiny(shards_dir, only_summary)
+
+
+def test_force_keeps_nothing_of_the_run_before(shards_dir, tmp_path):
+    """--force kept the old run's metrics.jsonl lines and TensorBoard events."""
+    out = tmp_path / "run"
+    _tiny(shards_dir, out, max_steps=6)
+    events_before = sorted(p.name for p in (out / "tb").glob("events.*"))
+    _tiny(shards_dir, out, force=True)
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()
+             if '"step"' in line]
+    assert steps == sorted(steps) and max(steps) == 4, steps  # the new run's lines only
+    events = sorted(p.name for p in (out / "tb").glob("events.*"))
+    assert len(events) == 1 and events[0] not in events_before
+
+
+# --------------------------------------------------------------------------------------
+# 4. an ONNX export's metadata is checked as a checkpoint's is
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def exports(tiny_ctc, streaming_ckpt, tmp_path_factory) -> dict:
+    from asr.inference.export import export_onnx
+
+    folder = tmp_path_factory.mktemp("onnx")
+    export_onnx(tiny_ctc, folder / "whole.onnx")
+    export_onnx(streaming_ckpt, folder / "stream.onnx", streaming=True, chunk_ms=160)
+    return {"whole": folder / "whole.onnx", "stream": folder / "stream.onnx"}
+
+
+def _recrafted(src, dst, change) -> None:
+    import onnx
+
+    proto = onnx.load(str(src))
+    entry = next(p for p in proto.metadata_props if p.key == "cv-asr")
+    entry.value = change(json.loads(entry.value))
+    onnx.save(proto, str(dst))
+
+
+def _set(path: str, value):
+    def change(meta):
+        keys = path.split(".")
+        target = meta
+        for k in keys[:-1]:
+            target = target[k]
+        target[keys[-1]] = value
+        return json.dumps(meta)
+    return change
+
+
+CRAFTED = [
+    ("whole", _set("time_reduction", 1000), "time_reduction"),
+    ("whole", _set("upsample", 0), "upsample"),
+    ("whole", _set("features", None), "features"),
+    ("whole", _set("features.hop_ms", 0), "hop_ms"),
+    ("whole", _set("features.sample_rate", 10**9), "sample_rate"),
+    ("whole", lambda m: json.dumps({**m, "cmvn": {**m["cmvn"], "mean": [float("nan")] * 80}}), "cmvn"),
+    ("whole", lambda m: json.dumps({**m, "tokenizer": {**m["tokenizer"], "vocab": m["tokenizer"]["vocab"][:5]}}),
+     "units"),
+    ("whole", lambda m: "[" * 100000 + "]" * 100000, "not one made by"),
+    ("stream", _set("left", 3 * 10**7), "'left'"),
+    ("stream", _set("left_chunks", 10**6), "left_chunks"),
+]
+
+
+@pytest.mark.parametrize("which, change, field", CRAFTED, ids=[c[2] for c in CRAFTED])
+def test_crafted_onnx_metadata_is_refused_in_one_line(exports, tmp_path, which, change, field):
+    """48 of 93 crafted exports raised raw exceptions or decoded wrongly (a 7 GiB cache from
+    left=3e7, word ends past the clip from time_reduction=1000)."""
+    from asr.inference.loading import open_model
+    from asr.store.checkpoint import CheckpointError
+
+    crafted = tmp_path / "crafted.onnx"
+    _recrafted(exports[which], crafted, change)
+    with pytest.raises(CheckpointError) as e:
+        open_model(crafted)
+    message = str(e.value)
+    assert "\n" not in message and str(crafted) in message and field in message, message
+    assert open_model(exports[which]).onnx  # the export as written loads

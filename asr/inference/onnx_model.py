@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from asr.nets.encoders.conformer import FRONT_CONTEXT
-from asr.store.checkpoint import CheckpointError
+from asr.store.checkpoint import CheckpointError, check_card
 from asr.tokens.tokenizer import tokenizer_from_state
 
 FORMAT = "cv-asr-onnx-1"
@@ -230,6 +230,32 @@ def session(path: Path | bytes, threads: int | None = None):
     return ort.InferenceSession(path if isinstance(path, bytes) else str(path), options, providers=["CPUExecutionProvider"])
 
 
+# What an export's own metadata may say (a crafted `left` of 3e7 made a 7 GiB cache, a
+# `time_reduction` of 1000 put word ends at 770 s in a 3 s clip): the ranges export writes.
+_STREAM_RANGES = {"chunk": (1, 1500), "left": (0, 15000), "left_chunks": (-1, 1000)}
+_TIME_REDUCTIONS, _UPSAMPLES = (4, 8), (1, 2)
+
+
+def check_metadata(meta: dict, streaming: bool, path) -> None:
+    """CheckpointError, one line naming the file and the field, unless an export's metadata is
+    usable: the card a checkpoint's is checked with (asr/store/validate.py's `check_card`:
+    features, CMVN, language, units against the model's output), then the export's own keys."""
+    try:
+        check_card(meta)
+        for key, allowed in (("time_reduction", _TIME_REDUCTIONS), ("upsample", _UPSAMPLES)):
+            if key in meta and not (type(meta[key]) is int and meta[key] in allowed):
+                raise CheckpointError(f"field {key!r} is {str(meta[key])[:40]!r}: expected one of {allowed}")
+        if streaming:
+            for key, (lo, hi) in _STREAM_RANGES.items():
+                if not (type(meta[key]) is int and lo <= meta[key] <= hi):
+                    raise CheckpointError(f"field {key!r} is {str(meta[key])[:40]!r}: expected {lo} to {hi}")
+            ms = meta["chunk_ms"]
+            if not (isinstance(ms, (int, float)) and not isinstance(ms, bool) and 0 < ms <= 60000):
+                raise CheckpointError(f"field 'chunk_ms' is {str(ms)[:40]!r}: expected 0 to 60000")
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: its `asr-cli export` metadata is not usable: {e}") from None
+
+
 def load_onnx(path: Path, threads: int | None = None) -> tuple[OnnxCTCModel, object, dict]:
     """A model written by `asr-cli export` -> (OnnxCTCModel, or OnnxStreamingCTCModel for a
     streaming export; tokenizer; metadata dict with the checkpoint's decoding keys: features,
@@ -247,7 +273,7 @@ def load_onnx(path: Path, threads: int | None = None) -> tuple[OnnxCTCModel, obj
     raw = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     try:
         meta = from_jsonable(json.loads(raw)) if raw is not None else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than any export writes
         meta = None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is an ONNX model, but not one made by `asr-cli export` "
@@ -258,8 +284,13 @@ def load_onnx(path: Path, threads: int | None = None) -> tuple[OnnxCTCModel, obj
     if missing or names != ((STREAM_INPUTS, STREAM_OUTPUTS) if streaming else (INPUTS, OUTPUTS)):
         raise CheckpointError(f"{path}: damaged `asr-cli export` model "
                               f"({'lacks ' + ', '.join(missing) if missing else 'unexpected inputs / outputs'})")
+    check_metadata(meta, streaming, path)
     try:
         tokenizer = tokenizer_from_state(meta["tokenizer"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: unreadable tokenizer state in its metadata ({e})") from None
+    vocab = sess.get_outputs()[0].shape[-1]  # the graph's own unit axis (fixed at export)
+    if isinstance(vocab, int) and vocab != len(tokenizer):
+        raise CheckpointError(f"{path}: its metadata's units ({len(tokenizer)}) are not the graph's output "
+                              f"({vocab}): damaged `asr-cli export` model")
     return (OnnxStreamingCTCModel if streaming else OnnxCTCModel)(path, sess, meta), tokenizer, meta

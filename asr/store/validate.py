@@ -27,6 +27,7 @@ class CheckpointError(ValueError):  # a ValueError: every command that reports b
 # what a checkpoint says must fit its tensors (and be usable) before anything is built
 # --------------------------------------------------------------------------------------
 MIN_N_FFT = 16
+MAX_SAMPLE_RATE = 384000  # the highest rate audio is made at; features at 1e9 Hz are a crafted file
 MAX_LANG = 64
 
 
@@ -56,7 +57,8 @@ def check_features(features) -> None:
         cfg = FeatureConfig.from_dict(features)
     except TypeError as e:
         raise CheckpointError(f"field 'features' does not make a feature config ({e})") from None
-    _field(cfg.sample_rate >= MIN_SAMPLE_RATE, "features.sample_rate", cfg.sample_rate, f"at least {MIN_SAMPLE_RATE}")
+    _field(MIN_SAMPLE_RATE <= cfg.sample_rate <= MAX_SAMPLE_RATE, "features.sample_rate", cfg.sample_rate,
+           f"{MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE}")
     _field(cfg.hop_length >= 1, "features.hop_ms", cfg.hop_ms, "expected a hop of at least one sample")
     _field(MIN_N_FFT <= cfg.n_fft <= 1 << 16, "features.n_fft", cfg.n_fft, f"expected {MIN_N_FFT} to 65536")
     _field(1 <= cfg.win_length <= cfg.n_fft, "features.win_ms", cfg.win_ms,

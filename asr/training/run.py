@@ -147,9 +147,21 @@ def restore(run: Run, state: Checkpoint) -> None:
 # --------------------------------------------------------------------------------------
 # set-up
 # --------------------------------------------------------------------------------------
+# What a run writes in its folder besides last.pt: a folder holding any of them holds a run
+# (a best.pt without last.pt was overwritten by a new run before), and a run started over with
+# --force keeps none of them (not the old run's metrics lines nor its TensorBoard events).
+RUN_FILES = ("best.pt", "summary.json", averaging.AVERAGED, "metrics.jsonl")
+
+
 def previous_run(cfg: TrainConfig, d: Dist) -> Checkpoint | None:
     """The `last.pt` to resume from, None for a new run; refuses to overwrite a run silently."""
-    last = Path(cfg.out) / "last.pt"
+    out = Path(cfg.out)
+    last = out / "last.pt"
+    others = [name for name in RUN_FILES if (out / name).exists()]
+    if not last.exists() and others and not cfg.force:
+        raise FileExistsError(f"{cfg.out} already holds a run ({', '.join(others)}, but no last.pt to "
+                              f"{'resume' if cfg.resume else 'continue'}): pass --force to start over (it replaces "
+                              "them), or another --out")
     if last.exists() and not cfg.force:
         if cfg.init_from:
             raise FileExistsError(f"{cfg.out} already holds a run (last.pt): --init-from starts a new one, so pass "
@@ -161,6 +173,18 @@ def previous_run(cfg: TrainConfig, d: Dist) -> Checkpoint | None:
     if cfg.resume and d.main:
         print(f"note: nothing to resume in {cfg.out}, starting a new run")
     return None
+
+
+def clear_run_files(out: Path) -> None:
+    """A new run in `out` (--force, or a folder without a run): the files and logs of any run
+    before it go, so its metrics.jsonl, TensorBoard events and checkpoints are its own."""
+    for name in ("last.pt", *RUN_FILES):
+        (out / name).unlink(missing_ok=True)
+    averaging.prune(out / averaging.KEEP_DIR, 0)
+    tb = out / "tb"
+    if tb.is_dir():
+        for event in tb.glob("events.out.tfevents.*"):
+            event.unlink()
 
 
 def new_tokenizer_and_config(cfg: TrainConfig, d: Dist, shards: ShardSet,
@@ -275,8 +299,7 @@ def setup(cfg: TrainConfig, d: Dist, device: torch.device) -> Run:
         if d.main:  # metrics never ahead of the checkpoint (a failed checkpoint write left them so)
             trim_log(run.out / "metrics.jsonl", run.pos.step)
     if d.main and not state:  # a run started over keeps nothing of the one before
-        averaging.prune(run.out / averaging.KEEP_DIR, 0)
-        (run.out / averaging.AVERAGED).unlink(missing_ok=True)
+        clear_run_files(run.out)
     elif d.main and cfg.average:  # resumed: none past its step (those steps are trained again)
         averaging.prune(run.out / averaging.KEEP_DIR, cfg.average, after_step=run.pos.step)
     run.frozen = run.pos.step < cfg.freeze_encoder_steps
