@@ -235,3 +235,64 @@ def test_crafted_onnx_metadata_is_refused_in_one_line(exports, tmp_path, which, 
     message = str(e.value)
     assert "\n" not in message and str(crafted) in message and field in message, message
     assert open_model(exports[which]).onnx  # the export as written loads
+
+
+# --------------------------------------------------------------------------------------
+# 5, 11. /stream: fast clients, hostile messages, a session cap
+# --------------------------------------------------------------------------------------
+def _pcm(seconds: float, rate: int = 16000) -> bytes:
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 0.7 * t) > 0) + 0.01 * rng.standard_normal(len(t))
+    return (wave * 32767).astype("<i2").tobytes()
+
+
+def test_a_client_faster_than_real_time_gets_its_transcript(streaming_ckpt):
+    """A client sending faster than real time was closed with 1011 "keepalive ping timeout"
+    after 23-40 s (its pings went unanswered while decoding was behind) and lost its transcript.
+    Here: beam mode, a minute of audio sent at once, pings every 0.25 s due within 0.5 s."""
+    from websockets.sync.client import connect
+
+    from asr.apps.options import ServeConfig
+    from asr.apps.serve import create_app
+    from conftest import serve_in_thread
+
+    app = create_app(ServeConfig(streaming_ckpt, max_seconds=600.0))
+    pcm = _pcm(60.0)
+    with serve_in_thread(app) as port, connect(f"ws://127.0.0.1:{port}/stream", ping_interval=0.25,
+                                               ping_timeout=0.5, max_size=None) as ws:
+        ws.send(json.dumps({"type": "config", "sample_rate": 16000, "mode": "beam"}))
+        assert json.loads(ws.recv(30))["type"] == "ready"
+        for i in range(0, len(pcm), 3200):
+            ws.send(pcm[i:i + 3200])
+        ws.send(json.dumps({"type": "end"}))
+        last = None
+        while last is None or last["type"] != "done":
+            last = json.loads(ws.recv(120))
+        assert last["duration"] == pytest.approx(60.0, abs=0.01)
+    assert ws.close_code == 1000
+
+
+def test_hostile_stream_messages_get_their_error_and_the_session_cap_holds(streaming_ckpt):
+    """A 100,000-deep JSON array gave RecursionError and 1011 with a traceback in the log; a
+    5,000-digit sample_rate was "must be JSON"; nothing capped the sessions."""
+    from starlette.testclient import TestClient
+
+    from asr.apps.options import ServeConfig
+    from asr.apps.serve import create_app
+
+    with TestClient(create_app(ServeConfig(streaming_ckpt, max_sessions=1))) as client:
+        with client.websocket_connect("/stream") as ws:
+            ws.send_text("[" * 100000 + "]" * 100000)
+            assert "must be JSON" in ws.receive_json()["error"]
+            assert ws.receive()["code"] == 1003
+        with client.websocket_connect("/stream") as ws:
+            ws.send_text('{"type": "config", "sample_rate": ' + "9" * 5000 + "}")
+            message = ws.receive_json()["error"]
+            assert "sample_rate must be an integer from 8000" in message and ws.receive()["code"] == 1008
+        with client.websocket_connect("/stream") as first:
+            first.send_text(json.dumps({"type": "config", "sample_rate": 16000}))
+            assert first.receive_json()["type"] == "ready"
+            with client.websocket_connect("/stream") as second:
+                assert "--max-sessions" in second.receive_json()["error"]
+                assert second.receive()["code"] == 1013

@@ -249,7 +249,8 @@ def serve_cli(*args: str):
 def test_serve_command_refuses_bad_options(chatty_ckpt, tmp_path):
     ckpt = ["--checkpoint", str(chatty_ckpt)]
     assert serve_cli(*ckpt, "--port", "70000") == (2, "--port: 70000 is out of range; allowed: 1<=x<=65535 (a TCP port)")
-    assert serve_cli(*ckpt, "--workers", "0") == (2, "--workers must be at least 1 (one model replica)")
+    assert serve_cli(*ckpt, "--workers", "0") == (
+        2, "--workers: 0 is out of range; allowed: 1<=x<=64 (each replica is a copy of the model)")
     assert serve_cli(*ckpt, "--lm", str(tmp_path / "no.arpa")) == (
         1, f"language model {tmp_path / 'no.arpa'} not found (build one with `asr-cli lm build`)")
     code, err = serve_cli("--checkpoint", str(tmp_path / "none.pt"), "--port", str(free_port()))
@@ -272,7 +273,7 @@ def test_serve_command_serves_the_page_and_the_api(chatty_ckpt, synth_root):
         assert "<title>cv-asr: try the model</title>" in page and "http" not in page.replace("http-equiv", "")
         for asset in ("app.js", "wav.js", "style.css"):
             body = httpx.get(f"{url}/static/{asset}").text
-            assert body == (ROOT / "asr" / "static" / asset).read_text()
+            assert body == (ROOT / "asr" / "apps" / "static" / asset).read_text()
             assert "http://" not in body and "https://" not in body  # nothing fetched from elsewhere
         clip = clips(synth_root, 1)[0]
         r = httpx.post(url + "/transcribe", files={"file": (clip.name, clip.read_bytes())}, timeout=60)

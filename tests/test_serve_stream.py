@@ -157,7 +157,7 @@ def test_the_page_scripts_are_served_and_fetch_nothing_from_elsewhere(client):
     assert 'addModule("/static/pcm-worklet.js")' in client.get("/static/live.js").text
     for asset in ("live.js", "pcm-worklet.js"):
         body = client.get(f"/static/{asset}").text
-        assert body == (ROOT / "asr" / "static" / asset).read_text()
+        assert body == (ROOT / "asr" / "apps" / "static" / asset).read_text()
         assert "http://" not in body and "https://" not in body
 
 

@@ -31,6 +31,9 @@ class ServeConfig:
                                 bounds=Bound(0, 86400, lo_open=True, why="audio length limit in seconds"))
     workers: int = option(1, "Model replicas decoding at once (each one a copy of the model in memory).",
                           bounds=Bound(1, 64, why="each replica is a copy of the model"))
+    max_sessions: int = option(0, "Live sessions (/stream) open at once at most, 0: no cap; a session holds a few MB "
+                                  "(its caches and features: ~3.5 MB for conformer-small, ~12 MB for conformer-base).",
+                               bounds=Bound(0, 100000))
     body_timeout: float = 120.0  # seconds an upload's whole body may take to arrive
     stream_idle: float = 30.0  # seconds a /stream session may send nothing before it is closed
     # /stream (live sessions): the chunk (None: asr/inference/streaming.py's default, or an ONNX

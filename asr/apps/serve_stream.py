@@ -40,7 +40,10 @@ with a code that says which kind (its reason repeats the line, cut to 123 bytes)
           seconds (30 by default)
     1009  the session's audio is over --max-seconds
     1011  an error in the server itself
-Audio received before an error is dropped with its session. A message over 16 MiB is refused by
+    1013  the server already holds --max-sessions live sessions: try again later
+Audio received before an error is dropped with its session. The socket is read all the time,
+whatever the decoder's pace: audio sent faster than real time waits (bounded by --max-seconds)
+and every message is answered in order, so keepalive pings never time out on a fast client. A message over 16 MiB is refused by
 uvicorn itself (close 1009, no error message). Other sessions and requests go on either way.
 
 How sessions share the model: each session takes the replica (asr/apps/serve.py's pool) with the
@@ -73,7 +76,7 @@ from asr.inference.api import Recognizer
 MIN_RATE, MAX_RATE = 8000, 192000  # telephone audio to studio audio; anything else is a client's mistake
 DEFAULT_MODE = "greedy"  # the lightest: a live session costs little unless it asks for more
 
-NORMAL, UNSUPPORTED, POLICY, TOO_BIG, INTERNAL = 1000, 1003, 1008, 1009, 1011  # RFC 6455 close codes
+NORMAL, UNSUPPORTED, POLICY, TOO_BIG, INTERNAL, AGAIN = 1000, 1003, 1008, 1009, 1011, 1013  # RFC 6455 codes
 CONFIG_FIRST = 'send {"type": "config", "sample_rate": N} first, then the audio'
 
 log = logging.getLogger(__name__)
@@ -129,18 +132,22 @@ def add_stream_route(app: FastAPI, cfg, replicas: list[dict[str, Recognizer]], i
             raise Refused(str(e), POLICY) from None
         await send(ws, {"type": "ready", "sample_rate": config.sample_rate, "chunk_ms": _ms(stream.chunk_ms),
                         "mode": config.mode})
-        samples, shown, finals = 0, ("", ""), 0  # shown: the last (text, partial) sent
-        limit = int(cfg.max_seconds * config.sample_rate)
+        shown, finals = ("", ""), 0  # shown: the last (text, partial) sent
+        inbox: asyncio.Queue = asyncio.Queue()
+        reader = asyncio.create_task(read_audio(ws, inbox, int(cfg.max_seconds * config.sample_rate),
+                                                cfg.max_seconds, cfg.stream_idle))
+        try:
+            await decode_session(ws, inbox, stream, config, shown, finals)
+        finally:
+            reader.cancel()
+
+    async def decode_session(ws: WebSocket, inbox: asyncio.Queue, stream, config: Config, shown, finals) -> None:
+        """The session's messages, as `read_audio` queued them, through the stream."""
         while True:
-            message = await receive(ws, cfg.stream_idle)
+            message = await inbox.get()
+            if isinstance(message, BaseException):  # what the reader met: the client left, a refusal
+                raise message
             if isinstance(message, bytes):
-                if len(message) % 2:
-                    raise Refused(f"audio must be 16-bit PCM: a message of {len(message)} bytes is not a whole "
-                                  "number of samples", UNSUPPORTED)
-                samples += len(message) // 2
-                if samples > limit:
-                    raise Refused(f"the session's audio is over the {cfg.max_seconds:g} s limit "
-                                  "(asr-cli serve --max-seconds)", TOO_BIG)
                 pcm = np.frombuffer(message, dtype="<i2")
                 try:
                     p = await anyio.to_thread.run_sync(stream.accept, pcm, config.sample_rate, limiter=threads)
@@ -170,6 +177,10 @@ def add_stream_route(app: FastAPI, cfg, replicas: list[dict[str, Recognizer]], i
     @app.websocket("/stream")
     async def stream_route(ws: WebSocket) -> None:
         await ws.accept()
+        if cfg.max_sessions and sum(sessions) >= cfg.max_sessions:
+            await refuse(ws, f"the server holds its {cfg.max_sessions} live sessions (asr-cli serve --max-sessions): "
+                             "try again later", AGAIN)
+            return
         replica = min(range(len(sessions)), key=sessions.__getitem__)
         sessions[replica] += 1
         try:
@@ -183,6 +194,36 @@ def add_stream_route(app: FastAPI, cfg, replicas: list[dict[str, Recognizer]], i
             await refuse(ws, f"internal error: {type(e).__name__}: {e}".splitlines()[0], INTERNAL)
         finally:
             sessions[replica] -= 1
+
+
+async def read_audio(ws: WebSocket, inbox: asyncio.Queue, limit: int, max_seconds: float, idle: float) -> None:
+    """Every message of a session into `inbox` as it arrives, checked (whole 16-bit samples, the
+    session under --max-seconds), while the decoder works through them at its own pace. The
+    socket is drained all the time, so the client's and the server's keepalive pings are
+    answered however far decoding is behind (a client sending faster than real time was closed
+    with 1011 "keepalive ping timeout" when the unread messages filled websockets' queue); what
+    waits here is bounded by --max-seconds of audio."""
+    samples = 0
+    try:
+        while True:
+            message = await receive(ws, idle)
+            if isinstance(message, bytes):
+                if len(message) % 2:
+                    raise Refused(f"audio must be 16-bit PCM: a message of {len(message)} bytes is not a whole "
+                                  "number of samples", UNSUPPORTED)
+                samples += len(message) // 2
+                if samples > limit:
+                    raise Refused(f"the session's audio is over the {max_seconds:g} s limit "
+                                  "(asr-cli serve --max-seconds)", TOO_BIG)
+            await inbox.put(message)
+            if isinstance(message, dict) and message.get("type") == "end":
+                return
+    except (Refused, WebSocketDisconnect) as e:
+        await inbox.put(e)
+
+
+def _bounded_int(text: str) -> int | float:
+    return int(text) if len(text) <= 30 else float("inf")
 
 
 def _ms(ms: float) -> float | int:
@@ -202,9 +243,9 @@ async def receive(ws: WebSocket, idle: float, config_first: bool = False) -> dic
         if config_first:
             raise Refused(CONFIG_FIRST, UNSUPPORTED)
         return message["bytes"]
-    try:
-        parsed = json.loads(message.get("text") or "")
-    except ValueError:
+    try:  # an integer of thousands of digits is a number too large, not a message that is no JSON
+        parsed = json.loads(message.get("text") or "", parse_int=_bounded_int)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than any message of the protocol
         raise Refused("a text message must be JSON, e.g. {\"type\": \"end\"}; audio goes in binary messages",
                       UNSUPPORTED) from None
     if not isinstance(parsed, dict) or not isinstance(parsed.get("type"), str):
