@@ -58,6 +58,7 @@ def shards(
     variant: Optional[str] = typer.Option(None, help="Keep only rows whose variant (Corpus 13.0+) is one of these, comma-separated; the rest are rejects (variant_filter), in every split."),
     drop_quality_tags: Optional[str] = typer.Option(None, help="Spontaneous Speech: leave out rows whose quality_tags hold one of these, comma-separated (short-audio, long-audio, transcription-length, speech-rate, ...; reason quality_tag)."),
     speed: Optional[str] = typer.Option(None, help="Speed perturbation: comma-separated factors, e.g. 0.9,1.1 (each in 0.5-2.0): resampled copies of the train split, ids <id>_sp0p9."),
+    allow_shared_speakers: bool = typer.Option(False, "--allow-shared-speakers", help="Keep the train clips of dev/test speakers: for your own corpus whose splits share speakers on purpose (your own voice, a few speakers' unseen takes). Dev/test sentences still never reach train. Never for Common Voice: its dev and test measure new speakers."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Read the TSVs and audio headers only (no decoding, nothing written) and print per split the clips, hours, speakers and disk the build would take, and the free space of --out."),
     **options,
 ):
@@ -88,7 +89,7 @@ def shards(
     except ValueError as e:
         fail(f"--codec: {e}")
     cfg = BuildConfig(cv_root=cv_archive or cv_root, lang=lang, out=out or Path("shards") / lang, speeds=speeds,
-                      max_per_speaker=cap, selection=Selection.parse(sentence_domain, variant, drop_quality_tags),
+                      max_per_speaker=cap, selection=Selection.parse(sentence_domain, variant, drop_quality_tags, allow_shared_speakers),
                       **given)
     if cv_archive is not None and ctx.get_parameter_source("cv_root").name == "COMMANDLINE":
         fail("give --cv-root (an extracted release) or --cv-archive (its .tar.gz), not both")

@@ -70,7 +70,7 @@ def assemble(out: Path, plans: list[ShardPlan], release: Release, cfg: BuildConf
             "speed_copies": {"utterances": len(copy_rows),
                              "hours": round(sum(r["duration"] for r in copy_rows) / 3600, 4)},
             "frames": sum(r["frames"] for r in split_rows),
-            "speakers": len({r["client_id"] for r in split_rows}),
+            "speakers": len({r["client_id"] for r in split_rows} - {""}),  # an empty id is no one's
             "rejected": sum(1 for r in rejects if r["split"] == split),
             "chars_unseen_in_train": dict(sorted(unseen.items())),
             "dead_bins": _dead_bins(featstats.total(m["cmvn"] for m in originals if m["split"] == split)),

@@ -268,31 +268,45 @@ def open_release(cv_root: Path, lang: str, train_set: str = "train", max_per_spe
         problems += selection.apply(clips, columns, source)
     return apply_split_rules(Release(root, lang, clips, problems, columns, train_tsv_paths, files.durations(),
                                      files.stamp, source), max_per_speaker, train_set != "validated",
-                             root / f"{wanted['train']}.tsv")
+                             root / f"{wanted['train']}.tsv", bool(selection and selection.shared_speakers))
 
 
 def apply_split_rules(release: Release, max_per_speaker: SpeakerCap | None, report_overlap: bool,
-                      train_tsv: Path) -> Release:
+                      train_tsv: Path, shared_speakers: bool = False) -> Release:
     """`release` (its clips read, ids unique) after the split rules of the module docstring, in
     place: duplicates, clips also in dev/test (reported when `report_overlap`), dev/test speakers
     and sentences, the speaker cap. ReleaseError when no train clip is left (`train_tsv` named)."""
     clips, problems, lang = release.clips, release.problems, release.lang
+    notes = release.source.setdefault("notes", [])
     if not any("client_id" in header for header in release.columns.values()):
-        release.source.setdefault("notes", []).append(
-            "speaker separation cannot be checked: the TSVs have no client_id column")
+        notes.append("WARNING: speaker separation cannot be checked: the TSVs have no client_id column, so dev "
+                     "and test speakers may be in train (their CER will look better than a new speaker's)")
+    else:
+        unknown = {s: sum(1 for c in clips[s] if not c.meta.get("client_id")) for s in SPLITS}
+        if any(unknown.values()):
+            counts = ", ".join(f"{n} {s}" for s, n in unknown.items() if n)
+            notes.append(f"WARNING: clips without a client_id ({counts}): their speakers cannot be kept apart "
+                         "from the other splits'")
+    if shared_speakers:
+        notes.append("speakers shared between splits on purpose (--allow-shared-speakers): dev/test speakers' "
+                     "train clips are kept; dev/test sentences still never reach train")
     for split in SPLITS:
         clips[split], dups = _drop_duplicates(clips[split])
         problems += dups
     clips["train"], overlap = _drop_eval_overlap(clips, report=report_overlap)
     problems += overlap
-    clips["train"], left_out = _drop_eval_speakers_and_sentences(clips, lang)
+    clips["train"], left_out = _drop_eval_speakers_and_sentences(clips, lang, shared_speakers)
     problems += left_out
     if max_per_speaker is not None:
         clips["train"], capped = cap_speakers(clips["train"], max_per_speaker, lang, release.durations)
         problems += capped
     if not clips["train"]:
+        by_speaker = sum(1 for p in problems if p.split == "train" and p.reason == SPEAKER_IN_EVAL)
+        hint = (f"; {by_speaker} were left out as dev/test speakers' clips: if the splits share speakers on "
+                "purpose (your own voice, a few speakers' unseen takes), pass --allow-shared-speakers"
+                if by_speaker else "")
         raise ReleaseError(f"{train_tsv} lists no usable training clip "
-                           f"({len([p for p in problems if p.split == 'train'])} train row(s) rejected): "
+                           f"({len([p for p in problems if p.split == 'train'])} train row(s) rejected{hint}): "
                            "a model cannot be trained without train data")
     return release
 
@@ -338,7 +352,8 @@ def _drop_eval_overlap(clips: dict[str, list[Clip]], report: bool) -> tuple[list
     return kept, dropped
 
 
-def _drop_eval_speakers_and_sentences(clips: dict[str, list[Clip]], lang: str) -> tuple[list[Clip], list[TsvProblem]]:
+def _drop_eval_speakers_and_sentences(clips: dict[str, list[Clip]], lang: str,
+                                      shared_speakers: bool = False) -> tuple[list[Clip], list[TsvProblem]]:
     """Train minus the clips of dev/test speakers, then minus those whose sentence is read in
     dev or test (see LEFT_OUT_REASONS for the precedence). An empty client_id is no one's: it
     never makes a clip a dev/test speaker's. Two sentences the normaliser rejects are not "the
@@ -346,7 +361,8 @@ def _drop_eval_speakers_and_sentences(clips: dict[str, list[Clip]], lang: str) -
     from pipeline.text import get_normalizer  # sentences compared as the models will see them
 
     norm = get_normalizer(lang)
-    eval_speakers = {c.meta.get("client_id", "") for s in EVAL_SPLITS for c in clips[s]} - {""}
+    eval_speakers = set() if shared_speakers else {c.meta.get("client_id", "") for s in EVAL_SPLITS
+                                                   for c in clips[s]} - {""}
     eval_sentences = {norm.normalize(c.sentence) for s in EVAL_SPLITS for c in clips[s]} - {None}
     kept, left_out = [], []
     for c in clips["train"]:

@@ -131,7 +131,7 @@ def estimate(release: Release, cfg, normalizer, plans: list) -> dict:
         shard_bytes[plan.tar_path] = tar_bytes(sizes)
         splits[plan.split]["bytes"] += shard_bytes[plan.tar_path]
     out_splits = {split: {"clips": s["clips"], "utterances": s["utterances"], "hours": round(s["seconds"] / 3600, 4),
-                          "speakers": len(s["speakers"]), "bytes": s["bytes"], "rejected": s["rejected"]}
+                          "speakers": len(s["speakers"] - {""}), "bytes": s["bytes"], "rejected": s["rejected"]}
                   for split, s in splits.items()}
     total = sum(shard_bytes.values()) + sum(metadata.values())
     return {"splits": out_splits, "shard_bytes": shard_bytes, "metadata": metadata,

@@ -39,15 +39,18 @@ class Selection:
     sentence_domains: tuple[str, ...] = ()
     variants: tuple[str, ...] = ()
     drop_quality_tags: tuple[str, ...] = ()
+    # a corpus whose splits share speakers on purpose (one's own voice, a few speakers' unseen
+    # takes): their train clips are kept (dev/test sentences are still never trained on)
+    shared_speakers: bool = False
 
     @classmethod
     def parse(cls, sentence_domain: str | None = None, variant: str | None = None,
-              drop_quality_tags: str | None = None) -> "Selection":
-        return cls(parse_list(sentence_domain), parse_list(variant), parse_list(drop_quality_tags))
+              drop_quality_tags: str | None = None, shared_speakers: bool = False) -> "Selection":
+        return cls(parse_list(sentence_domain), parse_list(variant), parse_list(drop_quality_tags), shared_speakers)
 
     def describe(self) -> dict:
         return {"sentence_domain": list(self.sentence_domains), "variant": list(self.variants),
-                "drop_quality_tags": list(self.drop_quality_tags)}
+                "drop_quality_tags": list(self.drop_quality_tags), "shared_speakers": self.shared_speakers}
 
     def apply(self, clips: dict[str, list[Clip]], columns: dict[str, list[str]], source: dict) -> list[TsvProblem]:
         """Leave out, in place, the rows of every split the filters do not keep; returns their
@@ -120,5 +123,5 @@ def source_lines(source: dict) -> list[str]:
     if source.get("unassigned"):
         lines.append(f"unassigned: {source['unassigned']} rows in no split (no validated transcription): "
                      "counted, not used")
-    lines += [f"note: {n}" for n in source.get("notes", [])]
+    lines += [n if n.startswith("WARNING") else f"note: {n}" for n in source.get("notes", [])]
     return lines

@@ -126,7 +126,8 @@ def open_spontaneous(files, lang: str, train_set: str = "train", max_per_speaker
     if selection is not None:
         problems += selection.apply(clips, columns, source)
     release = Release(files.root, lang, clips, problems, columns, None, files.durations(listed), files.stamp, source)
-    return apply_split_rules(release, max_per_speaker, True, files.root / name)
+    return apply_split_rules(release, max_per_speaker, True, files.root / name,
+                             bool(selection and selection.shared_speakers))
 
 
 def _seconds(ms: str) -> float | None:

@@ -296,3 +296,73 @@ def test_hostile_stream_messages_get_their_error_and_the_session_cap_holds(strea
             with client.websocket_connect("/stream") as second:
                 assert "--max-sessions" in second.receive_json()["error"]
                 assert second.receive()["code"] == 1013
+
+
+# --------------------------------------------------------------------------------------
+# 6. speakers: a leak is said loudly, a corpus that shares speakers on purpose can say so
+# --------------------------------------------------------------------------------------
+def _one_speaker_corpus(synth_root, dst, client: str | None, drop_column: bool = False):
+    """The synthetic corpus with every row's client_id set to `client` (None: left empty), or
+    the column dropped: one voice in every split, as a user's own recordings are."""
+    from conftest import LANG
+
+    lang = dst / LANG
+    lang.mkdir(parents=True)
+    (lang / "clips").symlink_to(synth_root / LANG / "clips")
+    for tsv in (synth_root / LANG).glob("*.tsv"):
+        lines = tsv.read_text().splitlines()
+        header = lines[0].split("\t")
+        at = header.index("client_id") if "client_id" in header else None
+        out = []
+        for line in lines:
+            cells = line.split("\t")
+            if at is not None and line is not lines[0]:
+                cells[at] = client or ""
+            if drop_column and at is not None:
+                del cells[at]
+            out.append("\t".join(cells))
+        (lang / tsv.name).write_text("\n".join(out) + "\n")
+    return dst
+
+
+def test_speakers_that_cannot_be_told_apart_are_a_warning_and_no_speaker(synth_root, tmp_path):
+    """Without a client_id column, or with empty ids, dev/test speakers reached train with no
+    warning, and the dry run counted "" as one speaker."""
+    from conftest import LANG
+    from pipeline.build import BuildConfig, build, dry_run, format_summary
+    from pipeline.estimate import format_dry_run
+
+    for name, kwargs in (("no-column", {"client": "x", "drop_column": True}), ("empty", {"client": None})):
+        cv = _one_speaker_corpus(synth_root, tmp_path / name, **kwargs)
+        cfg = BuildConfig(cv_root=cv, lang=LANG, out=tmp_path / f"shards-{name}", jobs=1, progress=False)
+        report = format_dry_run(dry_run(cfg))
+        summary = build(cfg)
+        text = format_summary(summary)
+        for out in (report, text):
+            assert "WARNING" in out and ("no client_id column" in out or "without a client_id" in out), out
+        assert all(s["speakers"] == 0 for s in summary["splits"].values()), summary["splits"]
+
+
+def test_a_corpus_that_shares_speakers_on_purpose_can_say_so(synth_root, tmp_path):
+    """One voice in every split got "no usable training clip" and no way to say so."""
+    from conftest import LANG
+    from pipeline.build import BuildConfig, build
+    from pipeline.cv import ReleaseError
+    from pipeline.selection import Selection
+
+    cv = _one_speaker_corpus(synth_root, tmp_path / "mine", client="me")
+    cfg = BuildConfig(cv_root=cv, lang=LANG, out=tmp_path / "strict", jobs=1, progress=False)
+    with pytest.raises(ReleaseError, match="--allow-shared-speakers"):
+        build(cfg)
+    cfg = BuildConfig(cv_root=cv, lang=LANG, out=tmp_path / "shared", jobs=1, progress=False,
+                      selection=Selection(shared_speakers=True))
+    summary = build(cfg)
+    assert summary["splits"]["train"]["utterances"] > 0 and summary["splits"]["train"]["speakers"] == 1
+    dev_sentences = {r["text"] for r in read_index_rows(tmp_path / "shared", "dev")}
+    assert not {r["text"] for r in read_index_rows(tmp_path / "shared", "train")} & dev_sentences
+
+
+def read_index_rows(root, split):
+    from pipeline.shardformat import read_index
+
+    return read_index(root, split=split)

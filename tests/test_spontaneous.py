@@ -157,7 +157,7 @@ def test_quality_tags_filter_and_speaker_separation(sps_root, tmp_path):
     # without client_id the summary says what cannot be checked
     write(leaky / f"ss-corpus-{LANG}.tsv", [c for c in COLUMNS if c != "client_id"], tsv)
     text = format_dry_run(dry_run(cfg(leaky.parent, tmp_path / "o")))
-    assert "note: speaker separation cannot be checked: the TSVs have no client_id column" in text
+    assert "WARNING: speaker separation cannot be checked: the TSVs have no client_id column" in text
 
 
 def test_the_shards_command_reads_a_spontaneous_folder_and_refuses_train_set_validated(sps_root, tmp_path):
