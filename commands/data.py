@@ -26,6 +26,8 @@ def synth(**options):
         summary = synthesize(o.out, lang=o.lang, hours=o.hours, seed=o.seed, jobs=o.jobs or None, num_clips=o.clips)
     except (ValueError, RuntimeError, FileNotFoundError) as e:
         fail(str(e))
+    except OSError as e:  # a full disk, a read-only folder
+        fail(os_error_message(e))
     typer.echo(_format_synth(summary, o.out))
 
 

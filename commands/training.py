@@ -34,11 +34,13 @@ def train(
     shape = {k: given[k] for c in SHAPE_CONFIGS.values() for k in train_options(c) if given.get(k) is not None}
     las_only = [k for k in shape if k in train_options(SHAPE_CONFIGS["las"])]
     kind = model or "ctc"
+    if init_from == "":  # given, but empty: not a silent run from scratch
+        fail("--init-from needs a checkpoint file (a .pt written by `asr-cli train`), not an empty path", 2)
     if init_from:  # the parent's network: asr/training/finetune.py refuses, in training, options that would change it
         from asr.training.finetune import load_parent
 
         try:
-            kind = model or load_parent(init_from)["model"]["kind"]
+            kind = model or load_parent(init_from).card.kind
         except ValueError as e:  # an ONNX model, a pickle, not a checkpoint
             fail(str(e))
     if kind == "las":
@@ -130,6 +132,8 @@ def plot(
             path = plot_spectrograms(shards, split, out, n=n, augment=augment)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
+    except OSError as e:  # a full disk, a read-only folder
+        fail(os_error_message(e))
     typer.echo(f"wrote {path}")
 
 

@@ -69,6 +69,8 @@ def lm_build(
         stats = build_lm_from_shards(shards, order, out, extra_text=extra_text)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
+    except OSError as e:  # a full disk, a read-only folder: one line, as every command says it
+        fail(os_error_message(e))
     typer.echo(_format_lm_stats(stats, out, time.time() - started))
 
 
@@ -156,6 +158,8 @@ def streamed(rec, files: list[Path]):
             result = FileFailure.of_audio_error(str(path), e)
         except OSError as e:
             result = FileFailure(str(path), e.strerror or type(e).__name__)
+        except ValueError as e:  # samples the stream refuses (NaN, not audio): this file fails, the next goes on
+            result = FileFailure(str(path), str(e))
         if live:
             sys.stderr.write("\r\033[K")
         yield result
@@ -198,6 +202,11 @@ def transcribe(
         twice = sorted({s for s in stems if stems.count(s) > 1})
         if twice:
             fail(f"--out-dir: several inputs are named {twice[0]}.*; their outputs would overwrite each other", 2)
+        inputs = {f.resolve() for f in files}
+        clash = next((f for f in files if (out_dir / f"{f.stem}.{fmt}").resolve() in inputs), None)
+        if clash is not None:
+            fail(f"--out-dir: the transcript of {clash} would be written to {out_dir / f'{clash.stem}.{fmt}'}, "
+                 "which is one of the inputs: give another --out-dir or --format", 2)
 
     def render(result) -> str:
         from asr.inference import subtitles

@@ -366,3 +366,130 @@ def read_index_rows(root, split):
     from pipeline.shardformat import read_index
 
     return read_index(root, split=split)
+
+
+# --------------------------------------------------------------------------------------
+# 7-10. live streams: stable beam partials, bounded segments, bad blocks refused alone
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def live(streaming_ckpt):
+    from asr import Recognizer
+
+    return Recognizer.load(streaming_ckpt, device="cpu", chunk_ms=160)
+
+
+def _partials(rec, pcm: np.ndarray, **kw) -> list[str]:
+    s = rec.stream(**kw)
+    out = [s.accept(pcm[i:i + 1600], 16000).text for i in range(0, len(pcm), 1600)]
+    return out + [s.finish().text]
+
+
+def test_beam_partials_are_the_same_every_run(live):
+    """partial() showed flashlight's first hypothesis, not the best one: two runs of the same
+    audio gave different partials."""
+    beam = live.with_options(beam=8)
+    pcm = np.frombuffer(_pcm(6.0), "<i2")
+    runs = [_partials(beam, pcm) for _ in range(3)]
+    assert runs[0] == runs[1] == runs[2] and any(runs[0])
+
+
+def test_an_open_segment_is_cut_without_an_endpoint(live):
+    """With no endpoint the open segment grew without bound (a beam's partial cost and memory
+    with it): now it closes at its first blank past MAX_SEGMENT_S."""
+    from asr.inference import streaming
+
+    s = live.stream(endpoint_ms=0)
+    pcm = np.frombuffer(_pcm(75.0), "<i2")
+    longest = 0
+    for i in range(0, len(pcm), 16000):
+        s.accept(pcm[i:i + 16000], 16000)
+        longest = max(longest, sum(len(p) for p in s.seg_probs))
+    s.finish()
+    assert longest <= 3 * s.max_segment // 2 + 4 * s.chunk and s.max_segment == round(streaming.MAX_SEGMENT_S / s.shift)
+    assert len(s.segments) >= 2
+
+
+def test_a_bad_block_is_refused_and_the_stream_goes_on(live):
+    """A block of 1e30 raised AudioError (not ValueError) and killed the session; True was taken
+    as 1 Hz; inf or a string for chunk_ms / endpoint_ms gave OverflowError / TypeError; a refused
+    block still fixed the stream's sample rate."""
+    s = live.stream()
+    with pytest.raises(ValueError, match="not audio"):
+        s.accept(np.full(4000, 1e30, np.float32), 16000)
+    with pytest.raises(ValueError, match="sample rate"):
+        s.accept(np.zeros(4000, np.float32), True)
+    good = np.frombuffer(_pcm(2.0), "<i2")
+    s.accept(good, 16000)  # the first rate taken is this one's
+    with pytest.raises(ValueError, match="one rate per stream"):
+        s.accept(good, 44100)
+    assert s.finish().duration == pytest.approx(2.0)
+    for bad in (float("inf"), "fast", True):
+        with pytest.raises(ValueError, match="chunk_ms"):
+            live.stream(chunk_ms=bad)
+        with pytest.raises(ValueError, match="endpoint_ms"):
+            live.stream(endpoint_ms=bad)
+
+
+# --------------------------------------------------------------------------------------
+# 9, 12, 13, 15. commands: per-file failures, inputs never overwritten, one-line disk
+# errors, options that would be ignored
+# --------------------------------------------------------------------------------------
+def cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+def test_transcribe_stream_fails_per_file(streaming_ckpt, tmp_path, synth_root):
+    """A file with NaN samples stopped `transcribe --stream` (the next, good file never ran)."""
+    import soundfile as sf
+
+    from conftest import LANG
+
+    nan = tmp_path / "nan.wav"
+    sf.write(nan, np.full(16000, np.nan, np.float32), 16000, subtype="FLOAT")
+    good = sorted((synth_root / LANG / "clips").glob("*.mp3"))[0]
+    proc = cli("transcribe", "--checkpoint", streaming_ckpt, "--stream", "--device", "cpu", nan, good)
+    assert proc.returncode == 1
+    lines = proc.stdout.split("\n")
+    assert lines[0] == "" and lines[1].strip(), proc.stdout  # the bad file's empty line, then the good one's text
+    assert f"error: {nan}: non-finite samples" in proc.stderr and "1 of 2 file(s)" in proc.stderr
+
+
+def test_out_dir_never_overwrites_an_input(tiny_ctc, tmp_path, synth_root):
+    """`transcribe --out-dir D D/speech.txt` (audio named .txt) overwrote the input."""
+    from conftest import LANG
+
+    out = tmp_path / "D"
+    out.mkdir()
+    audio = out / "speech.txt"
+    shutil.copy(sorted((synth_root / LANG / "clips").glob("*.mp3"))[0], audio)
+    before = audio.read_bytes()
+    proc = cli("transcribe", "--checkpoint", tiny_ctc, "--device", "cpu", "--out-dir", out, audio)
+    assert proc.returncode == 2 and "one of the inputs" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    assert audio.read_bytes() == before
+
+
+def test_a_bad_output_folder_is_one_line(shards_dir, tmp_path):
+    """`lm build` (and plot, synth) on a full or read-only disk printed a traceback."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for args in (("lm", "build", "--shards", shards_dir, "--out", blocker / "lm.arpa"),
+                 ("plot", "--shards", shards_dir, "--out", blocker / "p.png"),
+                 ("synth", "--out", blocker / "fr", "--clips", "3")):
+        proc = cli(*args)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, (args, proc.stderr[-500:])
+        assert len(proc.stderr.strip().splitlines()) == 1 and str(blocker) in proc.stderr, (args, proc.stderr)
+
+
+def test_options_a_run_would_ignore_are_refused(shards_dir, tmp_path):
+    """`train --resume --lr 1` silently kept the old schedule; `--init-from ""` trained from scratch;
+    `--init-from DIR` said "does not exist"."""
+    out = tmp_path / "run"
+    _tiny(shards_dir, out, lr=3e-3)
+    with pytest.raises(ValueError, match="--lr 1.0, not 0.003"):
+        _tiny(shards_dir, out, resume=True, lr=1.0, max_steps=6)
+    _tiny(shards_dir, out, resume=True, max_steps=6)  # the same schedule: resumed
+    proc = cli("train", "--shards", shards_dir, "--out", tmp_path / "new", "--init-from", "")
+    assert proc.returncode == 2 and "--init-from needs a checkpoint file" in proc.stderr
+    proc = cli("train", "--shards", shards_dir, "--out", tmp_path / "new", "--init-from", tmp_path)
+    assert proc.returncode == 1 and "is a folder, not a checkpoint" in proc.stderr

@@ -298,7 +298,14 @@ class CTCBeamDecoder(StreamStrategy):
 
     def partial(self) -> str:
         """The best hypothesis so far (with a lexicon: its completed words)."""
-        return self._best(self._decoder.get_final_hypothesis())
+        return self._best(self._all_hypotheses())
+
+    def _all_hypotheses(self):
+        """Every hypothesis of the search at its last frame. torchaudio's `get_final_hypothesis`
+        gives the first `nbest` (1) of flashlight's list, which is in score order only once the
+        search has ended: mid-utterance its first was not the best in 26 of 32 blocks, and two runs
+        of the same audio showed different partials. Hence the whole list, and the best by score."""
+        return self._decoder._to_hypo(self._decoder.decoder.get_all_final_hypothesis())
 
     def end(self) -> str:
         """The utterance's final text; `begin` starts the next."""
@@ -307,14 +314,16 @@ class CTCBeamDecoder(StreamStrategy):
             closing[0, self.boundary_id] = 0.0
             self._decoder.decode_step(closing.contiguous())
         self._decoder.decode_end()
-        return self._best(self._decoder.get_final_hypothesis())
+        return self._best(self._all_hypotheses())
 
     def _best(self, hyps) -> str:
+        """The best-scoring hypothesis' text (`_all_hypotheses` says why by score)."""
         if not hyps:
             return ""
+        best = max(hyps, key=lambda h: h.score)  # the first of equal scores: the same every run
         if self.uses_lexicon:  # the completed words: the tokens may end in an unfinished one
-            return tidy(" ".join(hyps[0].words))
-        return self._text(hyps[0].tokens.tolist())
+            return tidy(" ".join(best.words))
+        return self._text(best.tokens.tolist())
 
     def _text(self, ids: list[int]) -> str:
         """Collapsed token ids (blanks already out) -> text; '|' -> space, <eos> dropped."""

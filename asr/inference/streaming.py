@@ -33,6 +33,7 @@ compute the chunk (bench/bench_streaming.py measures it).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,10 +49,13 @@ from asr.inference.longform import FeatureStepper
 from asr.inference.transcribe import Transcript
 from asr.nets.encoders.conformer import FRONT_CONTEXT
 from asr.tokens.units import BLANK, EOS
-from pipeline.audio import MAX_ARRAY_CHANNELS, SILENCE_PEAK, AudioError, as_samples, read_blocks
+from pipeline.audio import MAX_ARRAY_CHANNELS, MIN_SAMPLE_RATE, SILENCE_PEAK, AudioError, as_samples, read_blocks
 
 CHUNK_MS = 640  # the default decoding chunk: the issue's latency bar at 0.9 s leaves room for it
 ENDPOINT_MS = LiveOptions.endpoint_ms  # blanks after a word that close a segment (800 ms)
+MAX_SEGMENT_S = 30.0  # an open segment is closed at its first blank past this (at 1.5x, blank or not)
+MAX_AMPLITUDE = 1e4  # a float block beyond this is no audio (its log-Mel would overflow)
+MAX_MS = 600_000.0  # chunk_ms, endpoint_ms: ten minutes at most
 # A model trained with every chunk before its own (left_chunks -1) gets this much left context in a
 # stream: training utterances are at most --max-frames (20 s), so no model saw more.
 LEFT_CONTEXT_S = 20.0
@@ -86,9 +90,20 @@ class Partial:
         return self.text
 
 
+def _milliseconds(value, name: str, allow_none: bool = False) -> float | None:
+    """A finite number of ms (ValueError, one line, for inf, NaN, a string, a bool)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or not 0 <= value <= MAX_MS:
+        raise ValueError(f"{name} must be a number of milliseconds from 0 to {MAX_MS}, got {value!r}")
+    return float(value)
+
+
 def chunk_frames(chunk_ms: float, hop_ms: float = 10.0) -> int:
     """A decoding chunk in encoder frames (SUBSAMPLING x hop each: 40 ms), at least 1."""
     frame_ms = SUBSAMPLING * hop_ms
+    chunk_ms = _milliseconds(chunk_ms, "chunk_ms")
     if not chunk_ms or chunk_ms < frame_ms:
         raise ValueError(f"chunk_ms must be at least {frame_ms:g} (one encoder frame), got {chunk_ms}")
     return max(1, round(chunk_ms / frame_ms))
@@ -165,8 +180,13 @@ class StreamingSession:
             self.runner = model.chunk_runner(self.chunk)
         else:
             self.runner = TorchChunkRunner(model, self.chunk, left_frames(model, self.chunk, hop_ms))
-        if endpoint_ms is not None and endpoint_ms < 0:
+        if isinstance(endpoint_ms, (int, float)) and not isinstance(endpoint_ms, bool) and endpoint_ms < 0:
             raise ValueError(f"endpoint_ms must be positive (None or 0: never end a segment), got {endpoint_ms}")
+        endpoint_ms = _milliseconds(endpoint_ms, "endpoint_ms", allow_none=True)
+        # with no endpoint (music, continuous speech, endpoint_ms 0) a segment still closes after
+        # MAX_SEGMENT_S: a beam's partial cost and memory grow with its open segment (1.2 -> 36.5 ms
+        # a partial from 1k to 16k frames, ~6 MB an audio minute)
+        self.max_segment = max(1, round(MAX_SEGMENT_S / self.shift))
         self.endpoint = None if not endpoint_ms else max(1, round(endpoint_ms / 1000 / self.shift))
         self.live = decoder.stream()
         self.rate: int | None = None
@@ -221,7 +241,10 @@ class StreamingSession:
                 self.blank_run += 1
             else:
                 self.blank_run = 0
-            if self.endpoint is None or self.blank_run < self.endpoint:
+            length = frame + i + 1 - self.seg_start
+            # cut on a blank (no word is split), or anyway half as late again (no word is that long)
+            too_long = length >= self.max_segment and (u in (BLANK, EOS) or 2 * length >= 3 * self.max_segment)
+            if not too_long and (self.endpoint is None or self.blank_run < self.endpoint):
                 continue
             self._feed(log_probs[start: i + 1])
             if self.has_units:  # words, then a long run of blanks: the segment ends here
@@ -243,14 +266,15 @@ class StreamingSession:
     # --- audio in ---
 
     def _mono(self, samples, sample_rate) -> np.ndarray:
+        """A block checked whole before the stream takes anything of it (its rate included): a
+        refused block leaves the stream as it was, ready for the next."""
         if self.finished:
             raise ValueError("this stream is finished: start another with rec.stream()")
-        if not (isinstance(sample_rate, (int, np.integer)) and 0 < sample_rate <= 768000):
-            raise ValueError(f"expected a positive integer sample rate (Hz), got {sample_rate!r}")
-        if self.rate is None:
-            self.rate = int(sample_rate)
-            self.stepper = FeatureStepper(self.rate, self.features)
-        elif sample_rate != self.rate:
+        if isinstance(sample_rate, bool) or not (isinstance(sample_rate, (int, np.integer))
+                                                 and MIN_SAMPLE_RATE <= sample_rate <= 768000):
+            raise ValueError(f"expected an integer sample rate from {MIN_SAMPLE_RATE} to 768000 Hz, got "
+                             f"{sample_rate!r}")
+        if self.rate is not None and sample_rate != self.rate:
             raise ValueError(f"this stream's sample rate is {self.rate} Hz, not {sample_rate}: one rate per stream")
         try:
             raw = np.asarray(samples)
@@ -261,10 +285,15 @@ class StreamingSession:
                 data = as_samples(raw)
         except AudioError as e:
             raise ValueError(e.detail or e.reason) from None
-        if self.channels is None and len(data) > MAX_ARRAY_CHANNELS:
-            self.channels = data.shape[1]
         if not np.isfinite(data).all():
             raise ValueError("non-finite samples")
+        if len(data) and float(np.abs(data).max()) > MAX_AMPLITUDE:  # its spectrum would overflow
+            raise ValueError(f"samples up to {float(np.abs(data).max()):.3g}: not audio (float PCM is in [-1, 1])")
+        if self.channels is None and len(data) > MAX_ARRAY_CHANNELS:
+            self.channels = data.shape[1]
+        if self.rate is None:
+            self.rate = int(sample_rate)
+            self.stepper = FeatureStepper(self.rate, self.features)
         self.seconds += len(data) / self.rate
         return data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
 

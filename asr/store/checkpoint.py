@@ -195,6 +195,8 @@ def load(path: Path, map_location="cpu", train_state: bool = True) -> dict:
     from safetensors import safe_open
 
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint: give a file in it, e.g. {path / 'best.pt'}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     _refuse_pickle(path)

@@ -179,7 +179,7 @@ def check_card(meta: dict) -> None:
 # What a resumed run keeps from the run before: its network and units. These options and the
 # shards' contents must be those the run was started with, or resuming would train the old
 # network on other data (or record options it never used).
-RESUME_OPTIONS = ("model", "preset", "tokens")
+RESUME_OPTIONS = ("model", "preset", "tokens", "lr", "warmup")  # the schedule too: the restored one would win
 RESUME_DATA = ("lang", "features", "cmvn", "vocab")
 
 

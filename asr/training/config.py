@@ -78,7 +78,7 @@ class TrainConfig:
     procs: int = option(1, "Data-parallel processes on this machine (gloo; faster than threads for small models on a "
                            "CPU); --batch-frames is per process.", bounds=AT_LEAST_1)
     resume: bool = option(False, "Continue from <out>/last.pt.")
-    init_from: str = option("", "Start from this checkpoint's network (a .pt of cv-asr; units that differ get new "
+    init_from: str | None = option(None, "Start from this checkpoint's network (a .pt of cv-asr; units that differ get new "
                                 "output rows, shared ones keep theirs); new optimizer, schedule and steps.")
     freeze_encoder_steps: int = option(0, "With --init-from: train only the layers outside the encoder (output "
                                           "layer, speller) for the first N steps, then everything.", bounds=AT_LEAST_0)
