@@ -77,15 +77,17 @@ def test_shared_rows_are_copied_and_new_rows_keep_their_fresh_init(kind, preset,
     parent_tok, child_tok = _tokenizers(tokens, vocab, texts, tmp_path)
     torch.manual_seed(1)
     parent_conf = model_config(kind, preset, len(parent_tok), 80, {"upsample": 2} if kind == "ctc" else {})
-    parent = {"state_dict": build_model(parent_conf).state_dict(), "tokenizer": parent_tok.state_dict(),
-              "model": parent_conf}
+    from asr.store.payload import Checkpoint, ModelCard
+
+    card = ModelCard(model=parent_conf, tokenizer=parent_tok.state_dict(), features={}, cmvn={}, lang="fr")
+    parent = Checkpoint(card=card, weights=build_model(parent_conf).state_dict())
     mconf = finetune.child_model_config(parent_conf, len(child_tok), 0.3)
     torch.manual_seed(0)
     fresh = build_model(mconf).state_dict()
     torch.manual_seed(0)
     model = build_model(mconf)
     report = finetune.init_weights(model, parent, child_tok, "parent.pt")
-    got, trained = model.state_dict(), parent["state_dict"]
+    got, trained = model.state_dict(), parent.weights
 
     pairs = finetune.shared_units(parent_tok, child_tok)
     shared_child = {c for c, _ in pairs}

@@ -165,7 +165,7 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(shards_dir, tmp_path):
 
 
 def test_specaugment_starts_at_specaug_start(shards_dir, tmp_path, monkeypatch):
-    import asr.training.loop as train_module
+    import asr.training.run as train_module  # where a run's SpecAugment is made (setup)
     from asr.data.specaug import SpecAugment
 
     steps = []
