@@ -235,9 +235,10 @@ _DIE_AFTER_TAR = """
 import os, sys
 sys.path.insert(0, {root!r})
 import pipeline.build as S
+import pipeline.extract as E   # the shard writer is called from the extractor
 from pathlib import Path
 calls = 0
-real = S.write_tar
+real = E.write_tar
 def dying_write_tar(path, samples, *codec):
     global calls
     result = real(path, samples, *codec)
@@ -245,7 +246,7 @@ def dying_write_tar(path, samples, *codec):
     if calls == {die_at}:   # this tar is written but not yet renamed: die like kill -9
         os._exit(137)
     return result
-S.write_tar = dying_write_tar
+E.write_tar = dying_write_tar
 S.build(S.BuildConfig(cv_root=Path({cv!r}), lang="fr", out=Path({out!r}), jobs=1, shard_size=8,
                       progress=False, max_duration=15.0, speeds={speeds!r}))
 """

@@ -21,11 +21,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import asr.nets.models  # noqa: F401  (registers the builder checkpoint.load checks a config with)
 from asr.store import checkpoint
 from asr.training import log as trainlog
 from cli import app
 from conftest import LANG, ROOT
-from pipeline import atomic, shardformat
+from pipeline import atomic, shardtar
 from pipeline.lock import LOCK_FILE, FolderLock, LockedError, holder_pid
 from pipeline.verify import verify
 
@@ -178,7 +179,10 @@ def test_second_train_into_a_busy_run_folder_stops_and_a_killed_owner_frees_it(s
     train_steps, _ = metric_steps(out)
     assert train_steps == list(range(1, len(train_steps) + 1))  # one run's rows only
     assert not (out / "last.pt").exists()
-    third = cli(*train_args(shards_dir, out, "--max-steps", 2, "--eval-every", 0))
+    # the killed run left rows but no checkpoint: a new run there asks for --force, then starts over
+    refused = cli(*train_args(shards_dir, out, "--max-steps", 2, "--eval-every", 0))
+    assert refused.returncode == 1 and "pass --force to start over" in refused.stderr, refused.stderr[-2000:]
+    third = cli(*train_args(shards_dir, out, "--max-steps", 2, "--eval-every", 0, "--force"))
     assert third.returncode == 0, third.stderr[-2000:]
     assert checkpoint.load(out / "last.pt")["position"]["step"] == 2
 
@@ -290,7 +294,7 @@ def test_shards_on_a_full_disk_patched(broken_root, shards_dir, tmp_path, monkey
     out = tmp_path / LANG
     shutil.copytree(shards_dir, out)
     before = hashes(out)
-    monkeypatch.setattr(shardformat, "open", disk_full_open(), raising=False)  # the tar writer's
+    monkeypatch.setattr(shardtar, "open", disk_full_open(), raising=False)  # the tar writer's
     monkeypatch.setattr(atomic, "open", disk_full_open(), raising=False)  # everything else's
     code, err = invoke(*shards_args(broken_root, out, "--seed", 1))  # another train plan: new shards
     assert code == 1
