@@ -54,6 +54,8 @@ _COMMON = dict(preset="small", batch_frames=10000, warmup=100, min_lr_ratio=0.02
 DEMO_TRAIN: dict[str, dict] = {
     "ctc": dict(_COMMON, max_steps=2600, lr=3e-3),
     "las": dict(_COMMON, max_steps=1200, lr=2e-3, ctc_weight=0.3, label_smoothing=0.1),
+    # the transducer: ctc/conformer-small's encoder and recipe (its step budget, lr, warm-up)
+    "rnnt": dict(_COMMON, preset="conformer-small", max_steps=2300, lr=1e-3, warmup=300, ctc_weight=0.3),
 }
 
 
