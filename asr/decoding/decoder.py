@@ -121,8 +121,10 @@ class Decoder:
         if self._make_stream is None:
             raise ValueError(f"{self.kind} models do not decode live streams")
         with self._lock:
-            if self._spare:
-                return self._spare.pop()
+            spare = self._spare.pop() if self._spare else None
+        if spare is not None:
+            spare.reset()
+            return spare
         return self._make_stream(self.model, self.tokenizer, self.options)
 
     def release(self, strategy: StreamStrategy) -> None:

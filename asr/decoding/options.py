@@ -57,7 +57,7 @@ class DecodeOptions:
     ctc_beam: int = CTC_BEAM
     las_beam: int = LAS_BEAM
     rnnt_beam: int = RNNT_BEAM  # icefall's modified beam search keeps 4
-    # rnnt greedy: units one encoder frame may emit at most (the beam search emits one)
+    # rnnt: units one encoder frame may emit at most (greedy and beam; 1: icefall's modified beam search)
     max_symbols: int = 3
     beam_threshold: float = 25.0  # ctc beam: drop hypotheses this far below the best
     # las: end of sentence and ranking (asr/decoding/las.py's docstring)

@@ -82,6 +82,9 @@ class StreamStrategy:
     def words(self, text: str, frames: torch.Tensor, tokenizer, shift: float) -> list[Word]:
         return align_words(frames, text, tokenizer, shift)
 
+    def reset(self) -> None:
+        """Before a new stream (a finished stream's strategy handed on): forget that stream."""
+
     def begin(self) -> None:
         raise NotImplementedError
 
