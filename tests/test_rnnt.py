@@ -39,7 +39,7 @@ def first_step(shards: Path, out: Path, options: dict) -> Path:
     its card (features, CMVN, units) is what the tests then give other weights."""
     train(TrainConfig(shards=str(shards), out=str(out), model="rnnt", preset="conformer-tiny", model_options=options,
                       max_steps=1, warmup=0, lr=1e-9, batch_frames=4000, eval_every=0, workers=0, progress=False,
-                      ctc_weight=0.0))
+                      ctc_weight=0.0, threads=1))
     return out / "last.pt"
 
 
@@ -63,13 +63,18 @@ def learnt(handful_shards, tmp_path_factory) -> dict:
     torch.manual_seed(0)
     model = build_model(checkpoint.load(ckpt)["model"])
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for step in range(1, STEPS + 1):
-        model.on_step(step, STEPS)
-        loss = model(batch)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # ~0.09 s a step alone; two threads on busy cores spin: 10x slower
+    try:
+        for step in range(1, STEPS + 1):
+            model.on_step(step, STEPS)
+            loss = model(batch)["loss"]
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
     rows = sorted((r for r in pq.read_table(handful_shards / "index.parquet").to_pylist() if r["split"] == "train"),
                   key=lambda r: r["id"])
     root = Path(str(shards.dataset["build"]["cv_root"])) / LANG / "clips"
