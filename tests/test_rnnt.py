@@ -281,3 +281,35 @@ def test_train_takes_rnnt_options_and_refuses_others(shards_dir, tmp_path):
                                  "--batch-frames", "4000"])
     assert result.exit_code == 0, result.output
     assert checkpoint.load(tmp_path / "ok" / "best.pt")["model"]["options"]["predictor"] == "lstm"
+
+
+def test_the_live_page_streams_a_transducer(streaming, learnt):
+    """serve's WebSocket /stream with the streaming transducer: its "done" text is what
+    Recognizer.stream() makes of the same 8 kHz blocks (short, slow-rate audio is what real
+    callers send)."""
+    import numpy as np
+    import soundfile as sf
+    import soxr
+    from fastapi.testclient import TestClient
+
+    from asr.apps.serve import ServeConfig, create_app
+    from asr.decoding.options import LiveOptions
+
+    x, sr = sf.read(learnt["clips"][2], dtype="float32")
+    pcm = np.round(np.clip(soxr.resample(x, sr, 8000), -1, 1) * 32767).astype("<i2")
+    blocks = [pcm[i: i + 2000] for i in range(0, len(pcm), 2000)]
+    s = Recognizer.load(streaming, device="cpu", chunk_ms=320).stream()
+    for b in blocks:
+        s.accept(b, 8000)
+    expected = s.finish().text
+    with TestClient(create_app(ServeConfig(streaming, live=LiveOptions(chunk_ms=320)))) as c:
+        with c.websocket_connect("/stream") as ws:
+            ws.send_json({"type": "config", "sample_rate": 8000, "mode": "greedy"})
+            assert ws.receive_json()["type"] == "ready"
+            for b in blocks:
+                ws.send_bytes(b.tobytes())
+            ws.send_json({"type": "end"})
+            messages = []
+            while not messages or messages[-1]["type"] != "done":
+                messages.append(ws.receive_json())
+    assert messages[-1]["text"] == expected and len(expected) > 10

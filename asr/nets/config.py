@@ -50,7 +50,7 @@ class EncoderConfig:
     # Streaming (conformer, x4 front; asr/nets/encoders/conformer.py, "Streaming"): a causal depthwise
     # conv, and in training each batch draws its attention chunk (full context half the time), so
     # one model decodes whole files and streams chunk by chunk.
-    streaming: bool = option(False, "conformer (ctc): train to stream too: causal conv, a random attention chunk "
+    streaming: bool = option(False, "conformer (ctc, rnnt): train to stream too: causal conv, a random attention chunk "
                                     "per batch; the checkpoint then decodes whole files and streams "
                                     "(conformer-*-streaming presets).", flag=("--streaming/--no-streaming",))
     left_chunks: int = option(-1, "--streaming: chunks before its own a frame sees in training, -1: all.",

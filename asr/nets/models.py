@@ -71,7 +71,8 @@ def _build_las(config: dict, options: dict) -> nn.Module:
         raise ValueError(f"options {sorted(unknown)} do not apply to the LAS model "
                          f"(known: {', '.join(sorted(ENCODER_FIELDS | LAS_FIELDS))})")
     if options.get("streaming"):
-        raise ValueError("streaming is for CTC models (--model ctc): attention decoding needs the whole input")
+        raise ValueError("streaming is for CTC and transducer models (--model ctc, rnnt): attention decoding needs "
+                         "the whole input")
     las = {k: v for k, v in options.items() if k in LAS_FIELDS}
     return LASModel(LASConfig(config["vocab_size"], encoder_config(config["n_mels"], options), **las))
 
