@@ -167,6 +167,7 @@ def test_a_tiny_transducer_learns_a_handful_and_decodes_them(learnt):
     assert jiwer.cer(learnt["texts"], beam) <= cer
     one = [rec.with_options(beam=1, max_symbols=1).transcribe(c).text for c in learnt["clips"]]
     assert one == [rec.with_options(max_symbols=1).transcribe(c).text for c in learnt["clips"]]
+    assert rec.transcriber.window_s is not None  # its words have times: long files go window by window
     for t in greedy:
         times = [(w.start, w.end) for w in t.words]
         assert all(a is not None and 0 <= a < b <= t.duration + 0.05 for a, b in times), times
@@ -313,3 +314,4 @@ def test_the_live_page_streams_a_transducer(streaming, learnt):
             while not messages or messages[-1]["type"] != "done":
                 messages.append(ws.receive_json())
     assert messages[-1]["text"] == expected and len(expected) > 10
+
