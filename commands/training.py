@@ -26,13 +26,14 @@ def train(
     out: Optional[Path] = typer.Option(None, help="Run folder for checkpoints and logs [default: runs/<lang>-<model>]."),
     **options,
 ):
-    """Train a CTC or attention model on shards, on the GPU if any (torchrun for several)."""
+    """Train a CTC, attention or transducer model on shards, on the GPU if any (torchrun for several)."""
     from asr.training.loop import train_local
 
     given = options  # every option by name: the configs are built from it, no mapping by hand
     model, init_from, ctc_weight = given["model"], given["init_from"], given["ctc_weight"]
     shape = {k: given[k] for c in SHAPE_CONFIGS.values() for k in train_options(c) if given.get(k) is not None}
     las_only = [k for k in shape if k in train_options(SHAPE_CONFIGS["las"])]
+    rnnt_only = [k for k in shape if k in train_options(SHAPE_CONFIGS["rnnt"])]
     kind = model or "ctc"
     if init_from == "":  # given, but empty: not a silent run from scratch
         fail("--init-from needs a checkpoint file (a .pt written by `asr-cli train`), not an empty path", 2)
@@ -43,12 +44,13 @@ def train(
             kind = model or load_parent(init_from).card.kind
         except ValueError as e:  # an ONNX model, a pickle, not a checkpoint
             fail(str(e))
-    if kind == "las":
+    if kind in ("las", "rnnt"):
         if given["upsample"] is not None:
             fail("--upsample applies to --model ctc only")
         shape["ctc_weight"] = ctc_weight  # the model builds its CTC head by it
-    elif las_only and not init_from:
-        fail(f"--{las_only[0].replace('_', '-')} applies to --model las only")
+    for only, name in ((las_only, "las"), (rnnt_only, "rnnt")):
+        if only and kind != name and not init_from:
+            fail(f"--{only[0].replace('_', '-')} applies to --model {name} only")
     if given["rnn"] is not None and given["rnn"] not in ("gru", "lstm"):
         fail("--rnn must be gru or lstm")
     if given["encoder"] is not None and given["encoder"] not in ("rnn", "conformer"):
@@ -145,8 +147,8 @@ def demo(**options):
     from asr.apps.demo import run_demo
 
     cfg = DemoConfig(**fields_of(DemoConfig, options))
-    if cfg.model not in ("ctc", "las"):
-        fail("--model must be ctc or las")
+    if cfg.model not in ("ctc", "las", "rnnt"):
+        fail("--model must be ctc, las or rnnt")
     if cfg.precision not in ("", "fp32", "bf16"):
         fail("--precision must be fp32 or bf16 (or left out: the faster, measured)")
     from pipeline.shardformat import check_codec

@@ -150,7 +150,7 @@ def test_a_las_checkpoint_gets_one_line(las_ckpt, tmp_path):
     out = tmp_path / "las.onnx"
     done = cli("export", "--checkpoint", str(las_ckpt), "--out", str(out))
     assert done.returncode == 1 and done.stdout == ""
-    assert done.stderr == f"export supports CTC models; {las_ckpt} holds a LAS model\n"
+    assert done.stderr == f"export supports CTC and transducer models; {las_ckpt} holds a LAS model\n"
     assert list(tmp_path.iterdir()) == []
 
 

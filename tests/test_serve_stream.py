@@ -313,8 +313,8 @@ def test_each_bad_message_gets_one_error_and_a_close(stream_ckpt, chatty_ckpt, s
             assert ws.receive_json() == {"type": "done", "text": "", "words": [], "duration": 0.0}
         assert app.state.stream_sessions == [0]
     with TestClient(create_app(ServeConfig(chatty_ckpt))) as c:  # a model trained without --streaming
-        assert refusal(c, CONFIG) == ("this model cannot stream: train a Conformer CTC model with --streaming "
-                                      "(e.g. --preset conformer-small-streaming)", 1008)
+        assert refusal(c, CONFIG) == ("this model cannot stream: train a Conformer CTC or transducer model with "
+                                      "--streaming (e.g. --preset conformer-small-streaming)", 1008)
 
 
 def ws_url(port: int) -> str:

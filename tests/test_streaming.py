@@ -264,7 +264,7 @@ def test_an_endpoint_closes_a_segment_and_loses_no_word(streaming_ckpt):
         for i in range(0, len(samples), 1600):
             p = s.accept(samples[i: i + 1600], 16000)
             closed += p.closed
-            assert len(s.seg_probs) < 60  # bounded: a closed segment's frames are let go
+            assert len(s.seg_frames) < 60  # bounded: a closed segment's frames are let go
         t = s.finish()
         assert t.text == " ".join(words)
         assert [seg.text for seg in s.segments] == (words if segments == 4 else [" ".join(words)])

@@ -57,6 +57,8 @@ _COMMON = dict(preset="small", batch_frames=10000, warmup=100, min_lr_ratio=0.02
 DEMO_TRAIN: dict[str, dict] = {
     "ctc": dict(_COMMON, max_steps=2600, lr=3e-3),
     "las": dict(_COMMON, max_steps=1200, lr=2e-3, ctc_weight=0.3, label_smoothing=0.1),
+    # the transducer: ctc/conformer-small's encoder and recipe (its step budget, lr, warm-up)
+    "rnnt": dict(_COMMON, preset="conformer-small", max_steps=2300, lr=1e-3, warmup=300, ctc_weight=0.3),
 }
 
 
@@ -68,12 +70,14 @@ DEMO_PRESETS: dict[tuple[str, str], dict] = {
     ("las", "conformer-small"): dict(preset="conformer-small", max_steps=1200, lr=1e-3, warmup=300),
     # one model for whole files and live streaming (asr/inference/streaming.py): conformer-small's recipe
     ("ctc", "conformer-small-streaming"): dict(preset="conformer-small-streaming", max_steps=2300, lr=1e-3, warmup=300),
+    ("rnnt", "conformer-small"): dict(preset="conformer-small"),  # DEMO_TRAIN's
+    ("rnnt", "conformer-small-streaming"): dict(preset="conformer-small-streaming"),
 }
 
 
 @dataclass
 class DemoConfig:
-    model: str = option("ctc", "ctc or las.")
+    model: str = option("ctc", "ctc, las or rnnt (the transducer: conformer-small).")
     hours: float = option(5.0, "Hours of synthetic speech.", bounds=POSITIVE)
     seed: int = option(0, "Seed of the synthetic corpus.", bounds=AT_LEAST_0)
     data: Path = option(Path("data/demo"), "Common Voice root of the synthetic corpus.")
@@ -93,8 +97,8 @@ class DemoConfig:
     progress: bool = option(True, "Show progress bars.")
     train_overrides: dict = field(default_factory=dict)
     procs: int = 0  # training processes, 0: two on a CPU with two cores or more, else one
-    preset: str = option("", "Another model's demo recipe: conformer-small (ctc, las); run folder "
-                             "<runs>/demo-<model>-<preset>.")
+    preset: str = option("", "Another model's demo recipe: conformer-small (ctc, las), conformer-small-streaming "
+                             "(ctc, rnnt); run folder <runs>/demo-<model>-<preset>.")
     speeds: tuple[float, ...] = (0.9, 1.1)  # speed-perturbed copies of the train split in the shards
     codec: str = option(DEFAULT_CODEC, "The shards' feature codec: qdelta or float16 (use another --shards folder "
                                        "per codec).")

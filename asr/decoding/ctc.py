@@ -358,9 +358,9 @@ def beam_batch(model, tokenizer, options: DecodeOptions) -> CTCBatch:
     return CTCBatch(model, tokenizer, options, CTCBeamDecoder(tokenizer, options))
 
 
-def greedy_stream(tokenizer, options: DecodeOptions) -> CTCGreedyStream:
+def greedy_stream(model, tokenizer, options: DecodeOptions) -> CTCGreedyStream:
     return CTCGreedyStream(tokenizer)
 
 
-def beam_stream(tokenizer, options: DecodeOptions) -> CTCBeamDecoder:
+def beam_stream(model, tokenizer, options: DecodeOptions) -> CTCBeamDecoder:
     return CTCBeamDecoder(tokenizer, options)

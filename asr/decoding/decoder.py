@@ -10,10 +10,11 @@
 `Decoder`; the training loop's dev CER through `greedy_texts`, the `Decoder` in greedy mode,
 so the dev CER is computed on the hypotheses eval would produce.
 
-STRATEGIES maps (model kind, mode) to the factories of a batch strategy and a stream
-strategy (asr/decoding/strategy.py's interface; None: that kind does not stream). A mode is
-"greedy", or "beam" when `beam` is given or an LM (or, for las, a CTC weight) asks for a
-search; its width is then `beam`, or `ctc_beam` / `las_beam` by model kind. A new model kind
+STRATEGIES maps (model kind, mode) to the factories of a batch strategy (model, tokenizer,
+options) and a stream strategy (the same arguments; asr/decoding/strategy.py's interface;
+None: that kind does not stream). A mode is "greedy", or "beam" when `beam` is given or an LM
+(or, for las, a CTC weight) asks for a search; its width is then `beam`, or `ctc_beam` /
+`las_beam` / `rnnt_beam` by model kind. A new model kind
 or mode is its strategies' file and a line here. The strategies:
 
     mode     ctc (asr/decoding/ctc.py)                      las (asr/decoding/las.py)
@@ -21,6 +22,10 @@ or mode is its strategies' file and a line here. The strategies:
              CTCGreedyStream
     beam     CTCBeamDecoder (flashlight), lexicon-free or   LASBeamSearch (joint CTC/attention,
              with the word LM (ARPA); live: the same        --ctc-weight; LM by shallow fusion)
+
+    mode     rnnt (asr/decoding/transducer.py)
+    greedy   GreedySearch (batched; live: the same, one row)
+    beam     BeamSearch, icefall's modified beam search (one unit a frame; LM by shallow fusion)
 
 The LM terms are the same for every kind: `lm_weight * log10 P_lm(word) + word_score per
 word`, added to the acoustic natural-log scores (the word score goes with the LM: without
@@ -34,7 +39,7 @@ import threading
 
 import torch
 
-from asr.decoding import ctc, las
+from asr.decoding import ctc, las, transducer
 from asr.decoding.options import DecodeOptions
 from asr.decoding.strategy import Decoded, StreamStrategy, tidy
 from asr.nets.kinds import KINDS
@@ -46,6 +51,8 @@ STRATEGIES = {  # (model kind, mode) -> (batch strategy factory, stream strategy
     ("ctc", "beam"): (ctc.beam_batch, ctc.beam_stream),
     ("las", "greedy"): (las.greedy_batch, None),
     ("las", "beam"): (las.beam_batch, None),
+    ("rnnt", "greedy"): (transducer.greedy_batch, transducer.greedy_stream),
+    ("rnnt", "beam"): (transducer.beam_batch, transducer.beam_stream),
 }
 
 
@@ -114,9 +121,11 @@ class Decoder:
         if self._make_stream is None:
             raise ValueError(f"{self.kind} models do not decode live streams")
         with self._lock:
-            if self._spare:
-                return self._spare.pop()
-        return self._make_stream(self.tokenizer, self.options)
+            spare = self._spare.pop() if self._spare else None
+        if spare is not None:
+            spare.reset()
+            return spare
+        return self._make_stream(self.model, self.tokenizer, self.options)
 
     def release(self, strategy: StreamStrategy) -> None:
         with self._lock:

@@ -3,10 +3,11 @@
 A leaf module (no torch), so `asr-cli --help` shows the real defaults without loading a
 model library. The options, by the model kind they apply to:
 
-    both    beam, lm, lm_weight, word_score; ctc_beam / las_beam: a search's width by kind
+    all     beam, lm, lm_weight, word_score; ctc_beam / las_beam / rnnt_beam: a search's width by kind
     ctc     beam_threshold (asr/decoding/ctc.py)
     las     ctc_weight, max_len_ratio, min_len, eos_threshold, length_penalty, pre_beam
             (asr/decoding/las.py)
+    rnnt    max_symbols, pre_beam (asr/decoding/transducer.py)
 
 Choosing lm_weight and word_score: tune them on dev, never on test. A small grid is enough,
 e.g. lm_weight in {0.5, 1, 1.5, 2, 3} x word_score in {-1, 0, 1, 2, 3}:
@@ -33,7 +34,7 @@ from pathlib import Path
 
 from pipeline.options import Bound, option
 
-CTC_BEAM, LAS_BEAM = 50, 10  # a search's width by model kind when no --beam is given
+CTC_BEAM, LAS_BEAM, RNNT_BEAM = 50, 10, 4  # a search's width by model kind when no --beam is given
 DECODING_SCORE = Bound(-100, 100, why="a log10-probability weight; tune on dev")
 
 
@@ -44,7 +45,7 @@ class DecodeOptions:
 
     # hypotheses kept; None: greedy, or the kind's default for a search
     beam: int | None = option(None, "Beam search with this many hypotheses (default: greedy; with --lm or "
-                                    f"--ctc-weight: {CTC_BEAM} for ctc, {LAS_BEAM} for las).",
+                                    f"--ctc-weight: {CTC_BEAM} for ctc, {LAS_BEAM} for las, {RNNT_BEAM} for rnnt).",
                               bounds=Bound(1, 1000, why="every hypothesis costs memory: 100000 needs tens of GB"))
     lm: Path | None = option(None, "Word n-gram LM (ARPA, from `asr-cli lm build`) for beam search.")
     lm_weight: float = option(1.0, "Weight of the LM's log10 probability; tune on dev.", bounds=DECODING_SCORE)
@@ -55,13 +56,16 @@ class DecodeOptions:
     # keeps many cheap hypotheses per frame, the attention search runs the speller per hypothesis
     ctc_beam: int = CTC_BEAM
     las_beam: int = LAS_BEAM
+    rnnt_beam: int = RNNT_BEAM  # icefall's modified beam search keeps 4
+    # rnnt: units one encoder frame may emit at most (greedy and beam; 1: icefall's modified beam search)
+    max_symbols: int = 3
     beam_threshold: float = 25.0  # ctc beam: drop hypotheses this far below the best
     # las: end of sentence and ranking (asr/decoding/las.py's docstring)
     max_len_ratio: float | None = None  # units per encoder frame at most; None: 25 units per second
     min_len: int = 1  # no <eos> before this many units
     eos_threshold: float = 1.5  # nats: <eos> only within this of the best candidate's step score
     length_penalty: float = 1.0  # hypotheses ranked by score / (units + 1) ** length_penalty
-    pre_beam: int | None = None  # units per hypothesis scored by CTC and the LM; None: 1.5 x beam
+    pre_beam: int | None = None  # units per hypothesis scored by CTC (las) and the LM; None: 1.5 x beam
 
     def check(self, kind: str) -> None:
         if self.beam is not None and self.beam < 1:
@@ -82,7 +86,7 @@ class DecodeOptions:
         """The beam of a search on a `kind` model: `beam`, or the kind's default."""
         if self.beam is not None:
             return self.beam
-        return self.ctc_beam if kind == "ctc" else self.las_beam
+        return {"ctc": self.ctc_beam, "las": self.las_beam}.get(kind, self.rnnt_beam)
 
 
 @dataclass

@@ -21,6 +21,10 @@ where the path keeps a unit across a pause, the word stretches over the pause.
 
 A word that cannot be placed (no unit of it in the model's units, or more units than frames)
 gets start / end / score None.
+
+A transducer needs no alignment: its search records the frame each unit was emitted at
+(`emitted_words`): a word starts at its first unit's frame and ends one frame after its last
+unit's, its score the mean probability of its units where they were emitted.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from asr.tokens.units import BLANK, SPACE
+from asr.tokens.subword import WORD_START
+from asr.tokens.units import BLANK, EOS, SPACE
 
 
 @dataclass
@@ -142,3 +147,33 @@ def align_words(log_probs: torch.Tensor, text: str, tokenizer, shift: float) -> 
         result.append(Word(w, round(mine[0][0] * shift, 3), round(mine[-1][1] * shift, 3),
                            round(float(frames.mean()), 4)))
     return result
+
+
+def emitted_words(units: list[int], frames: list[int], probs: list[float], text: str, tokenizer,
+                  shift: float) -> list[Word]:
+    """Words of `text` with the times of a transducer's emissions: units [n] (no blank), the
+    frame each was emitted at [n], its probability there [n]; shift: seconds per frame. The
+    units are cut into words where characters have a space or a piece starts with "▁"; when
+    they make as many words as `text` has (the normaliser may respell one), word i of the text
+    takes the i-th group's times, else every word is unplaced."""
+    words = text.split()
+    groups: list[list] = []  # [first frame, last frame, probs]
+    open_word = False
+    for u, f, p in zip(units, frames, probs):
+        piece = tokenizer.units[u]
+        if u in (BLANK, EOS) or piece == SPACE:
+            open_word = False
+            continue
+        if piece.startswith(WORD_START):
+            open_word, piece = False, piece[len(WORD_START):]
+            if not piece:
+                continue
+        if not open_word:
+            groups.append([f, f, []])
+            open_word = True
+        groups[-1][1] = f
+        groups[-1][2].append(p)
+    if len(groups) != len(words):
+        return [Word(w, None, None, None) for w in words]
+    return [Word(w, round(a * shift, 3), round((b + 1) * shift, 3), round(sum(ps) / len(ps), 4))
+            for w, (a, b, ps) in zip(words, groups)]

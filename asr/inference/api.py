@@ -90,7 +90,7 @@ class Recognizer:
 
     @property
     def streaming(self) -> bool:
-        """Whether `stream()` works: a Conformer CTC model trained with --streaming."""
+        """Whether `stream()` works: a Conformer CTC or transducer model trained with --streaming."""
         return self.transcriber.loaded.streaming
 
     def stream(self, chunk_ms: float | None = None, endpoint_ms=LOADS) -> StreamingSession:

@@ -1,4 +1,4 @@
-"""`asr-cli export`: a CTC checkpoint -> an ONNX model that onnxruntime runs on the CPU.
+"""`asr-cli export`: a CTC or transducer checkpoint -> an ONNX model that onnxruntime runs on the CPU.
 
     asr-cli export --checkpoint runs/fr-ctc/best.pt --out model.onnx
     asr-cli transcribe --checkpoint model.onnx clip.mp3          (eval takes it too)
@@ -30,35 +30,31 @@ and the first chunks' cache mask as ops, so one trace serves every chunk). The c
 stream of a few chunks, caches carried, through asr/inference/streaming.py's TorchChunkRunner and the
 onnxruntime runner at the export's chunk and at another: each chunk's valid frames must
 match in number and their log-probs within CHECK_ATOL.
+
+A transducer (kind "rnnt") exports three graphs (asr/inference/export_transducer.py): its
+encoder in `out` (whole utterances or, --streaming, the chunk step: checked as above, on its
+frames), and its decoder and joiner beside it, each checked against PyTorch too.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
-import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from asr.inference import export_transducer
 from asr.inference.loading import LoadedModel, open_model
+from asr.inference.onnx_graphs import CHECK_ATOL, ExportError, onnx_bytes
 from asr.inference.onnx_model import (FORMAT, INPUTS, METADATA_KEY, OUTPUTS, STREAM_INPUTS, STREAM_OUTPUTS, SUBSAMPLING,
                                       OnnxStreamingCTCModel, encoder_frames, jsonable, session)
 from asr.inference.streaming import CHUNK_MS, NOT_LAST, TorchChunkRunner, can_stream, chunk_frames, left_frames
 from asr.nets.encoders.conformer import FRONT_CONTEXT
 from pipeline.atomic import write_bytes, write_json
 
-OPSET = 17
-CHECK_ATOL = 1e-3  # log-probs; measured differences are ~1e-6
-
-
-class ExportError(ValueError):
-    pass
+__all__ = ["ExportError", "export_onnx", "format_summary"]
 
 
 class _LogProbs(nn.Module):
@@ -114,62 +110,35 @@ def metadata(loaded: LoadedModel) -> dict:
     })
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """File descriptor 2 to /dev/null: the exporter's C++ side prints notes there directly
-    ("The shape inference of prim::PackPadded type is missing": the check below is what
-    tells whether the graph is right)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def graph_bytes(model: nn.Module, n_mels: int) -> bytes:
     """The serialised ONNX graph of `model.log_probs` (no metadata yet)."""
-    wrapper = _LogProbs(model).eval()  # eval, so the exporter restores eval mode afterwards
-    feats = torch.zeros(2, 64, n_mels)
-    lengths = torch.tensor([64, 48])
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad(), _quiet_stderr():
-        warnings.simplefilter("ignore")  # the exporter's deprecation and RNN batch_first notes
-        torch.onnx.export(
-            wrapper, (feats, lengths), buf, dynamo=False, opset_version=OPSET,
-            input_names=list(INPUTS), output_names=list(OUTPUTS),
-            dynamic_axes={"feats": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
-                          "log_probs": {0: "batch", 1: "frames"}, "out_lengths": {0: "batch"}})
-    model.eval()
-    return buf.getvalue()
+    feats, lengths = torch.zeros(2, 64, n_mels), torch.tensor([64, 48])
+    return onnx_bytes(_LogProbs(model), (feats, lengths), INPUTS, OUTPUTS,
+                      {"feats": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
+                       "log_probs": {0: "batch", 1: "frames"}, "out_lengths": {0: "batch"}})
 
 
 def chunk_graph_bytes(model: nn.Module, n_mels: int, chunk: int, left: int) -> bytes:
     """The serialised ONNX graph of one chunk step (`_ChunkStep`), traced at `chunk` encoder
     frames and a cache of `left`; both are dynamic axes of the graph."""
-    wrapper = _ChunkStep(model).eval()
     att, conv = model.encoder.stream_caches(left)
     window = torch.zeros(1, SUBSAMPLING * chunk + FRONT_CONTEXT, n_mels)
     args = (window, torch.tensor(0), torch.tensor(NOT_LAST), att, conv)
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad(), _quiet_stderr():
-        warnings.simplefilter("ignore")  # the exporter's deprecation note, its tracer's on q, k, v = ...
-        torch.onnx.export(
-            wrapper, args, buf, dynamo=False, opset_version=OPSET,
-            input_names=list(STREAM_INPUTS), output_names=list(STREAM_OUTPUTS),
-            dynamic_axes={"window": {1: "window"}, "att_cache": {4: "left"}, "next_att_cache": {4: "left"},
-                          "log_probs": {0: "frames"}, "valid": {0: "frames"}})
-    model.eval()
-    return _declare_output_shapes(buf.getvalue(), model.head.out_features // model.upsample)
+    if model.kind == "rnnt":  # the transducer's encoder frames [C, J] (asr/inference/export_transducer.py)
+        return declare_output_shapes(export_transducer.chunk_bytes(model, args, STREAM_INPUTS, STREAM_AXES),
+                                     model.joiner.enc_proj.out_features)
+    data = onnx_bytes(_ChunkStep(model), args, STREAM_INPUTS, STREAM_OUTPUTS, STREAM_AXES)
+    return declare_output_shapes(data, model.head.out_features // model.upsample)
 
 
-def _declare_output_shapes(data: bytes, vocab: int) -> bytes:
+STREAM_AXES = {"window": {1: "window"}, "att_cache": {4: "left"}, "next_att_cache": {4: "left"},
+               "log_probs": {0: "frames"}, "valid": {0: "frames"}, "frames": {0: "frames"}}
+
+
+def declare_output_shapes(data: bytes, vocab: int) -> bytes:
     """The outputs' shapes as the graph computes them, where ONNX's shape inference loses them
-    on the symbolic chunk: log_probs [frames, vocab], each next cache its input's shape (what a
-    runtime other than onnxruntime reads to allocate)."""
+    on the symbolic chunk: log_probs [frames, vocab] (a transducer's frames [frames, J]), each
+    next cache its input's shape (what a runtime other than onnxruntime reads to allocate)."""
     import onnx
 
     proto = onnx.load_from_string(data)
@@ -177,7 +146,7 @@ def _declare_output_shapes(data: bytes, vocab: int) -> bytes:
     for out in proto.graph.output:
         if out.name.startswith("next_"):
             out.type.tensor_type.shape.CopyFrom(inputs[out.name[len("next_"):]].type.tensor_type.shape)
-        elif out.name == "log_probs":
+        elif out.name in ("log_probs", "frames"):
             out.type.tensor_type.shape.dim[1].dim_value = vocab  # setting the value clears the symbolic name
     return proto.SerializeToString()
 
@@ -221,9 +190,9 @@ def check(model: nn.Module, data: bytes, n_mels: int) -> float:
     gen = torch.Generator().manual_seed(0)
     feats = torch.randn(3, 157, n_mels, generator=gen)
     lengths = torch.tensor([157, 90, 23])
-    with torch.no_grad():
-        ref, ref_lens = model.log_probs(feats, lengths)
-    got, got_lens = session(data).run(list(OUTPUTS), {"feats": feats.numpy(), "lengths": lengths.numpy()})
+    with torch.no_grad():  # a transducer's graph gives its frames
+        ref, ref_lens = (model.frames if model.kind == "rnnt" else model.log_probs)(feats, lengths)
+    got, got_lens = session(data).run(None, {"feats": feats.numpy(), "lengths": lengths.numpy()})
     if got.shape != tuple(ref.shape) or not np.array_equal(got_lens, ref_lens.numpy()):
         raise ExportError(f"the exported model's output shape {got.shape} / lengths {got_lens.tolist()} differ "
                           f"from PyTorch's {tuple(ref.shape)} / {ref_lens.tolist()}: this model cannot be exported")
@@ -253,21 +222,26 @@ def export_onnx(checkpoint: Path, out: Path, streaming: bool = False, chunk_ms: 
     loaded = open_model(checkpoint, "cpu")
     model = loaded.model
     kind = loaded.kind
-    if kind != "ctc":
-        raise ExportError(f"export supports CTC models; {checkpoint} holds a {kind.upper() if kind else 'non-CTC'} "
-                          "model")
+    if kind not in ("ctc", "rnnt"):
+        raise ExportError(f"export supports CTC and transducer models; {checkpoint} holds a "
+                          f"{kind.upper() if kind else 'different'} model")
     if streaming and not can_stream(model):
         raise ExportError(f"--streaming: {checkpoint} was not trained with --streaming (train a conformer-*-streaming "
                           "preset), or export it without --streaming")
+    rnnt = kind == "rnnt"
     n_mels = loaded.features.n_mels
     meta = metadata(loaded)
-    # log-prob frames per feature frame, for word timestamps (asr/decoding/timestamps.py)
-    meta.update(time_reduction=int(model.encoder.time_reduction), upsample=int(model.upsample))
+    # output frames per feature frame, for word timestamps (asr/decoding/timestamps.py)
+    meta.update(time_reduction=int(model.encoder.time_reduction), upsample=int(getattr(model, "upsample", 1)))
     if streaming:
         meta.update(stream_metadata(model, loaded.features.hop_ms, CHUNK_MS if chunk_ms is None else chunk_ms))
+    steps = {}
     try:
+        if rnnt:  # the transducer's three graphs (asr/inference/export_transducer.py)
+            meta.update(export_transducer.metadata(model, out, meta["outputs"]))
+            steps = export_transducer.step_bytes(model)
         data = (chunk_graph_bytes(model, n_mels, meta["chunk"], meta["left"]) if streaming
-                else graph_bytes(model, n_mels))
+                else export_transducer.encoder_bytes(model, n_mels) if rnnt else graph_bytes(model, n_mels))
     except Exception as e:  # the exporter's own errors: an operator or construct it cannot express
         reason = " ".join(str(e).split())[:200]
         raise ExportError(f"torch.onnx cannot export {checkpoint} ({type(e).__name__}: {reason})") from None
@@ -286,7 +260,12 @@ def export_onnx(checkpoint: Path, out: Path, streaming: bool = False, chunk_ms: 
         summary.update(chunk_ms=meta["chunk_ms"], chunk=meta["chunk"], left=meta["left"])
     else:
         summary["max_diff"] = check(model, data, n_mels)
+    if rnnt:
+        summary["max_diff"] = max(summary["max_diff"], export_transducer.check_steps(model, steps, len(loaded.tokenizer)))
+        summary["graphs"] = [str(p) for p in export_transducer.side_files(out).values()]
     out.parent.mkdir(parents=True, exist_ok=True)
+    for name, path in export_transducer.side_files(out).items() if rnnt else ():
+        write_bytes(path, steps[name])
     write_bytes(out, data)
     write_json(sidecar_path(out), meta)
     return summary
@@ -321,6 +300,8 @@ def format_summary(summary: dict) -> str:
     cer = f", dev CER {summary['dev_cer']:.4f}" if isinstance(summary["dev_cer"], float) else ""
     wrote = (f"wrote {summary['out']} ({summary['bytes'] / 1e6:.1f} MB, {summary['preset']}, step {summary['step']}"
              f"{cer}) and {summary['sidecar']}\n")
+    if summary.get("graphs"):  # a transducer: its decoder and joiner beside it
+        wrote += f"  and its decoder and joiner, {' and '.join(summary['graphs'])} (keep the three together)\n"
     if summary.get("streaming"):
         sizes = " and ".join(map(str, summary["chunks_checked"]))
         return (wrote + f"  streaming: one chunk step, caches in and out; chunk {summary['chunk_ms']:g} ms "
@@ -330,5 +311,5 @@ def format_summary(summary: dict) -> str:
                 f"{sizes}, caches carried\n"
                 f"  use it: asr-cli transcribe --stream --checkpoint {summary['out']} FILE...  "
                 f"(or Recognizer.load(...).stream())")
-    return (wrote + f"  checked against PyTorch: log-probs within {summary['max_diff']:.1e} on a test batch\n"
+    return (wrote + f"  checked against PyTorch: outputs within {summary['max_diff']:.1e} on a test batch\n"
             f"  use it: asr-cli transcribe --checkpoint {summary['out']} FILE...")

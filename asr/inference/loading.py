@@ -32,7 +32,7 @@ class LoadedModel:
     sessions and threads share one; they never share a decoder, asr/decoding/decoder.py)."""
 
     path: Path
-    model: object  # torch nn.Module in eval mode, or asr/inference/onnx_model.py's OnnxCTCModel
+    model: object  # torch nn.Module in eval mode, or an asr/inference/onnx_model.py model
     tokenizer: Tokenizer
     card: ModelCard
     device: torch.device
@@ -60,8 +60,8 @@ class LoadedModel:
 
     @property
     def streaming(self) -> bool:
-        """Whether it decodes chunk by chunk (a Conformer CTC model trained with --streaming, or its
-        streaming ONNX export)."""
+        """Whether it decodes chunk by chunk (a Conformer CTC or transducer model trained with
+        --streaming, or its streaming ONNX export)."""
         return can_stream(self.model)
 
     def describe(self) -> str:
@@ -74,7 +74,7 @@ def can_stream(model) -> bool:
     if hasattr(model, "chunk_runner"):
         return getattr(model, "streaming", False)
     cfg = getattr(getattr(model, "encoder", None), "cfg", None)
-    return getattr(model, "kind", None) == "ctc" and bool(getattr(cfg, "streaming", False))
+    return getattr(model, "kind", None) in ("ctc", "rnnt") and bool(getattr(cfg, "streaming", False))
 
 
 def open_model(path: str | Path, device="cpu") -> LoadedModel:

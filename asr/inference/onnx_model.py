@@ -1,4 +1,4 @@
-"""A CTC model exported by `asr-cli export`, run by onnxruntime on the CPU.
+"""A model exported by `asr-cli export` (CTC or transducer), run by onnxruntime on the CPU.
 
     model, tokenizer, meta = load_onnx(Path("model.onnx"))
     log_probs, out_lens = model.log_probs(feats [B, T, F], lengths [B])   # torch in, torch out
@@ -29,6 +29,14 @@ The chunk C and the cache's length `left` are dynamic axes: `OnnxStreamingCTCMod
 with any chunk (`chunk_runner`, what asr/inference/streaming.py's session runs, the twin of its
 TorchChunkRunner), and decodes whole files through the same graph chunk by chunk, with the
 chunk it was exported at (metadata "chunk"): the results of the chunk-masked PyTorch model.
+
+A transducer (kind "rnnt", sherpa-onnx's layout) is three graphs: the encoder in `model.onnx`
+(with the metadata; whole utterances, or with --streaming its chunk step) giving the joiner's
+encoder side `frames` [batch, frames, J] (streaming: [C, J] and `valid`) instead of log-probs,
+and beside it `model.decoder.onnx` (state, units [N] -> next_state, pred [N, J]: the prediction
+network's step) and `model.joiner.onnx` (frames [N, J], pred [N, J] -> log_probs [N, V]).
+`OnnxTransducer` has TransducerModel's decoding interface (`frames`, `decoder_start`,
+`decoder_step`, `joint`), so asr/decoding/transducer.py's searches run it unchanged.
 """
 
 from __future__ import annotations
@@ -54,6 +62,11 @@ DECODING_KEYS = ("model", "tokenizer", "features", "cmvn", "lang")  # what the m
 STREAM_INPUTS = ("window", "offset", "total", "att_cache", "conv_cache")
 STREAM_OUTPUTS = ("log_probs", "valid", "next_att_cache", "next_conv_cache")
 STREAM_KEYS = ("chunk_ms", "chunk", "left", "left_chunks", "time_reduction", "upsample")
+# a transducer's encoder gives the joiner's encoder side; its decoder and joiner graphs lie beside it
+RNNT_OUTPUTS, RNNT_STREAM_OUTPUTS = ("frames", "out_lengths"), ("frames", "valid", "next_att_cache", "next_conv_cache")
+DECODER_INPUTS, DECODER_OUTPUTS = ("state", "units"), ("next_state", "pred")
+JOINER_INPUTS, JOINER_OUTPUTS = ("frames", "pred"), ("log_probs",)
+RNNT_KEYS = ("decoder_file", "joiner_file", "decoder_start", "time_reduction")
 SUBSAMPLING = 4  # feature frames per encoder frame of a streaming model (the x4 front)
 
 
@@ -101,7 +114,7 @@ class OnnxCTCModel:
 
     def log_probs(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feats [B, T, F], lengths [B] -> float32 log-probabilities [B, T', V], lengths [B]."""
-        log_probs, out_lens = self.session.run(list(OUTPUTS), {
+        log_probs, out_lens = self.session.run(None, {  # (a transducer's: its frames)
             "feats": np.ascontiguousarray(feats.detach().float().cpu().numpy()),
             "lengths": lengths.detach().long().cpu().numpy()})
         return torch.from_numpy(log_probs).to(feats.device), torch.from_numpy(out_lens).to(lengths.device)
@@ -136,9 +149,10 @@ class OnnxChunkRunner:
     """A streaming export's chunk graph, one chunk at a time, holding its caches: the twin of
     asr/inference/streaming.py's TorchChunkRunner (the session runs either).
 
-    step(window float32 [4 C + 3, F] (CMVN applied), offset, total) -> CTC log-probs
-    [n x upsample, V] (torch, CPU) of the chunk's n valid encoder frames (C, or fewer in the
-    last chunk); the caches it returns are the next call's inputs."""
+    step(window float32 [4 C + 3, F] (CMVN applied), offset, total) -> the graph's first output
+    (CTC log-probs [n x upsample, V], a transducer's frames [n, J]; torch, CPU) on the chunk's
+    n valid frames (C, or fewer in the last chunk); the caches it returns are the next call's
+    inputs."""
 
     def __init__(self, session, chunk: int, att_shape: tuple[int, ...], conv_shape: tuple[int, ...]):
         self.session, self.chunk = session, chunk
@@ -153,11 +167,11 @@ class OnnxChunkRunner:
         if window.shape[0] != SUBSAMPLING * self.chunk + FRONT_CONTEXT:
             raise ValueError(f"a window of {window.shape[0]} frames for a chunk of {self.chunk} encoder frames "
                              f"(it takes {SUBSAMPLING * self.chunk + FRONT_CONTEXT})")
-        log_probs, valid, self.att, self.conv = self.session.run(list(STREAM_OUTPUTS), {
+        out, valid, self.att, self.conv = self.session.run(None, {  # the graph's outputs, in order
             "window": np.ascontiguousarray(window, np.float32)[None],
             "offset": np.array(offset, np.int64), "total": np.array(total, np.int64),
             "att_cache": self.att, "conv_cache": self.conv})
-        return torch.from_numpy(log_probs[valid])
+        return torch.from_numpy(out[valid])
 
 
 class OnnxStreamingCTCModel(OnnxCTCModel):
@@ -219,6 +233,45 @@ class OnnxStreamingCTCModel(OnnxCTCModel):
         return log_probs.to(feats.device), out_lens.to(lengths.device)
 
 
+class OnnxTransducer(OnnxStreamingCTCModel):
+    """A transducer export (kind "rnnt"; the module docstring): its encoder, whole or a chunk
+    step (then `chunk_runner` for live streams and whole files chunk by chunk), and its
+    decoder and joiner graphs, with asr/nets/transducer.py's decoding interface (torch in, out)."""
+
+    kind = "rnnt"
+
+    def __init__(self, path: Path, session, meta: dict, decoder, joiner):
+        self.path, self.session, self.meta = Path(path), session, meta
+        self.streaming = meta.get("streaming") is True
+        self.decoder, self.joiner = decoder, joiner
+        if self.streaming:
+            super().__init__(path, session, meta)
+            self._vocab = int(session.get_outputs()[0].shape[1])  # frames [C, J]: the stream's width
+        start = np.asarray(meta["decoder_start"])
+        dtype = np.int64 if decoder.get_inputs()[0].type == "tensor(int64)" else np.float32
+        self._start = torch.from_numpy(start.astype(dtype))
+
+    def frames(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """feats [B, T, F], lengths [B] -> e [B, T', J], lengths [B] (streaming: each utterance
+        chunk by chunk at the exported chunk)."""
+        if self.streaming:
+            return OnnxStreamingCTCModel.log_probs(self, feats, lengths)
+        return OnnxCTCModel.log_probs(self, feats, lengths)
+
+    def decoder_start(self, n: int) -> torch.Tensor:
+        return self._start[None].expand(n, *self._start.shape).clone()
+
+    def decoder_step(self, state: torch.Tensor, units: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        next_state, pred = self.decoder.run(list(DECODER_OUTPUTS), {"state": state.cpu().numpy(),
+                                                                    "units": units.long().cpu().numpy()})
+        return torch.from_numpy(next_state), torch.from_numpy(pred)
+
+    def joint(self, e: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        (log_probs,) = self.joiner.run(list(JOINER_OUTPUTS), {"frames": np.ascontiguousarray(e.float().cpu().numpy()),
+                                                             "pred": np.ascontiguousarray(p.float().cpu().numpy())})
+        return torch.from_numpy(log_probs)
+
+
 def session(path: Path | bytes, threads: int | None = None):
     """An onnxruntime CPU session of `path` (or a serialised model), with `threads` intra-op threads (default: torch's)."""
     import onnxruntime as ort
@@ -258,7 +311,8 @@ def check_metadata(meta: dict, streaming: bool, path) -> None:
 
 def load_onnx(path: Path, threads: int | None = None) -> tuple[OnnxCTCModel, object, dict]:
     """A model written by `asr-cli export` -> (OnnxCTCModel, or OnnxStreamingCTCModel for a
-    streaming export; tokenizer; metadata dict with the checkpoint's decoding keys: features,
+    streaming export, OnnxTransducer for a transducer's (its decoder and joiner read from beside
+    it); tokenizer; metadata dict with the checkpoint's decoding keys: features,
     cmvn, lang, normalizer, model ...). Raises CheckpointError, naming the file, for a missing,
     unreadable or foreign file."""
     path = Path(path)
@@ -279,9 +333,13 @@ def load_onnx(path: Path, threads: int | None = None) -> tuple[OnnxCTCModel, obj
         raise CheckpointError(f"{path} is an ONNX model, but not one made by `asr-cli export` "
                               f"(no '{METADATA_KEY}' metadata of format {FORMAT})")
     streaming = meta.get("streaming") is True
-    missing = [k for k in DECODING_KEYS + (STREAM_KEYS if streaming else ()) if k not in meta]
+    rnnt = isinstance(meta.get("model"), dict) and meta["model"].get("kind") == "rnnt"
+    needed = DECODING_KEYS + (STREAM_KEYS if streaming else ()) + (RNNT_KEYS if rnnt else ())
+    missing = [k for k in needed if k not in meta]
     names = (tuple(i.name for i in sess.get_inputs()), tuple(o.name for o in sess.get_outputs()))
-    if missing or names != ((STREAM_INPUTS, STREAM_OUTPUTS) if streaming else (INPUTS, OUTPUTS)):
+    outputs = (RNNT_STREAM_OUTPUTS if streaming else RNNT_OUTPUTS) if rnnt else \
+        (STREAM_OUTPUTS if streaming else OUTPUTS)
+    if missing or names != ((STREAM_INPUTS if streaming else INPUTS), outputs):
         raise CheckpointError(f"{path}: damaged `asr-cli export` model "
                               f"({'lacks ' + ', '.join(missing) if missing else 'unexpected inputs / outputs'})")
     check_metadata(meta, streaming, path)
@@ -289,8 +347,27 @@ def load_onnx(path: Path, threads: int | None = None) -> tuple[OnnxCTCModel, obj
         tokenizer = tokenizer_from_state(meta["tokenizer"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: unreadable tokenizer state in its metadata ({e})") from None
+    if rnnt:
+        graphs = [_beside(path, meta[key], names, threads) for key, names in
+                  (("decoder_file", (DECODER_INPUTS, DECODER_OUTPUTS)), ("joiner_file", (JOINER_INPUTS, JOINER_OUTPUTS)))]
+        return OnnxTransducer(path, sess, meta, *graphs), tokenizer, meta
     vocab = sess.get_outputs()[0].shape[-1]  # the graph's own unit axis (fixed at export)
     if isinstance(vocab, int) and vocab != len(tokenizer):
         raise CheckpointError(f"{path}: its metadata's units ({len(tokenizer)}) are not the graph's output "
                               f"({vocab}): damaged `asr-cli export` model")
     return (OnnxStreamingCTCModel if streaming else OnnxCTCModel)(path, sess, meta), tokenizer, meta
+
+
+def _beside(path: Path, name, names: tuple, threads: int | None):
+    """The session of a transducer's decoder or joiner graph, `name` in the folder of `path`."""
+    other = path.parent / str(name)
+    if Path(str(name)).name != str(name) or not other.is_file():
+        raise CheckpointError(f"{path}: its {name} is missing (a transducer export is three files: keep them "
+                              "together)")
+    try:
+        sess = session(other, threads)
+    except Exception as e:
+        raise CheckpointError(f"{other} is not a readable ONNX model ({type(e).__name__})") from None
+    if (tuple(i.name for i in sess.get_inputs()), tuple(o.name for o in sess.get_outputs())) != names:
+        raise CheckpointError(f"{other}: unexpected inputs / outputs for a transducer's graph")
+    return sess

@@ -6,24 +6,30 @@
         p = s.accept(block, 48000)               # p.text: everything so far; p.closed: new segments
     t = s.finish()                               # a Transcript: text, words with times, duration
 
-A model trained with `--streaming` (asr/nets/encoders/conformer.py, "Streaming") decodes so:
+A model trained with `--streaming` (asr/nets/encoders/conformer.py, "Streaming"), CTC or
+transducer, decodes so:
 
     samples --downmix, asr/inference/longform.py's FeatureStepper (soxr streamed, the whole-file log-Mel
             frames)--> float16 frames --checkpoint CMVN--> float32
             --every 4 C frames (a chunk of C encoder frames: chunk_ms / 40 ms), the encoder's
               `forward_chunk` on them and the 3 before, with its caches (`TorchChunkRunner`;
-              an ONNX export's runner is the same)--> CTC log-probs of the chunk
-            --CTC greedy (or flashlight's beam search with the word LM, one frame piece at a
-              time)--> the open segment's text
-            --an endpoint: ENDPOINT_MS of blanks after a word--> the segment closes: its text,
-              and its words aligned on its log-probs (asr/decoding/timestamps.py), times from the start
+              an ONNX export's runner is the same)--> the chunk's output frames (the model's
+              `chunk_output`: CTC log-probs, or a transducer's encoder frames)
+            --the Decoder's live strategy (CTC greedy or flashlight's beam search with the word
+              LM; the transducer's greedy or beam search), frame piece by piece: it says which
+              frames held a unit--> the open segment's text
+            --an endpoint: ENDPOINT_MS of frames without a unit after a word--> the segment
+              closes: its text, and its words timed by the strategy (CTC: aligned on the
+              segment's log-probs, asr/decoding/timestamps.py; a transducer: where it emitted
+              their units), times from the start
 
 The encoder never runs a frame twice; the attention cache holds the last `left` encoder frames
 (the model's trained left context, or LEFT_CONTEXT_S), so memory and time per chunk stay flat
 over a session of any length. The encoder's caches and positions go on across segments (a
-segment is the decoder's unit, not the encoder's), so the greedy text of a stream is that of the
-chunk-masked whole recording, and no word is cut at a segment's end: a segment closes only
-after a run of blanks.
+segment is the decoder's unit, not the encoder's; a transducer's prediction network goes on too),
+so the greedy text of a stream is that of the chunk-masked whole recording, and no word is cut
+at a segment's end: a segment closes only after a run of blanks. A closed segment's text is
+final: later audio never changes it.
 
 Latency: a word can appear once the chunk holding its last frame is complete: the chunk's
 length, plus the front's 3 frames and the STFT's half window (42.5 ms), plus the time to
@@ -43,7 +49,7 @@ import torch
 
 from asr.decoding.decoder import Decoder
 from asr.decoding.options import LiveOptions
-from asr.decoding.timestamps import Word, align_words, frame_shift
+from asr.decoding.timestamps import Word, frame_shift
 from asr.inference.loading import LoadedModel, can_stream  # noqa: F401  (re-exported)
 from asr.inference.longform import FeatureStepper
 from asr.inference.transcribe import Transcript
@@ -134,10 +140,11 @@ def mask_chunks(model, chunk_ms: float | None, hop_ms: float = 10.0) -> int | No
 
 
 class TorchChunkRunner:
-    """A torch CTC model's encoder and head, one chunk at a time, holding the encoder's caches.
+    """A torch model's streaming encoder, one chunk at a time, holding its caches.
 
-    step(window float32 [4 C + 3, F] (CMVN applied), offset, total) -> CTC log-probs
-    [n x upsample, V] of the chunk's n valid encoder frames (C, or fewer in the last chunk)."""
+    step(window float32 [4 C + 3, F] (CMVN applied), offset, total) -> the model's
+    `chunk_output` of the chunk's n valid encoder frames (C, or fewer in the last chunk): a CTC
+    model's log-probs [n x upsample, V], a transducer's encoder frames [n, J]."""
 
     def __init__(self, model, chunk: int, left: int):
         self.model, self.chunk, self.left = model, chunk, left
@@ -152,8 +159,7 @@ class TorchChunkRunner:
         x = torch.from_numpy(window)[None].to(self.device)
         enc, valid, self.att, self.conv = self.model.encoder.forward_chunk(
             x, torch.tensor(offset), torch.tensor(total), self.att, self.conv)
-        logits = self.model.head(enc[:, valid]).float()  # [1, n, U * V]
-        return torch.log_softmax(logits.reshape(-1, logits.shape[-1] // self.model.upsample), dim=-1).cpu()
+        return self.model.chunk_output(enc[:, valid]).cpu()
 
 
 class StreamingSession:
@@ -168,12 +174,12 @@ class StreamingSession:
                  endpoint_ms: float | None = ENDPOINT_MS, timestamps: bool = True):
         model = loaded.model
         if not can_stream(model):
-            raise ValueError("this model cannot stream: train a Conformer CTC model with --streaming "
-                             "(e.g. --preset conformer-small-streaming)")
+            raise ValueError("this model cannot stream: train a Conformer CTC or transducer model with "
+                             "--streaming (e.g. --preset conformer-small-streaming)")
         self.loaded, self.decoder, self.timestamps = loaded, decoder, timestamps
         self.features, self.tokenizer = loaded.features, loaded.tokenizer
         hop_ms = self.features.hop_ms
-        self.shift = frame_shift(model, hop_ms / 1000)  # seconds per CTC frame
+        self.shift = frame_shift(model, hop_ms / 1000)  # seconds per output frame
         self.chunk = chunk_frames(chunk_ms, hop_ms)
         self.chunk_ms = self.chunk * SUBSAMPLING * hop_ms
         if hasattr(model, "chunk_runner"):  # an ONNX export: its runner, its cache
@@ -205,24 +211,26 @@ class StreamingSession:
     # --- the decoder's segment ---
 
     def _open_segment(self, frame: int) -> None:
-        self.seg_start = frame  # CTC frame of the stream where the open segment starts
-        self.seg_probs: list[torch.Tensor] = []
-        self.has_units = False  # the segment's best path holds a unit (a word is under way)
-        self.blank_run = 0  # CTC frames since the segment's last non-blank
+        self.seg_start = frame  # output frame of the stream where the open segment starts
+        self.seg_frames: list[torch.Tensor] = []  # the chunk outputs fed to the segment's strategy
+        self.has_units = False  # the segment's strategy has emitted a unit (a word is under way)
+        self.blank_run = 0  # frames since the segment's last unit
         self.live.begin()
 
     def _text(self, final: bool) -> str:
         return self.decoder.text(self.live.end() if final else self.live.partial())
 
     def _close_segment(self, frame: int) -> Segment | None:
-        """Close the open segment (ending at CTC frame `frame`); None when it holds no words."""
+        """Close the open segment (ending at output frame `frame`); None when it holds no words."""
         text = self._text(final=True)
         segment = None
         if text:
             offset = self.seg_start * self.shift
-            log_probs = torch.cat(self.seg_probs) if self.seg_probs else torch.zeros(0, len(self.tokenizer))
-            words = align_words(log_probs, text, self.tokenizer, self.shift) if self.timestamps else \
-                [Word(w, None, None, None) for w in text.split()]
+            if self.timestamps:
+                frames = torch.cat(self.seg_frames) if self.seg_frames else torch.zeros(0, len(self.tokenizer))
+                words = self.live.words(text, frames, self.tokenizer, self.shift)
+            else:
+                words = [Word(w, None, None, None) for w in text.split()]
             words = [w if w.start is None else Word(w.word, round(w.start + offset, 3), round(w.end + offset, 3),
                                                     w.score) for w in words]
             placed = [w for w in words if w.start is not None]
@@ -231,37 +239,43 @@ class StreamingSession:
         self._open_segment(frame)
         return segment
 
-    def _decode(self, log_probs: torch.Tensor, closed: list[Segment]) -> None:
-        """The CTC frames of one chunk into the open segment; an endpoint closes it."""
-        best = log_probs.argmax(dim=-1).tolist()
-        frame = self.seg_start + sum(len(p) for p in self.seg_probs)
-        start = 0
-        for i, u in enumerate(best):
-            if u in (BLANK, EOS):
-                self.blank_run += 1
-            else:
-                self.blank_run = 0
-            length = frame + i + 1 - self.seg_start
-            # cut on a blank (no word is split), or anyway half as late again (no word is that long)
-            too_long = length >= self.max_segment and (u in (BLANK, EOS) or 2 * length >= 3 * self.max_segment)
+    def _decode(self, frames: torch.Tensor, closed: list[Segment]) -> None:
+        """One chunk's output frames into the open segment's strategy; an endpoint closes it.
+
+        The strategy says which frames held a unit; frames go to it in pieces no longer than
+        the blanks still missing for an endpoint (or the frames left to MAX_SEGMENT_S), so a
+        segment closes on the very frame its run of blanks reaches `endpoint`, and the frames
+        after it open the next one. Past MAX_SEGMENT_S frames go one at a time: the segment is
+        cut on its first blank (no word is split), or anyway half as late again."""
+        i = 0
+        length = sum(len(p) for p in self.seg_frames)
+        while i < len(frames):
+            n = len(frames) - i
+            if self.endpoint is not None:
+                n = min(n, self.endpoint - self.blank_run)
+            n = min(n, self.max_segment - length) if length < self.max_segment else 1
+            piece = frames[i: i + n]
+            self.seg_frames.append(piece)
+            blank = False
+            for u in self.live.step(piece):
+                blank = u in (BLANK, EOS)
+                if blank:
+                    self.blank_run += 1
+                else:
+                    self.blank_run, self.has_units = 0, True
+            i += n
+            length += n
+            too_long = length >= self.max_segment and (blank or 2 * length >= 3 * self.max_segment)
             if not too_long and (self.endpoint is None or self.blank_run < self.endpoint):
                 continue
-            self._feed(log_probs[start: i + 1])
+            end = self.seg_start + sum(len(p) for p in self.seg_frames)
             if self.has_units:  # words, then a long run of blanks: the segment ends here
-                segment = self._close_segment(frame + i + 1)
+                segment = self._close_segment(end)
                 if segment is not None:
                     closed.append(segment)
             else:  # silence only: forget it, so a long silence holds nothing
-                self._open_segment(frame + i + 1)
-            start = i + 1
-        self._feed(log_probs[start:])
-
-    def _feed(self, log_probs: torch.Tensor) -> None:
-        if not len(log_probs):
-            return
-        self.seg_probs.append(log_probs)
-        best = self.live.step(log_probs)
-        self.has_units = self.has_units or any(u not in (BLANK, EOS) for u in best)
+                self._open_segment(end)
+            length = sum(len(p) for p in self.seg_frames)
 
     # --- audio in ---
 
@@ -314,9 +328,9 @@ class StreamingSession:
             elif len(self.frames) < need:
                 break
             t0 = time.perf_counter()
-            log_probs = self.runner.step(np.ascontiguousarray(self.frames[:need]), self.offset,
-                                         self.total if final else NOT_LAST)
-            self._decode(log_probs, closed)
+            out = self.runner.step(np.ascontiguousarray(self.frames[:need]), self.offset,
+                                   self.total if final else NOT_LAST)
+            self._decode(out, closed)
             self.compute += time.perf_counter() - t0
             self.chunks += 1
             self.offset += self.chunk
@@ -349,7 +363,7 @@ class StreamingSession:
         if self.stepper is not None:
             feats = self.stepper.push(np.zeros(0, np.float32), last=True)
             self._run(feats, True, closed)
-        frame = self.seg_start + sum(len(p) for p in self.seg_probs)
+        frame = self.seg_start + sum(len(p) for p in self.seg_frames)
         self._close_segment(frame)
         self.decoder.release(self.live)  # the next session of this Decoder takes it (a beam's LM loaded once)
         self.finished = True

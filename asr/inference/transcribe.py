@@ -13,7 +13,8 @@ Per file (MP3 / WAV / FLAC, any sample rate, mono or stereo):
          --checkpoint CMVN--> float32, padded into a batch [B, T, F] --asr.decoding.decoder.Decoder's
          strategy (same modes and options as `asr-cli eval`)--> text, normalised like eval's
          hypotheses
-         --asr.decoding.timestamps.align_words on the CTC log-probs--> words with start / end / score
+         --asr.decoding.timestamps.align_words on the CTC log-probs (a transducer: the frames
+           its units were emitted at)--> words with start / end / score
 
 Every source gives exactly one result, in the order given. A file that cannot be read
 (missing, a directory, empty, not audio, truncated) gives a `FileFailure` with a one-line
@@ -40,6 +41,7 @@ import soundfile as sf
 import torch
 
 from asr.decoding.decoder import DecodeOptions, Decoder, normalize_hypothesis
+from asr.decoding.strategy import Decoded, timed_words
 from asr.decoding.timestamps import Word, align_words, frame_shift, time_reduction
 from asr.inference.loading import LoadedModel, open_model
 from asr.inference.longform import WINDOW_S, FeatureStream, transcribe_stream
@@ -142,7 +144,7 @@ class Transcriber:
 
     timestamps: align each text on the CTC log-probs (asr/decoding/timestamps.py) for word times; a
     LAS model uses its CTC head, and without one (trained with ctc_weight 0) its words have
-    no times (start / end / score None).
+    no times (start / end / score None); a transducer's words are timed by its emissions.
 
     window_s: a file longer than this (by its header) is decoded in windows of this many
     seconds, in bounded memory (asr/inference/longform.py); None decodes every file whole. A LAS model
@@ -159,9 +161,9 @@ class Transcriber:
         self.device, self.model, self.tokenizer, self.timestamps = loaded.device, loaded.model, loaded.tokenizer, timestamps
         self.features, self.mean, self.std = loaded.features, loaded.mean, loaded.std  # [F] each
         self.decoder = Decoder(loaded.model, loaded.tokenizer, options or DecodeOptions(), loaded.normalizer)
-        self.shift = frame_shift(loaded.model, self.features.hop_ms / 1000)  # seconds per CTC frame
-        has_ctc = self.decoder.kind == "ctc" or getattr(loaded.model, "ctc_head", None) is not None
-        self.window_s = window_s if has_ctc else None
+        self.shift = frame_shift(loaded.model, self.features.hop_ms / 1000)  # seconds per output frame
+        timed = self.decoder.kind in ("ctc", "rnnt") or getattr(loaded.model, "ctc_head", None) is not None
+        self.window_s = window_s if timed else None
 
     def with_options(self, options: DecodeOptions) -> "Transcriber":
         """This transcriber decoding with `options` instead: the same model, weights and
@@ -236,13 +238,12 @@ class Transcriber:
         lengths = torch.tensor([len(x) for x in xs], device=self.device)
         x = torch.nn.utils.rnn.pad_sequence(xs, batch_first=True).to(self.device)  # [B, T, F]
         t0 = time.perf_counter()
-        texts, log_probs, out_lens = self._decode(x, lengths)
+        decoded = self.decoder.decode(x, lengths, self.timestamps)
+        words = [self._words(decoded, b, self.timestamps) for b in range(len(todo))]
         seconds = round((time.perf_counter() - t0) / len(todo), 4)
         for b, i in enumerate(todo):
-            words = [Word(w, None, None, None) for w in texts[b].split()]
-            if log_probs is not None:
-                words = align_words(log_probs[b, : int(out_lens[b])], texts[b], self.tokenizer, self.shift)
-            out[i] = Transcript(items[i].id, items[i].path, texts[b], round(items[i].duration, 3), seconds, words)
+            out[i] = Transcript(items[i].id, items[i].path, decoded.texts[b], round(items[i].duration, 3), seconds,
+                                words[b])
         return out
 
     def long(self, item: Long) -> Transcript | FileFailure:
@@ -268,20 +269,14 @@ class Transcriber:
         and the decoding seconds."""
         x = torch.from_numpy((feats.astype(np.float32) - self.mean) / self.std)[None].to(self.device)
         t0 = time.perf_counter()
-        texts, log_probs, out_lens = self._decode(x, torch.tensor([x.shape[1]], device=self.device), align=True)
-        words = align_words(log_probs[0, : int(out_lens[0])], texts[0], self.tokenizer, self.shift)
-        return words, time.perf_counter() - t0
+        decoded = self.decoder.decode(x, torch.tensor([x.shape[1]], device=self.device), align=True)
+        return self._words(decoded, 0, True), time.perf_counter() - t0
 
-    @torch.no_grad()
-    def _decode(self, x: torch.Tensor, lengths: torch.Tensor, align: bool | None = None):
-        """feats [B, T, F], lengths [B] -> B texts, and the CTC log-probs [B, T', V] and lengths [B]
-        the words are aligned on (None, None without timestamps or a CTC output; `align` True:
-        the log-probs whatever `timestamps` says)."""
-        align = self.timestamps if align is None else align
-        out = self.decoder.decode(x, lengths, align)
-        if not align:
-            return out.texts, None, out.lengths
-        return out.texts, out.log_probs, out.lengths
+    def _words(self, decoded: Decoded, b: int, timed: bool) -> list[Word]:
+        """Hypothesis b's words, with their times when `timed` (and the model gives them)."""
+        if not timed:
+            return [Word(w, None, None, None) for w in decoded.texts[b].split()]
+        return timed_words(decoded, b, self.tokenizer, self.shift)
 
     @torch.no_grad()
     def align(self, source, text: str, sample_rate: int | None = None) -> list[Word] | FileFailure:

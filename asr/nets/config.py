@@ -1,4 +1,4 @@
-"""The networks' sizes: EncoderConfig, CTCConfig, LASConfig (a checkpoint stores their fields).
+"""The networks' sizes: EncoderConfig, CTCConfig, LASConfig, RNNTConfig (a checkpoint stores their fields).
 
 Without torch, so `asr-cli train --help` reads them without loading a model library: every
 field made with `option(default, help, bounds=...)` is an `asr-cli train` option that
@@ -50,7 +50,7 @@ class EncoderConfig:
     # Streaming (conformer, x4 front; asr/nets/encoders/conformer.py, "Streaming"): a causal depthwise
     # conv, and in training each batch draws its attention chunk (full context half the time), so
     # one model decodes whole files and streams chunk by chunk.
-    streaming: bool = option(False, "conformer (ctc): train to stream too: causal conv, a random attention chunk "
+    streaming: bool = option(False, "conformer (ctc, rnnt): train to stream too: causal conv, a random attention chunk "
                                     "per batch; the checkpoint then decodes whole files and streams "
                                     "(conformer-*-streaming presets).", flag=("--streaming/--no-streaming",))
     left_chunks: int = option(-1, "--streaming: chunks before its own a frame sees in training, -1: all.",
@@ -112,5 +112,37 @@ class LASConfig:
                 raise ValueError(message)
 
 
+@dataclass
+class RNNTConfig:
+    """The transducer's sizes (asr/nets/transducer.py): its encoder, prediction network and joiner."""
+
+    vocab_size: int
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    predictor: str = option("stateless", "rnnt: prediction network, stateless (embedding + conv over the last "
+                                         "--pred-context units, as icefall's) or lstm.")
+    pred_dim: int = option(256, "rnnt: prediction network size (embedding, and LSTM units with --predictor lstm).",
+                           bounds=AT_LEAST_1)
+    pred_context: int = option(2, "rnnt: units the stateless prediction network sees.", bounds=Bound(1, 16))
+    pred_layers: int = 1  # LSTM layers (--predictor lstm)
+    joint_dim: int = option(256, "rnnt: joiner size (encoder and prediction outputs projected to it).",
+                            bounds=AT_LEAST_1)
+    # The loss (asr/nets/rnnt_loss.py): "pruned" (k2's pruned RNN-T: the joiner on `prune_range`
+    # units a frame, bounds from a trivial joiner's loss) or "full" (torchaudio's rnnt_loss on the
+    # whole B x T' x (U + 1) joint, in bounded groups). One demo batch, 1 thread: pruned 0.9 s a
+    # step, full 1.65 s, CTC 0.75 s (docs/RESULTS.md part 12).
+    loss: str = option("pruned", "rnnt: pruned (the joiner on --prune-range units a frame) or full (torchaudio's "
+                                 "rnnt_loss on the whole joint).")
+    prune_range: int = option(5, "rnnt pruned: units of each frame's window.", bounds=Bound(2, 100))
+    ctc_weight: float = 0.0  # weight of the auxiliary CTC loss: builds a CTC head when > 0 (training's --ctc-weight)
+
+    def __post_init__(self) -> None:
+        if self.predictor not in ("stateless", "lstm"):
+            raise ValueError(f"predictor must be stateless or lstm, not {self.predictor!r}")
+        if self.loss not in ("pruned", "full"):
+            raise ValueError(f"loss must be pruned or full, not {self.loss!r}")
+        if not 0.0 <= self.ctc_weight < 1.0:
+            raise ValueError("ctc_weight of a transducer must be in [0, 1)")
+
+
 # the configs whose option fields are `asr-cli train`'s model-shape options, by the kind they apply to
-SHAPE_CONFIGS = {"encoder": EncoderConfig, "ctc": CTCConfig, "las": LASConfig}
+SHAPE_CONFIGS = {"encoder": EncoderConfig, "ctc": CTCConfig, "las": LASConfig, "rnnt": RNNTConfig}

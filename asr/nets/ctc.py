@@ -55,6 +55,12 @@ class CTCModel(nn.Module):
         logits = logits.reshape(b, t * self.upsample, -1)
         return F.log_softmax(logits, dim=-1), lengths * self.upsample
 
+    def chunk_output(self, enc: torch.Tensor) -> torch.Tensor:
+        """A stream chunk's valid encoder frames [1, n, D] -> what its strategy decodes: float32
+        log-probabilities [n * U, V] (asr/inference/streaming.py)."""
+        logits = self.head(enc).float()  # [1, n, U * V]
+        return F.log_softmax(logits.reshape(-1, logits.shape[-1] // self.upsample), dim=-1)
+
     def forward(self, batch) -> dict:
         """Batch -> {"loss": per-token CTC loss, "tokens": target tokens, "log_probs", "lengths"}."""
         log_probs, lengths = self.log_probs(batch.feats, batch.feat_lens)

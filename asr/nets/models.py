@@ -22,11 +22,13 @@ from asr.nets.encoders import EncoderConfig
 from asr.nets.kinds import KINDS
 from asr.nets.las import LASConfig, LASModel
 from asr.nets.presets import CTC_PRESETS, LAS_PRESETS, PRESETS  # noqa: F401  (the tables, by kind)
+from asr.nets.transducer import RNNTConfig, TransducerModel
 from asr.store.payload import Checkpoint
 from asr.tokens.tokenizer import Tokenizer, tokenizer_from_state
 
 ENCODER_FIELDS = {f.name for f in dataclasses.fields(EncoderConfig)} - {"n_mels"}
 LAS_FIELDS = {f.name for f in dataclasses.fields(LASConfig)} - {"vocab_size", "encoder"}
+RNNT_FIELDS = {f.name for f in dataclasses.fields(RNNTConfig)} - {"vocab_size", "encoder"}
 
 
 def presets(kind: str) -> dict[str, dict]:
@@ -69,12 +71,24 @@ def _build_las(config: dict, options: dict) -> nn.Module:
         raise ValueError(f"options {sorted(unknown)} do not apply to the LAS model "
                          f"(known: {', '.join(sorted(ENCODER_FIELDS | LAS_FIELDS))})")
     if options.get("streaming"):
-        raise ValueError("streaming is for CTC models (--model ctc): attention decoding needs the whole input")
+        raise ValueError("streaming is for CTC and transducer models (--model ctc, rnnt): attention decoding needs "
+                         "the whole input")
     las = {k: v for k, v in options.items() if k in LAS_FIELDS}
     return LASModel(LASConfig(config["vocab_size"], encoder_config(config["n_mels"], options), **las))
 
 
-BUILDERS = {"ctc": _build_ctc, "las": _build_las}  # model kind -> (config, its options) -> network
+def _build_rnnt(config: dict, options: dict) -> nn.Module:
+    unknown = set(options) - ENCODER_FIELDS - RNNT_FIELDS
+    if unknown:
+        raise ValueError(f"options {sorted(unknown)} do not apply to the transducer (rnnt) "
+                         f"(known: {', '.join(sorted(ENCODER_FIELDS | RNNT_FIELDS))})")
+    if options.get("streaming") and options.get("encoder") != "conformer":
+        raise ValueError("streaming needs the Conformer encoder (a conformer-* preset, or --encoder conformer)")
+    rnnt = {k: v for k, v in options.items() if k in RNNT_FIELDS}
+    return TransducerModel(RNNTConfig(config["vocab_size"], encoder_config(config["n_mels"], options), **rnnt))
+
+
+BUILDERS = {"ctc": _build_ctc, "las": _build_las, "rnnt": _build_rnnt}  # model kind -> (config, its options) -> network
 
 
 def build_model(config: dict) -> nn.Module:

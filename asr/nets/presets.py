@@ -7,9 +7,10 @@
     ctc/conformer-base                 Conformer for a GPU and a full release: d 256, 12 blocks (32.8 M)
     ctc/conformer-*-streaming          the same, trained to stream too
     las/tiny, small, small-pyramid, lab, conformer-small   Listen, Attend and Spell
+    rnnt/conformer-tiny, conformer-small, conformer-base (and -streaming)   the transducer
 
 An entry's options are EncoderConfig fields, then the model's own (CTC's `upsample`, LASConfig's
-fields); `asr-cli train --preset` takes the name and every option can be overridden. How each
+fields, RNNTConfig's); `asr-cli train --preset` takes the name and every option can be overridden. How each
 recipe was chosen, with its measured figures, is docs/RESULTS.md part 11; parameter counts are
 with the demo's 46 character units. A new preset is one entry here (its help goes to
 `asr-cli train --help` from PRESET_HELP).
@@ -59,7 +60,20 @@ LAS_PRESETS: dict[str, dict] = {
                             att_conv_channels=10, att_conv_kernel=31),
 }
 
-PRESETS: dict[str, dict[str, dict]] = {"ctc": CTC_PRESETS, "las": LAS_PRESETS}
+# the transducer (asr/nets/transducer.py): ctc's Conformer encoders + a stateless prediction network and a joiner
+_PREDICTION = dict(predictor="stateless", pred_dim=256, pred_context=2, joint_dim=256)
+RNNT_PRESETS: dict[str, dict] = {
+    "conformer-tiny": dict(CTC_PRESETS["conformer-tiny"], predictor="stateless", pred_dim=32, pred_context=2,
+                           joint_dim=48),
+    "conformer-small": dict({k: v for k, v in CTC_PRESETS["conformer-small"].items() if k != "upsample"},
+                            **_PREDICTION),
+    "conformer-base": dict(CTC_PRESETS["conformer-base"], predictor="stateless", pred_dim=512, pred_context=2,
+                           joint_dim=512),
+}
+RNNT_PRESETS["conformer-small-streaming"] = dict(RNNT_PRESETS["conformer-small"], streaming=True)
+RNNT_PRESETS["conformer-base-streaming"] = dict(RNNT_PRESETS["conformer-base"], streaming=True)
+
+PRESETS: dict[str, dict[str, dict]] = {"ctc": CTC_PRESETS, "las": LAS_PRESETS, "rnnt": RNNT_PRESETS}
 
 # the size a preset's name does not say, for --help (the demo's 46 units)
 SIZES = {("ctc", "conformer-small"): "3.0 M", ("ctc", "conformer-base"): "32.8 M", ("las", "conformer-small"): "3.7 M"}

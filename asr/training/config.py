@@ -33,8 +33,8 @@ FINETUNE_LR_SCALE, FINETUNE_WARMUP_SCALE = 0.3, 0.25
 class TrainConfig:
     shards: str
     out: str = "runs/fr-ctc"
-    model: str | None = option(None, f"ctc (Graves) or las (Listen, Attend and Spell) (default {MODEL}; with "
-                                     "--init-from the parent's).")
+    model: str | None = option(None, f"ctc (Graves), las (Listen, Attend and Spell) or rnnt (transducer) (default "
+                                     f"{MODEL}; with --init-from the parent's).")
     preset: str | None = option(None, f"Model size: {preset_help()}; see asr/nets/presets.py (default {PRESET}; "
                                       "with --init-from the parent's).")
     model_options: dict = field(default_factory=dict)  # overrides of the preset (sizes, rnn, ...)
@@ -87,8 +87,8 @@ class TrainConfig:
     specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     # a short run learns faster without the masks at first; the frequency warp, if any, is on from the first step
     specaug_start: int = option(0, "SpecAugment's masks from this step on (0: from the first step).", bounds=AT_LEAST_0)
-    ctc_weight: float = option(0.3, "las: weight w of the joint CTC loss, w * ctc + (1 - w) * attention (0: no "
-                                    "CTC head).", bounds=FRACTION)
+    ctc_weight: float = option(0.3, "las, rnnt: weight w of the joint CTC loss, w * ctc + (1 - w) * attention "
+                                    "(or transducer) (0: no CTC head).", bounds=FRACTION)
     label_smoothing: float = option(0.1, "las: label smoothing of the attention loss.", bounds=FRACTION_BELOW_1)
     sampling_rate: float = option(0.0, "las: scheduled sampling probability, ramped from 0 to this over training.",
                                   bounds=FRACTION)

@@ -112,10 +112,10 @@ def check_network(options: dict, parent_model: dict, path: str | Path) -> None:
 
 
 def child_model_config(parent_model: dict, vocab_size: int, ctc_weight: float) -> dict:
-    """The parent's model config with the child's output size (and, for LAS, the CTC head its
-    --ctc-weight asks for, as a new run's config records it)."""
+    """The parent's model config with the child's output size (and, for LAS and the transducer,
+    the CTC head its --ctc-weight asks for, as a new run's config records it)."""
     options = dict(parent_model["options"])
-    if parent_model["kind"] == "las":
+    if parent_model["kind"] in ("las", "rnnt"):
         options["ctc_weight"] = ctc_weight
     return {**parent_model, "vocab_size": vocab_size, "options": options}
 

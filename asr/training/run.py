@@ -204,6 +204,8 @@ def new_tokenizer_and_config(cfg: TrainConfig, d: Dist, shards: ShardSet,
         return tokenizer, finetune.child_model_config(parent.card.model, len(tokenizer), cfg.ctc_weight)
     mconf = model_config(cfg.model, cfg.preset, len(tokenizer), shards.dataset["features"]["n_mels"],
                          dict(cfg.model_options))
+    if mconf["kind"] in ("las", "rnnt"):  # the CTC head --ctc-weight gives it (configure_training), recorded
+        mconf["options"]["ctc_weight"] = cfg.ctc_weight
     if mconf["kind"] == "ctc" and mconf["options"].get("upsample") == "auto":  # from the train split's speed
         rows = shards.read_index(columns=["text", "frames"], split=cfg.train_split)
         mconf, report = ctc_frames.resolve(mconf, [r["text"] for r in rows], [r["frames"] for r in rows],
