@@ -403,7 +403,7 @@ def test_an_open_segment_is_cut_without_an_endpoint(live):
     longest = 0
     for i in range(0, len(pcm), 16000):
         s.accept(pcm[i:i + 16000], 16000)
-        longest = max(longest, sum(len(p) for p in s.seg_probs))
+        longest = max(longest, sum(len(p) for p in s.seg_frames))
     s.finish()
     assert longest <= 3 * s.max_segment // 2 + 4 * s.chunk and s.max_segment == round(streaming.MAX_SEGMENT_S / s.shift)
     assert len(s.segments) >= 2
