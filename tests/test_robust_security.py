@@ -338,7 +338,7 @@ def _set(path: str, value):
     (_set("cmvn.mean", [0.0] * 3), "cmvn.mean"),
     (lambda meta: meta["tokenizer"]["vocab"].pop(), "'tokenizer'"),
     (_set("model.vocab_size", -1), "model.vocab_size"),
-    (_set("model.kind", "rnnt"), "field 'model' does not build a model"),
+    (_set("model.kind", "tdt"), "field 'model' does not build a model"),
 ])
 def test_each_bad_field_is_a_checkpoint_error_naming_it(tiny_ctc, tmp_path, change, field):
     bad = rewrite(tiny_ctc, tmp_path / "bad.pt", change)
