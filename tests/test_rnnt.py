@@ -188,6 +188,31 @@ def test_beam_with_the_word_lm_fuses_it(learnt, handful_shards, tmp_path):
     assert sum(len(wordy.transcribe(c).text.split()) for c in learnt["clips"]) > sum(len(t.split()) for t in texts)
 
 
+def test_a_word_off_the_lexicon_pays_the_unk_cost_where_it_leaves_it(learnt, tmp_path):
+    from asr.decoding.scorers import WordLM
+    from asr.decoding.transducer import BeamSearch
+
+    arpa = tmp_path / "lm.arpa"
+    arpa.write_text("\\data\\\nngram 1=4\nngram 2=2\n\n\\1-grams:\n-2.0\t<unk>\t0.0\n-99\t<s>\t0.0\n-1.0\t</s>\n"
+                    "-0.5\tchat\t0.0\n\n\\2-grams:\n-0.3\t<s> chat\n-0.2\tchat </s>\n\n\\end\\\n")
+    lm = WordLM(arpa)
+    assert lm.unk_log10 == pytest.approx(-2.0)
+    tok = CharTokenizer(list(" achtx"))
+    model = Recognizer.load(learnt["ckpt"], device="cpu").transcriber.model
+    search = BeamSearch(model, 4, lm, tok.units, DecodeOptions(lm_weight=1.5))
+    charge = search._leaves_lexicon
+    (a, c, h, t, x), space = (tok.encode(ch)[0] for ch in "achtx"), tok.encode(" ")[0]
+    assert charge("", c) == charge("ch", a) == charge("cha", t) == 0.0  # "chat" all along
+    assert charge("ch", x) == pytest.approx(-3.0)  # "chx": off here, 1.5 x log10 P(<unk>)
+    assert charge("chx", t) == 0.0  # paid once per word
+    assert charge("cha", space) == 0.0 and charge("", x) == pytest.approx(-3.0)  # a space: a word starts
+    # ending an off-lexicon word refunds the charge: the LM's own <unk> score replaces it
+    hyp = search.hyps[0]
+    off = search._word_terms(type(hyp)(hyp.emitted, 0.0, 0.0, lm.start(), "chx", hyp.state, hyp.pred))[1]
+    on = search._word_terms(type(hyp)(hyp.emitted, 0.0, 0.0, lm.start(), "chat", hyp.state, hyp.pred))[1]
+    assert off == pytest.approx(1.5 * -2.0 + 1.0 + 3.0, abs=0.05) and on == pytest.approx(1.5 * -0.3 + 1.0, abs=0.05)
+
+
 def test_each_utterance_of_a_batch_decodes_as_alone(learnt):
     batch = learnt["batch"]
     model = Recognizer.load(learnt["ckpt"], device="cpu").transcriber.model

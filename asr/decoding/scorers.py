@@ -95,6 +95,9 @@ class WordLM:
             self.kenlm = KenLM(str(path), self.dictionary)
         except RuntimeError as e:
             raise kenlm_error(path, e) from None
+        # log10 P(<unk>) with no context (the transducer's beam charges it to a word off the
+        # lexicon); an LM with no <unk> mass says -100: held at -10, a cost, not a ban
+        self.unk_log10 = max(-10.0, float(self.kenlm.score(self.kenlm.start(True), self.unk)[1]))
 
     def start(self):
         return self.kenlm.start(False)  # after <s>
