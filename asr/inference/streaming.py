@@ -275,7 +275,7 @@ class StreamingSession:
                     closed.append(segment)
             else:  # silence only: forget it, so a long silence holds nothing
                 self._open_segment(end)
-            length = sum(len(p) for p in self.seg_frames)
+            length = 0  # a new segment (closed, or silence forgotten)
 
     # --- audio in ---
 
