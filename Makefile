@@ -25,7 +25,7 @@ SPEED   ?=
 # Recipes run with a sane locale whatever LANG was set to on the command line.
 CLI := env LANG=C.UTF-8 LC_ALL=C.UTF-8 PYTHONUTF8=1 $(BIN)/asr-cli
 
-.PHONY: setup espeak chromium shards train eval demo test test-all bench clean-demo
+.PHONY: setup espeak chromium shards train eval demo test test-all bench bench-gpu clean-demo
 
 setup: $(STAMP)
 
@@ -86,6 +86,12 @@ bench: $(STAMP)
 	env LANG=C.UTF-8 LC_ALL=C.UTF-8 $(BIN)/python bench/bench_codec.py $(if $(filter 2,$(words $(wildcard $(CODEC_RUNS)))),--runs $(CODEC_RUNS))
 	@if [ -f $(BENCH_SHARDS)/dataset.json ]; then env LANG=C.UTF-8 LC_ALL=C.UTF-8 $(BIN)/python bench/bench_loader.py --shards $(BENCH_SHARDS); \
 	else echo "no $(BENCH_SHARDS)/dataset.json: run \`make demo\` (or pass BENCH_SHARDS=shards/fr) for the loader benchmark"; fi
+
+# Loader-fed training against the same step on a batch kept on the device, per preset and precision
+# (on CUDA: small, conformer-small, conformer-base in bf16 and fp32 with the auto batch; on a CPU: small).
+bench-gpu: $(STAMP)
+	@if [ -f $(BENCH_SHARDS)/dataset.json ]; then env LANG=C.UTF-8 LC_ALL=C.UTF-8 $(BIN)/python bench/bench_gpu.py --shards $(BENCH_SHARDS); \
+	else echo "no $(BENCH_SHARDS)/dataset.json: run \`make demo\` (or pass BENCH_SHARDS=shards/fr)" >&2; exit 1; fi
 
 clean-demo:
 	rm -rf data/demo shards/demo-fr runs/demo-*

@@ -33,6 +33,7 @@ BOUNDS: dict[str, Bound] = {
     "order": Bound(1, 10, why="the n-gram order"),  # lm build
     "n": AT_LEAST_1,  # plot
     "utterances": AT_LEAST_1,  # bench-loader
+    "batch_frames": AT_LEAST_1,  # bench-loader (train's takes `auto` too: checked in its body)
     "seconds": POSITIVE,
     "port": Bound(1, 65535, why="a TCP port"),  # serve
 }

@@ -9,6 +9,8 @@ import typer
 
 from asr.apps.options import DemoConfig
 from asr.nets.config import SHAPE_CONFIGS
+from asr.runtime.batchsize import CPU_FRAMES
+from asr.runtime.batchsize import parse as parse_batch_frames
 from asr.training.config import SpecAugmentConfig, TrainConfig
 from asr.training.config import options as train_options
 from commands.base import app, bounded, config_options, fail, fields_of, option_of, shards_lang
@@ -55,8 +57,12 @@ def train(
         fail("--rnn must be gru or lstm")
     if given["encoder"] is not None and given["encoder"] not in ("rnn", "conformer"):
         fail("--encoder must be rnn or conformer")
-    if given["batch_frames"] < given["max_frames"]:  # a batch holds at least one utterance of up to --max-frames
-        fail(f"--batch-frames ({given['batch_frames']}) must be at least --max-frames ({given['max_frames']}): a "
+    try:
+        batch_frames = parse_batch_frames(given["batch_frames"])  # None: auto
+    except ValueError as e:
+        fail(str(e), 2)
+    if batch_frames is not None and batch_frames < given["max_frames"]:  # at least one utterance of --max-frames
+        fail(f"--batch-frames ({batch_frames}) must be at least --max-frames ({given['max_frames']}): a "
              "batch holds at least one whole utterance; lower --max-frames too to train on short clips in small "
              "batches", 2)
     lang = shards_lang(shards)
@@ -86,7 +92,7 @@ def train(
 def bench_loader(  # the loader as training sets it up: its workers, its batches
     shards: Path = typer.Option(..., help="Shard folder made by `asr-cli shards`."),
     workers: int = option_of(TrainConfig, "workers"),
-    batch_frames: int = option_of(TrainConfig, "batch_frames"),
+    batch_frames: int = typer.Option(CPU_FRAMES, help="Padded feature frames per batch (10 ms each)."),
     utterances: int = typer.Option(2000, help="Utterances to time the shard loader on."),
     seconds: float = typer.Option(30.0, help="Time limit per row."),
     train_preset: str = typer.Option("small", help="CTC preset whose training rate is shown ('' to skip)."),

@@ -155,6 +155,34 @@ def test_specaugment_masks_stay_inside_real_lengths():
     assert torch.equal(off(feats, lengths), feats)
 
 
+def test_batched_masks_draw_what_torchaudio_draws_per_utterance():
+    """The batch-at-once masks (no host sync) cover as much, per utterance length, as
+    torchaudio's FrequencyMasking / TimeMasking applied one utterance at a time did."""
+    import torchaudio
+
+    cfg = SpecAugmentConfig(freq_masks=2, freq_width=27, time_masks=2, time_width=40, time_ratio=0.2)
+    lengths = torch.tensor([400, 120, 30])
+    feats = torch.randn(3, 400, 80) + 10.0
+    freq = torchaudio.transforms.FrequencyMasking(cfg.freq_width)
+    time_ = torchaudio.transforms.TimeMasking(cfg.time_width, p=cfg.time_ratio)
+    torch.manual_seed(1)
+    ours, theirs = torch.zeros(3), torch.zeros(3)
+    draws = 300
+    for _ in range(draws):
+        out = SpecAugment(cfg)(feats, lengths)
+        for i, n in enumerate(lengths.tolist()):
+            ours[i] += float((out[i, :n] == 0).float().mean())
+            x = feats[i, :n].transpose(0, 1)
+            for _ in range(2):
+                x = freq(x)
+            for _ in range(2):
+                x = time_(x)
+            theirs[i] += float((x == 0).float().mean())
+    ours, theirs = ours / draws, theirs / draws
+    assert torch.all(ours > 0.1), ours  # masking happens at every length
+    assert torch.allclose(ours, theirs, rtol=0.12), (ours, theirs)
+
+
 def test_frequency_warp_moves_a_formant_and_leaves_padding_alone():
     from asr.data.specaug import warp_frequency
 

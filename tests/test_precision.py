@@ -35,6 +35,23 @@ def test_fast_takes_what_the_probe_measured_faster(monkeypatch, fp32, bf16, expe
         assert expected in precision.describe(report)
 
 
+@pytest.mark.parametrize("fp32,bf16,expected", [(0.030, 0.094, "fp32"), (0.094, 0.030, "bf16")])
+def test_auto_on_cuda_measures_bf16_against_tf32(monkeypatch, fp32, bf16, expected):
+    """CUDA's auto is measured too (bf16 was slower than fp32 for conformer-base at the default
+    batch on an H200), and its fp32 is TF32. Timings injected: no GPU needed."""
+    monkeypatch.setattr(precision, "native_bf16", lambda device: device.type == "cuda")
+    monkeypatch.setattr(precision, "measure", _fake_measure({"fp32": [fp32] * 3, "bf16": [bf16] * 3}))
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        chosen, report = precision.choose("auto", torch.device("cuda"), None, lambda: [], Dist(), max_steps=1000)
+        assert chosen == expected and report["measured"] and set(report["ms_per_step"]) == {"fp32", "bf16"}
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+    assert precision.candidates("auto", torch.device("cpu")) == ["fp32"]  # no bf16 hardware here: nothing to time
+
+
 def test_no_probe_without_bf16_short_runs_or_an_explicit_precision(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("probed")

@@ -10,7 +10,8 @@
       -> sample shuffle buffer (training)
       -> bucketing: a pool of utterances is sorted by length and cut into batches of at
          most `batch_frames` padded frames (B x T_max), batches shuffled
-      -> Batch: feats [B, T, F] float32 (global CMVN applied), lengths, padded targets
+      -> Batch: feats [B, T, F] float32 (global CMVN applied), lengths, padded targets;
+         T rounded up to a multiple of `pad_to` (see `LoaderConfig.pad_to`)
 
 Training streams never run dry: when a slot has read its part of the epoch's shards it
 goes on into the next permutation, and the training loop takes a fixed number of batches
@@ -86,9 +87,15 @@ class Utterance:
         return self.feats.shape[0]
 
 
-def collate(utts: list[Utterance], mean: np.ndarray, std: np.ndarray) -> Batch:
-    """Utterances -> Batch, CMVN applied, padded with zeros (the mean after normalisation)."""
-    B, T = len(utts), max(len(u) for u in utts)
+def padded_length(frames: int, pad_to: int) -> int:
+    """`frames` rounded up to a multiple of `pad_to`: a batch's T."""
+    return -(-frames // pad_to) * pad_to
+
+
+def collate(utts: list[Utterance], mean: np.ndarray, std: np.ndarray, pad_to: int = 1) -> Batch:
+    """Utterances -> Batch, CMVN applied, padded with zeros (the mean after normalisation) to
+    the longest one's length rounded up to a multiple of `pad_to`."""
+    B, T = len(utts), padded_length(max(len(u) for u in utts), pad_to)
     L = max((len(u.tokens) for u in utts), default=0)
     feats = np.zeros((B, T, mean.shape[0]), np.float32)
     targets = np.zeros((B, max(L, 1)), np.int64)
@@ -107,14 +114,15 @@ def collate(utts: list[Utterance], mean: np.ndarray, std: np.ndarray) -> Batch:
     )
 
 
-def bucket(utts: list[Utterance], batch_frames: int, max_batch: int) -> list[list[Utterance]]:
-    """Sort by length and cut into batches of at most `batch_frames` padded frames."""
+def bucket(utts: list[Utterance], batch_frames: int, max_batch: int, pad_to: int = 1) -> list[list[Utterance]]:
+    """Sort by length and cut into batches of at most `batch_frames` padded frames (each
+    batch's longest length rounded up to a multiple of `pad_to`, as `collate` pads it)."""
     batches, current, longest = [], [], 0
     for u in sorted(utts, key=len):
-        longest_if_added = max(longest, len(u))
+        longest_if_added = max(longest, padded_length(len(u), pad_to))
         if current and (longest_if_added * (len(current) + 1) > batch_frames or len(current) >= max_batch):
             batches.append(current)
-            current, longest_if_added = [], len(u)
+            current, longest_if_added = [], padded_length(len(u), pad_to)
         current.append(u)
         longest = longest_if_added
     if current:
@@ -130,6 +138,14 @@ class LoaderConfig:
     batch_frames: int = 20000  # padded input frames per batch (10 ms frames: 200 s of audio)
     max_batch: int = 256  # utterances per batch at most
     max_frames: int = 2000  # longer utterances (20 s) are skipped
+    # A batch's T rounded up to a multiple of this. On a GPU a new shape costs: cuDNN picks
+    # its convolution and RNN plans per shape and the caching allocator splits new blocks, so a
+    # stream of batches whose T takes hundreds of values never reaches the speed of one batch
+    # kept on the device (issue 34: loader-fed 0.19-0.47x of resident). Rounded to 32 frames
+    # (8 encoder frames after 4x subsampling), 20 s utterances give at most 63 values of T,
+    # and a full batch's B follows from T. On a CPU nothing is cached per shape, so the CPU
+    # keeps 1 (no extra padding to compute): TrainConfig.pad_to picks it.
+    pad_to: int = 1
     shuffle_buffer: int = 1000  # utterances in the sample shuffle buffer (training)
     bucket_pool: int = 1000  # utterances sorted together to cut batches
     workers: int = 2
@@ -171,11 +187,11 @@ class ShardStream(IterableDataset):
             yield from self._batches(pool, rng)
 
     def _batches(self, pool: list[Utterance], rng: random.Random) -> Iterator[Batch]:
-        batches = bucket(pool, self.cfg.batch_frames, self.cfg.max_batch)
+        batches = bucket(pool, self.cfg.batch_frames, self.cfg.max_batch, self.cfg.pad_to)
         if self.train:
             rng.shuffle(batches)
         for b in batches:
-            yield collate(b, self.mean, self.std)
+            yield collate(b, self.mean, self.std, self.cfg.pad_to)
 
     def _rounds(self) -> Iterator[list[str]]:
         if not self.train:
@@ -248,13 +264,24 @@ def steps_per_epoch(shards: ShardSet, split: str, cfg: LoaderConfig, world: int 
     return max(1, min(max(by_frames, by_count), one_each))
 
 
+POOL_BATCHES = 8  # batches' worth of utterances a bucket pool holds at least (make_loader)
+
+
 def make_loader(shards: ShardSet, split: str, tokenizer, cfg: LoaderConfig, train: bool,
                 rank: int = 0, world: int = 1, epoch: int = 0, pin_memory: bool = False) -> DataLoader:
     """A DataLoader of Batch over `split`; set `loader.dataset.set_epoch(e)` before each epoch."""
     workers = cfg.workers
+    utterances = shards.split(split).get("utterances", 0)
+    # A pool sorted into batches must hold several batches, or each batch spans the whole length
+    # distribution and is mostly padding: 1,000 utterances are 18 batches of the default 20,000
+    # frames on the demo (370 frames an utterance), but not one of an auto batch of 400,000.
+    mean_frames = shards.frames(split) / utterances if utterances else 0
+    if mean_frames:
+        cfg = dataclasses.replace(cfg, bucket_pool=max(cfg.bucket_pool, math.ceil(
+            POOL_BATCHES * min(cfg.max_batch, cfg.batch_frames / mean_frames))))
     # A slot (rank x worker) sees about utterances / slots of the split per pass: buffers no
     # larger than that, or a small split is read many times over before the first batch.
-    per_slot = math.ceil(shards.split(split).get("utterances", 0) / (world * max(1, workers))) or 1
+    per_slot = math.ceil(utterances / (world * max(1, workers))) or 1
     if train and per_slot < max(cfg.shuffle_buffer, cfg.bucket_pool):
         cfg = dataclasses.replace(cfg, shuffle_buffer=min(cfg.shuffle_buffer, per_slot),
                                   bucket_pool=min(cfg.bucket_pool, per_slot))

@@ -54,7 +54,12 @@ class TrainConfig:
     # Not bit-reproducible (the learning rate depends on the clock).
     anneal_by_time: bool = option(False, "With --time-budget: decay the learning rate by steps or time, whichever "
                                          "is further along, so a run the clock cuts short still ends annealed.")
-    batch_frames: int = option(20000, "Padded feature frames per batch (10 ms each).", bounds=AT_LEAST_1)
+    batch_frames: str = option("auto", "Padded feature frames per batch (10 ms each), per process, or auto: on "
+                               "CUDA the largest batch of the longest utterances that fits 80 % of the "
+                               "free memory, its lr scaled by the square root of the batch ratio "
+                               "(asr/runtime/batchsize.py); on a CPU 20000.")
+    pad_to: int = option(0, "Round each batch's frame count up to a multiple of N, so that the GPU sees a bounded set "
+                            "of shapes (0: auto, 32 on CUDA, 1 on a CPU).", bounds=AT_LEAST_0)
     max_batch: int = option(256, "Utterances per batch at most.", bounds=AT_LEAST_1)
     max_frames: int = option(2000, "Skip training utterances longer than this many frames.", bounds=AT_LEAST_1)
     lr: float | None = option(None, f"Peak learning rate (AdamW) (default {LR:g}; with --init-from "
@@ -65,10 +70,11 @@ class TrainConfig:
     weight_decay: float = option(0.01, "AdamW weight decay.", bounds=AT_LEAST_0)
     clip: float = option(5.0, "Gradient norm clipping.", bounds=POSITIVE)
     device: str = option("auto", "auto, cpu, cuda, cuda:1 ...")
-    precision: str = option("auto", "auto (bf16 on CUDA; on a CPU as fast), fast (fp32 or bf16, whichever a few "
-                                    "timed training steps find faster on this machine: asr/runtime/precision.py), "
-                                    "bf16, fp16, fp32.")
-    compile: bool = option(False, "torch.compile the model.")
+    precision: str = option("auto", "auto or fast (fp32 or bf16, whichever a few timed training steps find faster on "
+                                    "this device; fp32 uses TF32 on CUDA: asr/runtime/precision.py), bf16, fp16, "
+                                    "fp32.")
+    compile: bool = option(False, "torch.compile the model (each new batch shape compiles again: with --pad-to's "
+                                  "shapes on a GPU; on 2 CPU cores a shape took 1.5-3.5 min, so it does not pay).")
     eval_every: int = option(500, "Dev loss / CER and checkpoints every N steps.", bounds=AT_LEAST_0)
     eval_utts: int = option(200, "Dev utterances used for the periodic CER.", bounds=AT_LEAST_1)
     log_every: int = option(20, "TensorBoard / metrics.jsonl every N steps.", bounds=AT_LEAST_1)
@@ -112,14 +118,18 @@ def resolved(cfg: TrainConfig, before: dict | None = None, parent: dict | None =
         model, preset = parent["kind"], parent["preset"]
         lr, warmup = finetune_schedule(lr, warmup)
     init_from, freeze = cfg.init_from, cfg.freeze_encoder_steps
+    batch_frames, pad_to = cfg.batch_frames, cfg.pad_to
     if before:  # a fine-tuning run resumed (with --resume alone) is still one, frozen as it started
         model, preset = before.get("model", model), before.get("preset", preset)
         lr, warmup = before.get("lr", lr), before.get("warmup", warmup)
         init_from, freeze = init_from or before.get("init_from", ""), freeze or before.get("freeze_encoder_steps", 0)
+        if str(batch_frames) == "auto":  # the batch (and its lr) the run chose when it started
+            batch_frames = before.get("batch_frames", batch_frames)
+        pad_to = pad_to or before.get("pad_to", 0)  # the same batches, so the data stream is regenerated
     pick = lambda given, default: default if given is None else given  # noqa: E731
     return dataclasses.replace(cfg, model=pick(cfg.model, model), preset=pick(cfg.preset, preset),
                                lr=pick(cfg.lr, lr), warmup=pick(cfg.warmup, warmup), init_from=init_from,
-                               freeze_encoder_steps=freeze)
+                               freeze_encoder_steps=freeze, batch_frames=batch_frames, pad_to=pad_to)
 
 
 def lr_factor(step: int, cfg: TrainConfig, time_fraction: float = 0.0) -> float:

@@ -17,48 +17,64 @@ import threading
 import time
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from pipeline import atomic
 
 
 class Meter:
-    """Training figures averaged over the steps since the last log line, and the progress bar."""
+    """Training figures averaged over the steps since the last log line, and the progress bar.
+
+    A step's figures arrive as tensors on the device and are summed there; only a log line (and
+    `settle`, before a checkpoint or an epoch's end) reads them back, so the host waits for the
+    device once per `log_every` steps, not once per step."""
 
     def __init__(self, run):
         self.bar = tqdm(total=run.cfg.max_steps, initial=run.pos.step, unit="step", dynamic_ncols=True,
                         desc="train", disable=not (run.cfg.progress and run.d.main))
+        self.skipped = torch.zeros((), device=run.device)  # steps skipped, not yet counted in run.pos
         self.reset()
 
     def reset(self) -> None:
-        self.loss = self.gnorm = 0.0
-        self.n = self.utts = self.frames = self.padded = 0
-        self.part_sums: dict = {}
+        self.sums: dict = {}  # "loss", "grad_norm", the parts, "applied": device tensors
+        self.utts = self.frames = self.padded = 0
         self.t = time.time()
 
-    def add(self, result, batch) -> None:
-        """One step's asr/training/loop.py StepResult (its losses count if it was applied) and its batch."""
-        if result.applied:
-            self.loss += result.loss
-            self.gnorm += result.grad_norm
-            self.n += 1
-            for k, v in result.parts.items():
-                self.part_sums[k] = self.part_sums.get(k, 0.0) + v
-        self.utts += len(batch)
-        self.frames += batch.real_frames
-        self.padded += batch.padded_frames
+    def add(self, result, utts: int, frames: int, padded: int) -> None:
+        """One step's asr/training/loop.py StepResult (its losses count if it was applied) and its
+        batch's utterances, real and padded frames (counted on the host's copy of the batch)."""
+        applied = result.applied
+        zero = torch.zeros((), device=applied.device)
+        figures = {"loss": result.loss, "grad_norm": result.grad_norm, **result.parts}
+        for k, v in figures.items():  # a skipped step's (not finite) figures do not count
+            v = torch.where(applied, v.float(), zero)
+            self.sums[k] = v if k not in self.sums else self.sums[k] + v
+        self.sums["applied"] = self.sums.get("applied", zero) + applied
+        self.skipped += ~applied
+        self.utts += utts
+        self.frames += frames
+        self.padded += padded
+
+    def settle(self, run) -> None:
+        """The skipped steps into `run.pos.skipped` (reads one number from the device)."""
+        run.pos.skipped += int(self.skipped)
+        self.skipped.zero_()
 
     def log(self, run) -> None:
         """One metrics.jsonl line, TensorBoard scalars and the bar's postfix; then a new window."""
-        dt, n, world = max(time.time() - self.t, 1e-9), max(self.n, 1), run.d.world
+        self.settle(run)
+        sums = {k: float(v) for k, v in self.sums.items()}  # the one wait for the device in this window
+        dt, n, world = max(time.time() - self.t, 1e-9), max(sums.pop("applied", 0.0), 1), run.d.world
+        loss, gnorm = sums.pop("loss", 0.0), sums.pop("grad_norm", 0.0)
         rec = {
-            "step": run.pos.step, "loss": self.loss / n, "lr": run.scheduler.get_last_lr()[0],
-            "grad_norm": self.gnorm / n, "utt_per_s": self.utts * world / dt,
+            "step": run.pos.step, "loss": loss / n, "lr": run.scheduler.get_last_lr()[0],
+            "grad_norm": gnorm / n, "utt_per_s": self.utts * world / dt,
             "audio_s_per_s": self.frames * world / run.frames_per_second / dt,
             "padded_fraction": 1 - self.frames / max(self.padded, 1), "skipped_batches": run.pos.skipped,
-            **{k: v / n for k, v in self.part_sums.items()},
+            **{k: v / n for k, v in sums.items()},
         }
-        for k in self.part_sums:
+        for k in sums:
             run.writer.add_scalar(f"train/{k}", rec[k], rec["step"])
         for key, name in (("loss", "loss"), ("lr", "lr"), ("grad_norm", "grad_norm"),
                           ("utt_per_s", "utterances_per_s"), ("padded_fraction", "padded_fraction"),

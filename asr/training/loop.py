@@ -4,11 +4,12 @@
     torchrun --nproc-per-node 4 cli.py train --shards shards/fr ...      (DDP: NCCL / gloo)
 
 Per step: a batch from the streaming loader, SpecAugment on the device, forward under
-autocast (bf16 on CUDA), a batch whose loss is not finite is skipped (on every rank at
-once), backward, gradient clipping (a non-finite gradient norm also skips the step),
-AdamW, warm-up then cosine decay. Every `eval_every` steps: dev loss and greedy CER on a
-fixed dev subset, `last.pt` and (when the dev CER improves) `best.pt`, each written
-atomically. SIGTERM / Ctrl-C finish the step, write `last.pt` and exit cleanly;
+autocast (the precision asr/runtime/precision.py chose), backward, gradient clipping, fused
+AdamW (a batch whose loss or gradient norm is not finite is skipped, on every rank at once,
+decided on the device), warm-up then cosine decay. Between logging steps the host never
+waits for the device: the figures stay on it until a log line reads them. Every
+`eval_every` steps: dev loss and greedy CER on a fixed dev subset, `last.pt` and (when the
+dev CER improves) `best.pt`, each written atomically. SIGTERM / Ctrl-C finish the step, write `last.pt` and exit cleanly;
 `--resume` continues from it with the same step count and the same data stream.
 Logs: TensorBoard events in <out>/tb, one JSON line per log step in <out>/metrics.jsonl
 (on `--resume`, its lines past the checkpoint's step are dropped: they are trained again).
@@ -19,7 +20,6 @@ One process owns <out> at a time (pipeline/lock.py; rank 0 under torchrun, the p
 from __future__ import annotations
 
 import json
-import math
 import signal
 import time
 from dataclasses import dataclass, field
@@ -69,48 +69,69 @@ class _StopFlag:
 # --------------------------------------------------------------------------------------
 # one step, validation
 # --------------------------------------------------------------------------------------
-def compute_loss(run: Run, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-    """Forward under autocast -> (loss, the model's other scalar losses: las "att_loss", "ctc_loss")."""
+def compute_loss(run: Run, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Forward under autocast -> (loss, the model's other scalar losses, detached: las
+    "att_loss", "ctc_loss"), all tensors on the device (read on the host only when logged)."""
     with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
         out = run.train_model(batch)
-    parts = {k: float(v.detach()) for k, v in out.items()
+    parts = {k: v.detach() for k, v in out.items()
              if k != "loss" and k.endswith("_loss") and torch.is_tensor(v) and v.numel() == 1}
     return out["loss"], parts
 
 
 @dataclass
 class StepResult:
-    """What one optimisation step did."""
+    """What one optimisation step did: 0-d tensors on the device, so that taking a step never
+    waits for it to finish (asr/training/log.py's Meter reads them on logging steps)."""
 
-    applied: bool  # False: the batch was skipped (a loss or gradient norm not finite)
-    loss: float  # nan when the loss was not finite on some rank
-    grad_norm: float  # before clipping; nan when not computed
-    parts: dict[str, float] = field(default_factory=dict)  # the model's other scalar losses
+    applied: torch.Tensor  # bool; False: the batch was skipped (a loss or gradient norm not finite)
+    loss: torch.Tensor  # as computed (not finite when the step was skipped for it)
+    grad_norm: torch.Tensor  # before clipping
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)  # the model's other scalar losses
 
 
 def train_step(run: Run, batch: Batch) -> StepResult:
     """One optimisation step of `run` on `batch` (on the device, SpecAugment applied).
 
-    A batch whose loss is not finite on any rank, or whose gradient norm is not finite, is
-    not applied: gradients are dropped and the parameters stay as they were.
+    A batch whose loss or gradient norm is not finite (on any rank) is not applied: the
+    parameters and the optimizer's state stay as they were. With the fused AdamW of
+    `make_optimizer` that is decided on the device (the optimizer skips its update when its
+    `found_inf` is set, as GradScaler tells it), so the host never waits for the step: reading
+    the loss or the norm back every step (`.item()`, `float()`) made the GPU idle while the
+    host queued the next step (issue 34). Any other optimizer (and fp16's GradScaler) decides
+    on the host, as before.
     """
     optimizer, scaler, d = run.optimizer, run.scaler, run.d
     loss, parts = compute_loss(run, batch)
-    if any_rank(not torch.isfinite(loss).item(), d, run.device):
-        optimizer.zero_grad(set_to_none=True)
-        return StepResult(False, float("nan"), float("nan"), parts)
-    scaler.scale(loss).backward()
+    scaler.scale(loss).backward()  # a non-finite loss gives non-finite gradients: the norm below catches it
     scaler.unscale_(optimizer)
-    gnorm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.clip))
-    if not math.isfinite(gnorm):  # identical on every rank: gradients are all-reduced by now
-        optimizer.zero_grad(set_to_none=True)
+    gnorm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.clip).detach()
+    loss = loss.detach()
+    bad = (~(torch.isfinite(loss) & torch.isfinite(gnorm))).float()
+    if d.active:  # gradients are all-reduced, a loss is not: the same decision on every rank
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+    if optimizer.defaults.get("fused") and not scaler.is_enabled():
+        optimizer.found_inf = bad  # the fused kernels skip the update (and its step count) when it is 1
+        optimizer.step()
+    elif bad.item():
         if scaler.is_enabled():
             scaler.update()  # fp16: lower the scale after an overflow
-        return StepResult(False, float(loss.detach()), gnorm, parts)
-    scaler.step(optimizer)
-    scaler.update()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
     optimizer.zero_grad(set_to_none=True)
-    return StepResult(True, float(loss.detach()), gnorm, parts)
+    return StepResult(bad == 0, loss, gnorm, parts)
+
+
+def fed_step(run: Run, host: Batch, step: int) -> StepResult:
+    """Step `step` of the loop on a batch as the loader gives it (pinned host memory): copied
+    to the device without waiting, SpecAugment there, then `train_step`. (A batch already on
+    the device is used as it is: bench/bench_gpu.py's resident rate.)"""
+    batch = host.to(run.device)
+    batch.feats = run.specaug(batch.feats, batch.feat_lens, masks=step >= run.cfg.specaug_start)
+    if hasattr(run.model, "on_step"):  # models with their own schedules (scheduled sampling)
+        run.model.on_step(step, run.cfg.max_steps)
+    return train_step(run, batch)
 
 
 @torch.no_grad()
@@ -189,14 +210,8 @@ def train_one_epoch(run: Run, stop: _StopFlag, meter: Meter) -> str | None:
     while pos.step_in_epoch < run.per_epoch and pos.step < cfg.max_steps:
         if run.frozen and pos.step >= cfg.freeze_encoder_steps:
             unfreeze_encoder(run, meter.bar.write)
-        batch = next(batches).to(run.device)
-        batch.feats = run.specaug(batch.feats, batch.feat_lens, masks=pos.step >= cfg.specaug_start)
-        if hasattr(run.model, "on_step"):  # models with their own schedules (scheduled sampling)
-            run.model.on_step(pos.step, cfg.max_steps)
-        result = train_step(run, batch)
-        if not result.applied:
-            pos.skipped += 1
-        meter.add(result, batch)
+        host = next(batches)
+        meter.add(fed_step(run, host, pos.step), len(host), host.real_frames, host.padded_frames)
         spent = 0.0
         if cfg.time_budget:  # the slowest rank's clock, so every rank has the same lr
             spent = max_over_ranks(time.time() - run.started + (pos.trained_before if cfg.anneal_by_time else 0.0),
@@ -207,18 +222,21 @@ def train_one_epoch(run: Run, stop: _StopFlag, meter: Meter) -> str | None:
         pos.step += 1
         pos.step_in_epoch += 1
         run.run_steps += 1
-        run.run_utts += len(batch)
+        run.run_utts += len(host)
         if d.main and (pos.step % cfg.log_every == 0 or pos.step == cfg.max_steps):
             meter.log(run)
         meter.bar.update(1)
         if d.main and run.run_steps == ESTIMATE_AFTER and pos.step < cfg.max_steps:
             meter.bar.write(time_estimate(run))
         if cfg.eval_every and pos.step % cfg.eval_every == 0 and pos.step < cfg.max_steps:
+            meter.settle(run)
             run.last_dev = evaluate_dev(run)
             save_checkpoints(run, run.last_dev)
         reason = stop_reason(run, stop, spent)
         if any_rank(reason is not None, d, run.device):
+            meter.settle(run)
             return reason or "another rank"
+    meter.settle(run)
     return None
 
 
@@ -271,7 +289,7 @@ def _train_locked(cfg: TrainConfig, d: Dist, device: torch.device) -> dict:
     summary = {"step": run.pos.step, "epoch": run.pos.epoch, "stopped_by": reason,
                "skipped_batches": run.pos.skipped, "seconds": round(time.time() - run.started, 1),
                "dev": {k: v for k, v in final.items() if k != "samples"}, "best_dev_cer": run.pos.best_cer,
-               "max_steps": cfg.max_steps, "precision": run.precision, "out": str(run.out),
+               "max_steps": cfg.max_steps, "precision": run.precision, "batch": run.batch, "out": str(run.out),
                **({"init_from": run.init_report} if run.init_report else {})}
     if d.main and cfg.average and reason in FINISHED:
         summary["averaged"] = write_averaged(run)

@@ -25,13 +25,13 @@ from asr.data.loader import Batch, LoaderConfig, ShardStream, make_loader, steps
 from asr.data.specaug import SpecAugment
 from asr.nets import ctc_frames
 from asr.nets.models import build_model, count_parameters, model_config
-from asr.runtime import precision
+from asr.runtime import batchsize, precision
 from asr.runtime.distributed import Dist, autocast_dtype, cpu_threads
 from asr.store import checkpoint
 from asr.store.payload import Checkpoint, ModelCard, RunPosition
 from asr.tokens.subword import UnigramTokenizer
 from asr.tokens.tokenizer import CharTokenizer, Tokenizer, tokenizer_from_state
-from asr.training import averaging, finetune
+from asr.training import autobatch, averaging, finetune
 from asr.training.config import TrainConfig, lr_factor, resolved  # every training default, the schedule
 from asr.training.log import summary_writer, trim_log
 from pipeline.audio import FeatureConfig
@@ -82,6 +82,7 @@ class Run:
     device: torch.device
     amp_dtype: torch.dtype | None
     precision: dict  # asr.runtime.precision.choose's report: the precision trained in and how it was chosen
+    batch: dict  # asr.training.autobatch.choose_batch's report: the batch trained with and how it was chosen
     out: Path
     shards: ShardSet
     tokenizer: Tokenizer
@@ -216,12 +217,14 @@ def new_tokenizer_and_config(cfg: TrainConfig, d: Dist, shards: ShardSet,
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW, no weight decay on biases and norm / 1-d parameters."""
+    """AdamW, no weight decay on biases and norm / 1-d parameters. Fused (one kernel for every
+    parameter, on CUDA and on a CPU): it can skip a step the device found not finite without
+    the host reading the verdict (asr/training/loop.py's train_step)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 or name.endswith(".bias") else decay).append(p)
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, fused=True)
 
 
 def dev_subset(shards: ShardSet, split: str, tokenizer: Tokenizer, cfg: TrainConfig) -> list[Batch]:
@@ -263,6 +266,7 @@ def setup(cfg: TrainConfig, d: Dist, device: torch.device) -> Run:
     shards = ShardSet.open(cfg.shards, cfg.shard_url)
     parent = finetune.prepare(cfg, shards.dataset)  # --init-from's checkpoint, refused before anything is written
     state = previous_run(cfg, d)
+    lr_given = cfg.lr is not None
     cfg = resolved(cfg, state and state.train_config, parent and parent.card.model)
     if state:  # the old network and units must meet the options and data they were trained with
         checkpoint.check_resume_compatible(state.to_payload(), dataclasses.asdict(cfg), shards.dataset, cfg.out)
@@ -281,6 +285,7 @@ def setup(cfg: TrainConfig, d: Dist, device: torch.device) -> Run:
         init_report = finetune.init_weights(model, parent, tokenizer, cfg.init_from)
         init_report["freeze_encoder_steps"] = cfg.freeze_encoder_steps
     model.to(device)
+    cfg, batch_report = autobatch.choose_batch(cfg, model, shards, tokenizer, device, d, lr_given or bool(state))
     if state and state.precision:  # a resumed run trains on in the precision it started in
         prec = {"asked": cfg.precision, "chosen": state.precision, "measured": False, "why": "kept from last.pt"}
     else:
@@ -291,8 +296,8 @@ def setup(cfg: TrainConfig, d: Dist, device: torch.device) -> Run:
     pos = Position.saved(state) if state else Position()  # the run's one Position, never replaced
     # the loop moves pos.time_fraction (anneal_by_time); the schedule's step count is its own state
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, pos.time_fraction))
-    run = Run(cfg=cfg, d=d, device=device, amp_dtype=amp_dtype, precision=prec, out=Path(cfg.out), shards=shards,
-              tokenizer=tokenizer, mconf=mconf, model=model, train_model=model,
+    run = Run(cfg=cfg, d=d, device=device, amp_dtype=amp_dtype, precision=prec, batch=batch_report,
+              out=Path(cfg.out), shards=shards, tokenizer=tokenizer, mconf=mconf, model=model, train_model=model,
               specaug=SpecAugment(cfg.specaug).to(device), optimizer=optimizer, scheduler=scheduler,
               scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16), pos=pos,
               init_report=init_report)
@@ -308,7 +313,7 @@ def setup(cfg: TrainConfig, d: Dist, device: torch.device) -> Run:
     finetune.set_encoder_trainable(model, not run.frozen)
     wrap_model(run)
     lcfg = LoaderConfig(batch_frames=cfg.batch_frames, max_batch=cfg.max_batch, max_frames=cfg.max_frames,
-                        workers=cfg.workers, seed=cfg.seed)
+                        workers=cfg.workers, seed=cfg.seed, pad_to=cfg.pad_to)
     run.loader = make_loader(shards, cfg.train_split, tokenizer, lcfg, train=True, rank=d.rank, world=d.world,
                              pin_memory=device.type == "cuda")
     run.per_epoch = steps_per_epoch(shards, cfg.train_split, lcfg, d.world)
@@ -319,6 +324,7 @@ def setup(cfg: TrainConfig, d: Dist, device: torch.device) -> Run:
         print(f"{mconf['kind']}/{mconf['preset']}: {count_parameters(model) / 1e6:.2f} M parameters, "
               f"{len(tokenizer)} units, device {device}{f' x {d.world} ranks' if d.active else ''}, "
               f"{run.per_epoch} steps per epoch" + (f", resuming at step {run.pos.step}" if state else ""))
+        print(batchsize.describe(batch_report))
         print(precision.describe(prec))
         frozen_until = cfg.freeze_encoder_steps if run.frozen else 0
         for line in finetune.log_lines(parent, init_report, shards.dataset, frozen_until):
@@ -331,7 +337,7 @@ def probe_batches(shards: ShardSet, cfg: TrainConfig, tokenizer, device: torch.d
     """The first `n` train batches in shard order (no shuffle: the loader's stream is untouched),
     on `device`: what `asr.runtime.precision` times."""
     lcfg = LoaderConfig(batch_frames=cfg.batch_frames, max_batch=cfg.max_batch, max_frames=cfg.max_frames,
-                        bucket_pool=64, workers=0)
+                        bucket_pool=64, workers=0, pad_to=cfg.pad_to)
     batches = []
     for batch in ShardStream(shards.urls(cfg.train_split), tokenizer, shards.cmvn, lcfg, train=False):
         batches.append(batch.to(device))
