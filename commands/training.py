@@ -9,8 +9,7 @@ import typer
 
 from asr.apps.options import DemoConfig
 from asr.nets.config import SHAPE_CONFIGS
-from asr.runtime.batchsize import CPU_FRAMES
-from asr.runtime.batchsize import parse as parse_batch_frames
+from asr.runtime.batchsize import CPU_FRAMES, parse as parse_batch_frames
 from asr.training.config import SpecAugmentConfig, TrainConfig
 from asr.training.config import options as train_options
 from commands.base import app, bounded, config_options, fail, fields_of, option_of, shards_lang

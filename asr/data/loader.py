@@ -119,10 +119,11 @@ def bucket(utts: list[Utterance], batch_frames: int, max_batch: int, pad_to: int
     batch's longest length rounded up to a multiple of `pad_to`, as `collate` pads it)."""
     batches, current, longest = [], [], 0
     for u in sorted(utts, key=len):
-        longest_if_added = max(longest, padded_length(len(u), pad_to))
+        padded = padded_length(len(u), pad_to)
+        longest_if_added = max(longest, padded)
         if current and (longest_if_added * (len(current) + 1) > batch_frames or len(current) >= max_batch):
             batches.append(current)
-            current, longest_if_added = [], padded_length(len(u), pad_to)
+            current, longest_if_added = [], padded
         current.append(u)
         longest = longest_if_added
     if current:

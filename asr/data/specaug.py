@@ -61,7 +61,8 @@ def mask_batch(feats: torch.Tensor, lengths: torch.Tensor, cfg: SpecAugmentConfi
     masks set to 0 inside each utterance's real frames [B, T, F]; padding untouched."""
     b, t, n_bins = feats.shape
     device = feats.device
-    size = lengths.to(device=device, dtype=torch.float32)[:, None]  # [B, 1]
+    lengths = lengths.to(device)
+    size = lengths.to(torch.float32)[:, None]  # [B, 1]
     masked = torch.zeros(b, t, n_bins, dtype=torch.bool, device=device)
     if cfg.freq_masks > 0 and cfg.freq_width > 0:
         start, end = _spans(cfg.freq_masks, cfg.freq_width, torch.full_like(size, n_bins), b, device)
@@ -70,7 +71,7 @@ def mask_batch(feats: torch.Tensor, lengths: torch.Tensor, cfg: SpecAugmentConfi
         width = (size * cfg.time_ratio).floor().clamp(max=cfg.time_width) if cfg.time_ratio < 1 else cfg.time_width
         start, end = _spans(cfg.time_masks, width, size, b, device)
         masked |= _covered(start, end, t)[:, :, None]
-    real = torch.arange(t, device=device)[None, :] < lengths.to(device)[:, None]  # [B, T]
+    real = torch.arange(t, device=device)[None, :] < lengths[:, None]  # [B, T]
     return feats.masked_fill(masked & real[:, :, None], 0.0)
 
 

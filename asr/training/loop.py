@@ -9,8 +9,9 @@ AdamW (a batch whose loss or gradient norm is not finite is skipped, on every ra
 decided on the device), warm-up then cosine decay. Between logging steps the host never
 waits for the device: the figures stay on it until a log line reads them. Every
 `eval_every` steps: dev loss and greedy CER on a fixed dev subset, `last.pt` and (when the
-dev CER improves) `best.pt`, each written atomically. SIGTERM / Ctrl-C finish the step, write `last.pt` and exit cleanly;
-`--resume` continues from it with the same step count and the same data stream.
+dev CER improves) `best.pt`, each written atomically. SIGTERM / Ctrl-C finish the step,
+write `last.pt` and exit cleanly; `--resume` continues from it with the same step count and
+the same data stream.
 Logs: TensorBoard events in <out>/tb, one JSON line per log step in <out>/metrics.jsonl
 (on `--resume`, its lines past the checkpoint's step are dropped: they are trained again).
 One process owns <out> at a time (pipeline/lock.py; rank 0 under torchrun, the parent with

@@ -286,8 +286,9 @@ def setup(cfg: TrainConfig, d: Dist, device: torch.device) -> Run:
         init_report["freeze_encoder_steps"] = cfg.freeze_encoder_steps
     model.to(device)
     cfg, batch_report = autobatch.choose_batch(cfg, model, shards, tokenizer, device, d, lr_given or bool(state))
-    if state and state.precision:  # a resumed run trains on in the precision it started in
-        prec = {"asked": cfg.precision, "chosen": state.precision, "measured": False, "why": "kept from last.pt"}
+    if state and state.precision:  # a resumed run trains on in the precision it started in (TF32 as fp32 on CUDA)
+        _, prec = precision.choose(state.precision, device, model, list, d, cfg.max_steps)  # one name: no probe
+        prec.update(asked=cfg.precision, why="kept from last.pt")
     else:
         _, prec = precision.choose(cfg.precision, device, model, lambda: probe_batches(shards, cfg, tokenizer, device),
                                    d, cfg.max_steps)
